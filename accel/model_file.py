@@ -1,0 +1,177 @@
+"""The model artifact: packed weights, integer thresholds, arch, class names, checksum.
+
+One ``.npz`` file (numpy's zip of arrays) per network. ``meta`` holds a JSON
+header; every other array is a layer. The checksum is SHA-256 over the arrays'
+names, dtypes, shapes and bytes, so a truncated or edited file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from accel.arch import INPUT_CHANNELS, KERNEL, Arch, get_arch
+
+FORMAT = "binarycop-bnn"
+FORMAT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, damaged or does not match its declared network."""
+
+
+@dataclass
+class BinaryModel:
+    """A folded binary network, ready for an engine.
+
+    ``conv_weights[0]`` is int32 (Cout, 27) in {-1, +1}; later conv weights are
+    packed uint64 (Cout, 3, 3, words); ``fc_weights`` packed uint64 (Cout, words)
+    in the engine's (y, x, channel) flattening; ``thresholds`` int32 per layer
+    with a threshold (every layer but the last).
+    """
+
+    arch: Arch
+    classes: tuple[str, ...]
+    conv_weights: list[np.ndarray]
+    conv_thresholds: list[np.ndarray]
+    fc_weights: list[np.ndarray]
+    fc_thresholds: list[np.ndarray]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.arch.name))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        for index, (weights, thresholds) in enumerate(zip(self.conv_weights, self.conv_thresholds)):
+            arrays[f"conv{index}_weights"] = weights
+            arrays[f"conv{index}_thresholds"] = thresholds
+        for index, weights in enumerate(self.fc_weights):
+            arrays[f"fc{index}_weights"] = weights
+        for index, thresholds in enumerate(self.fc_thresholds):
+            arrays[f"fc{index}_thresholds"] = thresholds
+        return arrays
+
+
+def checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_model(model: BinaryModel, path: str | Path) -> Path:
+    arrays = model.arrays()
+    meta = dict(model.meta)
+    meta.update(
+        format=FORMAT,
+        version=FORMAT_VERSION,
+        arch=model.arch.name,
+        classes=list(model.classes),
+        sha256=checksum(arrays),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    return path
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A shipped model name (``n-cnv``) or a path to a ``.npz`` file."""
+    path = Path(name_or_path)
+    if path.suffix == ".npz" or path.exists():
+        return path
+    return MODELS_DIR / f"{name_or_path}.npz"
+
+
+def load_model(name_or_path: str | Path) -> BinaryModel:
+    path = resolve_model_path(name_or_path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise ModelFileError(f"{path}: not a readable model file ({error})") from error
+    if "meta" not in arrays:
+        raise ModelFileError(f"{path}: no 'meta' header; not a binarycop model file")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: unreadable 'meta' header ({error})") from error
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; "
+            f"expected {FORMAT!r} version {FORMAT_VERSION}"
+        )
+    if checksum(arrays) != meta.get("sha256"):
+        raise ModelFileError(f"{path}: checksum mismatch; the file is damaged or was edited")
+    try:
+        arch = get_arch(meta["arch"])
+    except (KeyError, ValueError) as error:
+        raise ModelFileError(f"{path}: {error}") from error
+    model = _from_arrays(arch, tuple(meta.get("classes", ())), arrays, meta)
+    _check_shapes(model, path)
+    return model
+
+
+def _from_arrays(arch: Arch, classes: tuple[str, ...], arrays: dict, meta: dict) -> BinaryModel:
+    n_conv, n_fc = len(arch.conv_channels), len(arch.fc_features) + 1
+    try:
+        return BinaryModel(
+            arch=arch,
+            classes=classes,
+            conv_weights=[arrays[f"conv{i}_weights"] for i in range(n_conv)],
+            conv_thresholds=[arrays[f"conv{i}_thresholds"] for i in range(n_conv)],
+            fc_weights=[arrays[f"fc{i}_weights"] for i in range(n_fc)],
+            fc_thresholds=[arrays[f"fc{i}_thresholds"] for i in range(n_fc - 1)],
+            meta=meta,
+        )
+    except KeyError as error:
+        raise ModelFileError(f"layer {error} missing for architecture {arch.name!r}") from None
+
+
+def words(bits: int) -> int:
+    return (bits + 63) // 64
+
+
+def expected_shapes(arch: Arch, n_classes: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    for index, (cin, cout, _, _) in enumerate(arch.conv_shapes()):
+        if index == 0:
+            shapes["conv0_weights"] = ((cout, KERNEL * KERNEL * INPUT_CHANNELS), "int32")
+        else:
+            shapes[f"conv{index}_weights"] = ((cout, KERNEL, KERNEL, words(cin)), "uint64")
+        shapes[f"conv{index}_thresholds"] = ((cout,), "int32")
+    features = arch.flat_features()
+    last_channels = arch.conv_channels[-1]
+    in_words = (features // last_channels) * words(last_channels)
+    for index, out_features in enumerate((*arch.fc_features, n_classes)):
+        shapes[f"fc{index}_weights"] = ((out_features, in_words), "uint64")
+        if index < len(arch.fc_features):
+            shapes[f"fc{index}_thresholds"] = ((out_features,), "int32")
+        in_words = words(out_features)
+    return shapes
+
+
+def _check_shapes(model: BinaryModel, path: Path) -> None:
+    if not model.classes:
+        raise ModelFileError(f"{path}: no class names")
+    arrays = model.arrays()
+    for name, (shape, dtype) in expected_shapes(model.arch, len(model.classes)).items():
+        array = arrays[name]
+        if array.shape != shape or array.dtype != np.dtype(dtype):
+            raise ModelFileError(
+                f"{path}: layer {name} is {array.dtype}{list(array.shape)}, but architecture "
+                f"{model.arch.name!r} with {len(model.classes)} classes needs {dtype}{list(shape)}"
+            )
