@@ -1,0 +1,183 @@
+"""Labelled 32x32 crops for training and evaluation, framed exactly as the server frames them.
+
+A data source is one of:
+- ``DIR`` with class folders (``correct``, ``nose``, ``nose_mouth``, ``chin``, ``no_mask``) or
+  MaskedFace-Net's original file names (``_Mask``, ``_Mask_Mouth_Chin``, ``_Mask_Chin``,
+  ``_Mask_Nose_Mouth``), searched recursively;
+- ``DIR`` holding ``annotations/`` and ``images/`` (Pascal VOC scenes: ``with_mask`` and
+  ``without_mask`` boxes; ``mask_weared_incorrect`` has no position label and is left out);
+- ``CLASS=DIR``: every image under DIR has that class.
+
+Each image is run through the face detector and cropped like a live frame; where the
+detector misses (or for VOC boxes it does not match), the labelled box is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from accel.arch import CLASSES
+from detector.faces import crop_faces, iou_matrix
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+MFN_SUFFIXES = {  # longest first: "_Mask" is a suffix of nothing else, but check the others before it
+    "_Mask_Mouth_Chin": "nose",
+    "_Mask_Nose_Mouth": "chin",
+    "_Mask_Chin": "nose_mouth",
+    "_Mask": "correct",
+}
+VOC_LABELS = {"with_mask": "correct", "without_mask": "no_mask"}
+
+
+@dataclass
+class CropSet:
+    crops: np.ndarray  # uint8 (N, 32, 32, 3) RGB
+    labels: np.ndarray  # int64 (N,) into CLASSES
+    groups: np.ndarray  # str (N,): what must stay on one side of a split (FFHQ id, image)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> CropSet:
+        return CropSet(self.crops[mask], self.labels[mask], self.groups[mask])
+
+    @staticmethod
+    def concat(sets: list[CropSet]) -> CropSet:
+        return CropSet(
+            np.concatenate([s.crops for s in sets]),
+            np.concatenate([s.labels for s in sets]),
+            np.concatenate([s.groups for s in sets]),
+        )
+
+
+def class_of_path(path: Path) -> str | None:
+    """The class a file's folder or MaskedFace-Net suffix names, or None."""
+    for part in reversed(path.parent.parts):
+        if part in CLASSES:
+            return part
+    for suffix, name in MFN_SUFFIXES.items():
+        if path.stem.endswith(suffix):
+            return name
+    return None
+
+
+def split_of(group: str, held_out_percent: int = 15) -> bool:
+    """True for the held-out side: a stable hash of the group, so splits never mix one face."""
+    return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < held_out_percent
+
+
+def _group_of(path: Path) -> str:
+    match = re.match(r"(\d{5})_Mask", path.stem)
+    return f"ffhq:{match.group(1)}" if match else f"file:{path.parent.name}/{path.stem}"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class CropMaker:
+    """Detect-and-crop with the server's detector and framing."""
+
+    def __init__(self):
+        from detector.blazeface import BlazeFaceDetector
+
+        self.detector = BlazeFaceDetector(min_face_px=0, tile=0)
+
+    def largest_face(self, image: np.ndarray) -> np.ndarray:
+        faces = self.detector.detect(image, with_crops=False)
+        if not len(faces):
+            return np.array([0, 0, image.shape[1], image.shape[0]], np.float32)  # aligned face crops
+        areas = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
+        return faces.boxes[np.argmax(areas)]
+
+    def matched_boxes(self, image: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        faces = self.detector.detect(image, with_crops=False)
+        boxes = truth.copy()
+        if len(faces) and len(truth):
+            overlaps = iou_matrix(truth, faces.boxes)
+            best = overlaps.argmax(axis=1)
+            matched = overlaps.max(axis=1) >= 0.4
+            boxes[matched] = faces.boxes[best[matched]]
+        return boxes
+
+
+def read_voc(path: Path) -> tuple[np.ndarray, list[str]]:
+    root = ET.parse(path).getroot()
+    boxes, names = [], []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        boxes.append([float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")])
+        names.append(obj.find("name").text.strip())
+    return np.array(boxes, np.float32).reshape(-1, 4), names
+
+
+def load_source(source: str, maker: CropMaker | None = None, limit: int | None = None) -> CropSet:
+    maker = maker or CropMaker()
+    forced, _, folder = source.rpartition("=") if "=" in source else ("", "", source)
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data source {source!r}: no such directory")
+    if forced and forced not in CLASSES:
+        raise ValueError(f"data source {source!r}: unknown class {forced!r}; expected one of {CLASSES}")
+    if (root / "annotations").is_dir() and (root / "images").is_dir():
+        return _load_voc(root, maker, limit)
+    crops, labels, groups = [], [], []
+    for path in _images(root)[:limit]:
+        name = forced or class_of_path(path)
+        image = cv2.imread(str(path))
+        if name is None or image is None:
+            continue
+        crops.append(crop_faces(image, maker.largest_face(image)[None])[0])
+        labels.append(CLASSES.index(name))
+        groups.append(_group_of(path))
+    print(f"{source}: {len(labels)} crops", file=sys.stderr)
+    return _cropset(crops, labels, groups)
+
+
+def _load_voc(root: Path, maker: CropMaker, limit: int | None) -> CropSet:
+    crops, labels, groups = [], [], []
+    for annotation in sorted((root / "annotations").glob("*.xml"))[:limit]:
+        image = cv2.imread(str(root / "images" / f"{annotation.stem}.jpg"))
+        if image is None:
+            image = cv2.imread(str(root / "images" / f"{annotation.stem}.png"))
+        if image is None:
+            continue
+        truth, names = read_voc(annotation)
+        keep = np.array([n in VOC_LABELS for n in names], bool)
+        if not keep.any():
+            continue
+        boxes = maker.matched_boxes(image, truth[keep])
+        crops.extend(crop_faces(image, boxes))
+        labels.extend(CLASSES.index(VOC_LABELS[n]) for n, k in zip(names, keep) if k)
+        groups.extend([f"image:{annotation.stem}"] * len(boxes))
+    print(f"{root}: {len(labels)} crops from VOC boxes", file=sys.stderr)
+    return _cropset(crops, labels, groups)
+
+
+def _cropset(crops: list, labels: list, groups: list) -> CropSet:
+    return CropSet(
+        np.array(crops, np.uint8).reshape(-1, 32, 32, 3),
+        np.array(labels, np.int64),
+        np.array(groups, dtype=str),
+    )
+
+
+def load_sources(sources: list[str], cache: Path | None = None) -> CropSet:
+    """All sources' crops, cached in ``cache`` (an .npz) when given."""
+    if cache is not None and cache.exists():
+        with np.load(cache) as saved:
+            return CropSet(saved["crops"], saved["labels"], saved["groups"])
+    maker = CropMaker()
+    data = CropSet.concat([load_source(source, maker) for source in sources])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups)
+    return data

@@ -1,0 +1,78 @@
+"""Value types at the detector seam, and the crop geometry shared by training and serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+CROP_SIZE = 32
+CROP_MARGIN = 0.2  # extra side length around the detector's box, as a fraction of its larger side
+
+
+@dataclass
+class Faces:
+    """Faces found in one frame: boxes (N, 4) xyxy in pixels, scores (N,), RGB crops (N, 32, 32, 3)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    crops: np.ndarray = field(default_factory=lambda: np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> Faces:
+        return cls(np.empty((0, 4), np.float32), np.empty(0, np.float32))
+
+
+def square_boxes(boxes: np.ndarray, margin: float = CROP_MARGIN) -> np.ndarray:
+    """Square boxes (xyxy) centred on ``boxes``, side = larger side * (1 + margin)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) * (1 + margin) / 2
+    return np.concatenate([centres - half, centres + half], axis=1)
+
+
+def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, margin: float = CROP_MARGIN) -> np.ndarray:
+    """RGB uint8 (N, 32, 32, 3) crops of square, margined boxes; parts outside the image are edge-replicated."""
+    squares = np.round(square_boxes(boxes, margin)).astype(np.int64)
+    crops = np.empty((len(squares), CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    height, width = image_bgr.shape[:2]
+    for index, (x1, y1, x2, y2) in enumerate(squares):
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        pad = max(0, -x1, -y1, x2 - width, y2 - height)
+        source = image_bgr
+        if pad:
+            source = cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        patch = source[y1 + pad : y2 + pad, x1 + pad : x2 + pad]
+        resized = cv2.resize(patch, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+        crops[index] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+    return crops
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of xyxy boxes: (len(a), len(b))."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)[:, None]
+    b = np.asarray(b, np.float32).reshape(-1, 4)[None]
+    inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = inter_w * inter_h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.4) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best score first."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    overlaps = iou_matrix(boxes, boxes)
+    suppressed = np.zeros(len(boxes), bool)
+    for index in order:
+        if suppressed[index]:
+            continue
+        keep.append(int(index))
+        suppressed |= overlaps[index] > iou_threshold
+    return np.array(keep, np.int64)
