@@ -1,0 +1,174 @@
+"""The YAML config: typed, validated (unknown keys rejected), secrets from ``${VAR}``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; ``problems`` lists each as 'field.path: what is wrong'."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (user names are kept, they help operators)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisConfig(Strict):
+    url: str | None = Field(
+        None, description="redis:// or rediss:// URL; absent or empty: an embedded Redis is started", repr=False
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str | None) -> str | None:
+        if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url or None
+
+
+class HttpConfig(Strict):
+    bind: str = Field("127.0.0.1", description="address the status page, /metrics and probes listen on")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one")
+
+
+class ClassifierConfig(Strict):
+    backend: Literal["cpu", "torch", "finn"] = Field("cpu", description="cpu: bit-exact XNOR engine")
+    model: str = Field("n-cnv", description="shipped model name (cnv, n-cnv, u-cnv) or path to a .npz")
+    max_batch: int = Field(256, ge=1, le=4096, description="most crops classified in one call")
+    max_wait_ms: float = Field(20, ge=0, le=1000, description="longest a crop waits for a batch to fill")
+
+
+class DetectorConfig(Strict):
+    kind: Literal["blazeface"] = Field("blazeface", description="face detector (BlazeFace full range, offline)")
+    min_face_px: int = Field(24, ge=8, le=1024, description="smaller faces are ignored")
+    min_score: float = Field(0.5, gt=0, lt=1, description="detector confidence threshold")
+    tile: Literal["auto", "off"] | int = Field(
+        "auto", description="tile side in pixels for large frames, 'auto' or 'off'"
+    )
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_size(cls, tile: str | int) -> str | int:
+        if isinstance(tile, int) and not 128 <= tile <= 4096:
+            raise ValueError("tile side must be between 128 and 4096 pixels")
+        return tile
+
+    def tile_pixels(self) -> int | None:
+        return None if self.tile == "auto" else 0 if self.tile == "off" else int(self.tile)
+
+
+class CameraConfig(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="metric label; lowercase letters, digits, - and _")
+    url: str = Field(repr=False, description="video file path or URL; credentials are redacted when shown")
+    detect_fps: float = Field(5, gt=0, le=60, description="frames per second sent to the detector")
+    site: str | None = Field(None, pattern=NAME_PATTERN, description="optional site label for grouping")
+    loop: bool = Field(False, description="files only: start again at the end")
+    realtime: bool = Field(True, description="files only: read at the clip's own pace (false: as fast as possible)")
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+
+class Config(Strict):
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    cameras: list[CameraConfig] = Field(min_length=1, description="the cameras this server reads")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        names = [camera.name for camera in self.cameras]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
+def _substitute(value: Any, path: str, environ: dict[str, str], problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _substitute(item, f"{path}.{key}" if path else str(key), environ, problems)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, f"{path}.{index}", environ, problems) for index, item in enumerate(value)]
+    if isinstance(value, str):
+        def replace(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in environ:
+                problems.append(f"{path}: environment variable {name} is not set")
+                return ""
+            return environ[name]
+        return _ENV_REFERENCE.sub(replace, value)
+    return value
+
+
+def _location(location: tuple) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
+    """Parse YAML text into a :class:`Config`, raising :class:`ConfigError` with every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [f"not valid YAML: {error}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top level): expected a mapping with at least 'cameras'"])
+    problems: list[str] = []
+    raw = _substitute(raw, "", dict(os.environ if environ is None else environ), problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as error:
+        for item in error.errors():
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{_location(item['loc'])}: {message}")
+        config = None
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
+    return parse_config(text, str(path), environ)
+
+
+def config_schema() -> dict:
+    return Config.model_json_schema()

@@ -1,0 +1,106 @@
+"""Counts to Redis and back. Only counts, gauges and heartbeats are written; never a frame,
+a face, a crop, a track id or a camera URL.
+
+Keys (hashes; field names are '|'-joined label values, which config names cannot contain):
+- ``binarycop:faces_classified`` camera|zone|mask_class -> count
+- ``binarycop:frames`` camera|outcome -> count
+- ``binarycop:camera_up`` camera -> 0 or 1; ``binarycop:camera_seen`` camera -> unix time
+- ``binarycop:build_info`` version|backend|model -> unix time of the last report
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "binarycop"
+FACES_KEY = f"{PREFIX}:faces_classified"
+FRAMES_KEY = f"{PREFIX}:frames"
+CAMERA_UP_KEY = f"{PREFIX}:camera_up"
+CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
+BUILD_KEY = f"{PREFIX}:build_info"
+FRAME_OUTCOMES = ("processed", "dropped", "failed")
+DEFAULT_ZONE = "all"
+
+
+def field(*labels: str) -> str:
+    return "|".join(labels)
+
+
+@dataclass
+class CountRecorder:
+    """Accumulates counts in memory and flushes them to Redis in one pipelined round trip.
+
+    What a failed flush could not write stays pending and goes out with the next one.
+    """
+
+    client: aioredis.Redis
+
+    def __post_init__(self):
+        self._pending: dict[str, Counter] = {FACES_KEY: Counter(), FRAMES_KEY: Counter()}
+        self._gauges: dict[str, dict[str, str]] = {CAMERA_UP_KEY: {}, CAMERA_SEEN_KEY: {}, BUILD_KEY: {}}
+        self._lock = asyncio.Lock()
+
+    def add_faces(self, camera: str, class_names: list[str], zone: str = DEFAULT_ZONE) -> None:
+        for name, count in Counter(class_names).items():
+            self._pending[FACES_KEY][field(camera, zone, name)] += count
+
+    def add_frames(self, camera: str, outcome: str, count: int = 1) -> None:
+        if outcome not in FRAME_OUTCOMES:
+            raise ValueError(f"frame outcome {outcome!r} is not one of {FRAME_OUTCOMES}")
+        if count:
+            self._pending[FRAMES_KEY][field(camera, outcome)] += count
+
+    def set_camera_up(self, camera: str, up: bool) -> None:
+        self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"
+        self._gauges[CAMERA_SEEN_KEY][camera] = f"{time.time():.3f}"
+
+    def set_build_info(self, version: str, backend: str, model: str) -> None:
+        self._gauges[BUILD_KEY][field(version, backend, model)] = f"{time.time():.3f}"
+
+    @property
+    def pending(self) -> int:
+        return sum(sum(counter.values()) for counter in self._pending.values())
+
+    async def flush(self) -> bool:
+        """Write what is pending; False (and everything kept) if Redis cannot be reached."""
+        async with self._lock:
+            taken = {key: counter.copy() for key, counter in self._pending.items()}
+            gauges = {key: dict(values) for key, values in self._gauges.items() if values}
+            pipe = self.client.pipeline(transaction=True)
+            for key, counter in taken.items():
+                for name, count in counter.items():
+                    pipe.hincrby(key, name, count)
+            for key, values in gauges.items():
+                pipe.hset(key, mapping=values)
+            try:
+                await pipe.execute()
+            except (RedisError, OSError) as error:
+                log.warning("Redis unreachable, %d counts pending: %s", self.pending, error)
+                return False
+            for key, counter in taken.items():
+                self._pending[key].subtract(counter)
+                self._pending[key] = +self._pending[key]
+            return True
+
+
+async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
+    """Every count hash, as stored (field -> value)."""
+    pipe = client.pipeline(transaction=False)
+    keys = (FACES_KEY, FRAMES_KEY, CAMERA_UP_KEY, CAMERA_SEEN_KEY, BUILD_KEY)
+    for key in keys:
+        pipe.hgetall(key)
+    values = await pipe.execute()
+    return {key: {_text(k): _text(v) for k, v in value.items()} for key, value in zip(keys, values)}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
