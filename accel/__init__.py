@@ -1,0 +1,40 @@
+"""Classes from crops: one ``Classifier`` interface, backends chosen by name and imported lazily."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from accel.arch import ARCHS, CLASSES, Arch, get_arch
+from accel.model_file import BinaryModel, ModelFileError, load_model, resolve_model_path, save_model
+
+__all__ = [
+    "ARCHS", "CLASSES", "Arch", "BinaryModel", "Classifier", "ModelFileError", "get_arch", "load_model",
+    "make_classifier", "resolve_model_path", "save_model",
+]
+BACKENDS = ("cpu", "torch")
+
+
+class Classifier(Protocol):
+    backend: str
+    classes: tuple[str, ...]
+    model_name: str
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N, 32, 32, 3) -> class indices (N,)."""
+
+    def scores(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N, 32, 32, 3) -> integer scores (N, classes)."""
+
+
+def make_classifier(backend: str, model: str) -> Classifier:
+    if backend == "cpu":
+        from accel.cpu import CpuClassifier
+
+        return CpuClassifier(model)
+    if backend == "torch":
+        from accel.torch_backend import TorchClassifier
+
+        return TorchClassifier(model)
+    raise ValueError(f"unknown classifier backend {backend!r}; expected one of {BACKENDS}")

@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (user names are kept, they help operators)."""
+    """The URL with its credentials replaced: ``user:***@`` for user and password, ``***@`` for a
+    lone user-info part (often a token)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -36,7 +37,8 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
+    shown = f"{user}:***@{host}" if parts.password is not None and user else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=shown))
 
 
 class Strict(BaseModel):
@@ -62,7 +64,7 @@ class HttpConfig(Strict):
 
 
 class ClassifierConfig(Strict):
-    backend: Literal["cpu", "torch", "finn"] = Field("cpu", description="cpu: bit-exact XNOR engine")
+    backend: Literal["cpu", "torch"] = Field("cpu", description="cpu: bit-exact XNOR engine; torch: brevitas reference")
     model: str = Field("n-cnv", description="shipped model name (cnv, n-cnv, u-cnv) or path to a .npz")
     max_batch: int = Field(256, ge=1, le=4096, description="most crops classified in one call")
     max_wait_ms: float = Field(20, ge=0, le=1000, description="longest a crop waits for a batch to fill")

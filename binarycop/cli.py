@@ -1,0 +1,144 @@
+"""The ``binarycop`` command line. Every ``--json`` output is one JSON document on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from binarycop import __version__
+from binarycop.config import Config, ConfigError, config_schema, load_config, redact_url
+
+log = logging.getLogger("binarycop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"invalid config {error.source}:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="binarycop", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"binarycop {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the cameras in a config file")
+    serve.add_argument("--config", required=True, type=Path)
+    serve.set_defaults(handler=_serve)
+
+    demo = commands.add_parser("demo", help="serve the bundled sample clip with an embedded Redis")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--bind", default="127.0.0.1")
+    demo.set_defaults(handler=_demo)
+
+    validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    schema = commands.add_parser("config-schema", help="print the config's JSON Schema")
+    schema.set_defaults(handler=lambda args: print(json.dumps(config_schema(), indent=2)) or 0)
+
+    train = commands.add_parser("train", help="train a network with brevitas and fold it into a model file")
+    train.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    train.add_argument("--data", nargs="+", required=True, metavar="[CLASS=]DIR")
+    train.add_argument("--out", type=Path, required=True, help="model file (.npz); .pt and .ckpt beside it")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    train.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
+    evaluate.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_eval)
+    return parser
+
+
+def _validate(args) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: ok, {len(config.cameras)} camera(s): "
+          + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras))
+    return 0
+
+
+def _serve(args) -> int:
+    return asyncio.run(_run(load_config(args.config)))
+
+
+def _demo(args) -> int:
+    from binarycop.democlip import demo_config
+
+    return asyncio.run(_run(demo_config(args.bind, args.port), demo=True))
+
+
+async def _run(config: Config, demo: bool = False) -> int:
+    from binarycop.server import Server
+    from stats.embedded import EmbeddedRedis
+
+    embedded = None
+    redis_url = config.redis.url or os.environ.get("REDIS_URL") or None
+    if redis_url is None:
+        embedded = EmbeddedRedis()
+        redis_url = embedded.url
+        log.info("no Redis URL configured: started an embedded Redis")
+    server = Server(config, redis_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+        base = server.base_url
+        print(f"status page  {base}/\nmetrics      {base}/metrics\nhealth       {base}/healthz  {base}/readyz\n"
+              f"redis        {redact_url(redis_url)}\n(Ctrl-C stops)", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+        if embedded is not None:
+            embedded.close()
+    return 0
+
+
+def _train(args) -> int:
+    from accel.train import TrainOptions, train
+
+    train(args.data, args.out, TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed),
+          resume=args.resume, cache=args.cache)
+    return 0
+
+
+def _eval(args) -> int:
+    from accel import make_classifier
+    from accel.dataset import load_sources
+    from accel.evaluate import evaluate_crops
+
+    classifier = make_classifier("cpu", args.model)
+    result = evaluate_crops(classifier, load_sources(args.data))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"accuracy {result['accuracy']:.4f} on {result['n']} crops")
+        for name, recall in result["per_class_recall"].items():
+            print(f"  {name:<11} recall {recall:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from binarycop.config import ConfigError, load_config, parse_config, redact_url
+
+GOOD = """
+redis: {url: "redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0"}
+http: {bind: 127.0.0.1, port: 9000}
+classifier: {backend: cpu, model: n-cnv, max_batch: 64}
+detector: {kind: blazeface, min_face_px: 24, tile: 640}
+cameras:
+  - name: gate-1
+    url: "rtsp://admin:${GATE1_PASSWORD}@10.0.0.5/stream2"
+    detect_fps: 5
+    site: hall-a
+  - name: lobby
+    url: /videos/lobby.mp4
+"""
+ENV = {"REDIS_PASSWORD": "r3dis", "GATE1_PASSWORD": "hunter2"}
+
+
+def test_good_config_loads_with_secrets_from_environment():
+    config = parse_config(GOOD, environ=ENV)
+    assert [c.name for c in config.cameras] == ["gate-1", "lobby"]
+    assert config.cameras[0].url == "rtsp://admin:hunter2@10.0.0.5/stream2"
+    assert config.cameras[1].detect_fps == 5  # default
+    assert config.detector.tile_pixels() == 640
+    assert config.http.port == 9000
+
+
+def test_secrets_never_shown():
+    config = parse_config(GOOD, environ=ENV)
+    shown = repr(config) + str(config) + config.cameras[0].display_url
+    assert "hunter2" not in shown and "r3dis" not in shown
+    assert config.cameras[0].display_url == "rtsp://admin:***@10.0.0.5/stream2"
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("rtsp://user:pw@cam:554/a?b=1", "rtsp://user:***@cam:554/a?b=1"),
+        ("http://token@cam/video.mjpg", "http://***@cam/video.mjpg"),
+        ("/data/clip.mp4", "/data/clip.mp4"),
+        ("rtsp://cam/stream", "rtsp://cam/stream"),
+    ],
+)
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("cameras: []", "cameras: List should have at least 1 item"),
+        ("cameras: [{name: a, url: x.mp4, fps: 5}]", "cameras.0.fps: unknown key"),
+        ("cameras: [{name: A B, url: x.mp4}]", "cameras.0.name: String should match pattern"),
+        ("cameras: [{name: a, url: x.mp4, detect_fps: 0}]", "cameras.0.detect_fps: Input should be greater than 0"),
+        ("cameras: [{name: a}]", "cameras.0.url: Field required"),
+        ("cameras: [{name: a, url: x}, {name: a, url: y}]", "camera names must be unique; repeated: a"),
+        ("cameras: [{name: a, url: x}]\nredis: {url: 'http://r'}", "redis.url: Value error, must start with redis://"),
+        ("cameras: [{name: a, url: x}]\nclassifier: {backend: gpu}", "classifier.backend: Input should be"),
+        ("cameras: [{name: a, url: x}]\nhttp: {port: 70000}", "http.port: Input should be less than or equal"),
+        ("cameras: [{name: a, url: 'rtsp://u:${NOPE}@h'}]", "cameras.0.url: environment variable NOPE is not set"),
+        ("cameras: [{name: a, url: x}", "not valid YAML"),
+        ("- just\n- a list", "(top level): expected a mapping"),
+    ],
+)
+def test_bad_config_names_the_field(text, problem):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, environ={})
+    assert any(problem in p for p in raised.value.problems), raised.value.problems
+
+
+def test_every_problem_reported_at_once():
+    text = "cameras: [{name: a, url: x, detect_fps: -1, colour: red}]\nhttp: {port: -1}"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, environ={})
+    fields = sorted(p.split(":")[0] for p in raised.value.problems)
+    assert fields == ["cameras.0.colour", "cameras.0.detect_fps", "http.port"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "binarycop.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_validate_config_command(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cameras: [{name: a, url: 'rtsp://u:secret@h/x', detect_fps: 0, zone: 1}]\n")
+    result = _cli("validate-config", str(bad))
+    assert result.returncode == 2
+    assert "cameras.0.detect_fps" in result.stderr and "cameras.0.zone: unknown key" in result.stderr
+    assert "secret" not in result.stderr + result.stdout
+
+    good = tmp_path / "good.yaml"
+    good.write_text("cameras: [{name: a, url: 'rtsp://u:secret@h/x'}]\n")
+    result = _cli("validate-config", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "rtsp://u:***@h/x" in result.stdout and "secret" not in result.stdout
+
+
+def test_config_schema_command():
+    result = _cli("config-schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert "cameras" in schema["required"]
+    assert schema["$defs"]["CameraConfig"]["additionalProperties"] is False
