@@ -1,0 +1,114 @@
+"""The CPU engine against the brevitas/torch reference, bit for bit; the model file's guards."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the torch reference needs the train extra")
+
+from accel import CLASSES, ModelFileError, load_model, make_classifier, save_model  # noqa: E402
+from accel.cpu import CpuClassifier  # noqa: E402
+from accel.fold import fold  # noqa: E402
+from accel.model_file import MODELS_DIR  # noqa: E402
+from accel.nets import BinaryCoP, crops_to_tensor  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _random_network(arch: str, seed: int) -> BinaryCoP:
+    torch.manual_seed(seed)
+    network = BinaryCoP(arch, len(CLASSES))
+    for module in network.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-6, 6)
+            module.running_var.uniform_(0.2, 30)
+            module.weight.data.uniform_(-1, 1)  # negative scales exercise the flipped thresholds
+            module.bias.data.uniform_(-1, 1)
+    return network.eval()
+
+
+def _reference_scores(network: BinaryCoP, crops: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return network(crops_to_tensor(crops)).numpy()
+
+
+@pytest.mark.parametrize("arch", ["n-cnv", "u-cnv", "cnv"])
+def test_engine_equals_torch_on_random_networks(arch):
+    network = _random_network(arch, seed=len(arch))
+    crops = np.random.default_rng(1).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    engine = CpuClassifier(fold(network, CLASSES))
+    reference = _reference_scores(network, crops)
+    np.testing.assert_array_equal(engine.scores(crops), reference)
+    np.testing.assert_array_equal(engine.classify(crops), reference.argmax(1))
+
+
+def test_shipped_model_equals_torch_reference_on_random_crops():
+    crops = np.random.default_rng(2).integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
+    cpu, reference = make_classifier("cpu", "n-cnv"), make_classifier("torch", "n-cnv")
+    np.testing.assert_array_equal(cpu.scores(crops), reference.scores(crops))
+
+
+def test_shipped_model_equals_torch_reference_on_real_crops(shared_data):
+    from accel.dataset import load_source
+
+    real = load_source(str(shared_data / "maskedface")).crops
+    cpu, reference = make_classifier("cpu", "n-cnv"), make_classifier("torch", "n-cnv")
+    np.testing.assert_array_equal(cpu.scores(real), reference.scores(real))
+    assert len(np.unique(cpu.classify(real))) >= 4  # it learned something: not all one class
+
+
+def test_model_file_round_trip(tmp_path):
+    model = fold(_random_network("u-cnv", 3), CLASSES, {"name": "test"})
+    path = save_model(model, tmp_path / "m.npz")
+    loaded = load_model(path)
+    assert loaded.classes == CLASSES and loaded.arch.name == "u-cnv" and loaded.name == "test"
+    crops = np.random.default_rng(3).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(CpuClassifier(loaded).scores(crops), CpuClassifier(model).scores(crops))
+
+
+def test_truncated_model_file_refused(tmp_path):
+    path = tmp_path / "cut.npz"
+    data = (MODELS_DIR / "n-cnv.npz").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="not a readable model file"):
+        load_model(path)
+
+
+def test_edited_model_file_refused(tmp_path):
+    model = load_model("n-cnv")
+    model.conv_thresholds[2] = model.conv_thresholds[2] + 1
+    path = tmp_path / "edited.npz"
+    save_model(model, path)
+    raw = dict(np.load(path))
+    raw["conv2_thresholds"] = raw["conv2_thresholds"] - 1  # edit after the checksum was written
+    np.savez(path, **raw)
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        load_model(path)
+
+
+def test_model_not_matching_its_architecture_refused(tmp_path):
+    model = fold(_random_network("n-cnv", 4), CLASSES)
+    model.arch = fold(_random_network("u-cnv", 4), CLASSES).arch  # declares u-cnv, holds n-cnv layers
+    path = save_model(model, tmp_path / "wrong.npz")
+    with pytest.raises(ModelFileError, match="architecture 'u-cnv'"):
+        load_model(path)
+
+
+def test_missing_model_named():
+    with pytest.raises(ModelFileError, match="model file not found"):
+        load_model("no-such-model")
+
+
+def test_crops_of_wrong_shape_refused():
+    with pytest.raises(ValueError, match=r"uint8 \(N, 32, 32, 3\)"):
+        make_classifier("cpu", "n-cnv").classify(np.zeros((2, 28, 28, 3), np.uint8))
+
+
+def test_torch_backend_refuses_checkpoint_of_another_network(tmp_path):
+    shutil.copy(MODELS_DIR / "n-cnv.npz", tmp_path / "m.npz")
+    torch.save(_random_network("u-cnv", 5).state_dict(), tmp_path / "m.pt")
+    with pytest.raises(ModelFileError, match="does not match architecture"):
+        make_classifier("torch", str(tmp_path / "m.npz"))

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from detector import Faces, crop_faces, iou_matrix, nms, square_boxes
+from detector.blazeface import BlazeFaceDetector
+
+
+def test_square_boxes_keep_centre_and_add_margin():
+    squares = square_boxes(np.array([[10, 20, 30, 60]]), margin=0.5)
+    np.testing.assert_allclose(squares, [[-10, 10, 50, 70]])
+
+
+def test_crops_at_frame_borders_are_edge_padded():
+    image = np.zeros((100, 120, 3), np.uint8)
+    image[:, :60] = (255, 0, 0)  # blue left half (BGR)
+    image[:, 60:] = (0, 0, 255)  # red right half
+    boxes = np.array([[-30, -30, 30, 30], [100, 80, 140, 120], [50, 40, 70, 60]], np.float32)
+    crops = crop_faces(image, boxes, margin=0.0)
+    assert crops.shape == (3, 32, 32, 3) and crops.dtype == np.uint8
+    assert (crops[0] == (0, 0, 255)).all()  # outside top-left: replicated blue, as RGB
+    assert (crops[1] == (255, 0, 0)).all()  # outside bottom-right: replicated red
+    assert (crops[2][:, :14] == (0, 0, 255)).all() and (crops[2][:, 18:] == (255, 0, 0)).all()
+
+
+def test_crop_of_a_box_larger_than_the_frame():
+    image = np.full((20, 20, 3), 7, np.uint8)
+    crops = crop_faces(image, np.array([[-50, -50, 70, 70]]))
+    assert (crops == 7).all()
+
+
+def test_nms_keeps_best_of_overlapping():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    keep = nms(boxes, np.array([0.6, 0.9, 0.5], np.float32))
+    assert keep.tolist() == [1, 2]
+    assert iou_matrix(boxes[:1], boxes[:1])[0, 0] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    found = BlazeFaceDetector(min_face_px=0)
+    yield found
+    found.close()
+
+
+@pytest.mark.parametrize(
+    "name, at_least",
+    [
+        ("chandrikadeb7_pic1_masks.jpg", 2),
+        ("chandrikadeb7_pic2_masks_chin.jpg", 3),
+        ("fr_two_people.jpg", 2),
+        ("insightface_t1.jpg", 5),
+        ("retinaface_widerface_test.jpg", 8),
+    ],
+)
+def test_finds_faces_in_group_photos(shared_data, detector, name, at_least):
+    image = cv2.imread(str(shared_data / "scenes" / "misc" / name))
+    faces = detector.detect(image)
+    assert isinstance(faces, Faces)
+    assert len(faces) >= at_least
+    assert faces.crops.shape == (len(faces), 32, 32, 3)
+    height, width = image.shape[:2]
+    centres = (faces.boxes[:, :2] + faces.boxes[:, 2:]) / 2
+    assert ((centres >= 0) & (centres <= [width, height])).all()
+
+
+def test_no_faces_in_a_blank_frame(detector):
+    assert len(detector.detect(np.full((480, 640, 3), 128, np.uint8))) == 0

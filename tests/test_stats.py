@@ -1,0 +1,114 @@
+"""Counts in a real Redis server, and /metrics exposition read back from it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stats import CountRecorder, make_registry, read_counts
+from stats.embedded import EmbeddedRedis
+from stats.redis_store import FACES_KEY, FRAMES_KEY
+
+
+def _samples(text: str) -> dict[tuple, float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_counts_flushed_to_redis_and_exposed(redis_server):
+    async def scenario():
+        client = aioredis.from_url(redis_server.url)
+        recorder = CountRecorder(client)
+        recorder.add_faces("gate-1", ["correct", "correct", "nose", "no_mask"])
+        recorder.add_faces("gate-2", ["chin"])
+        recorder.add_frames("gate-1", "processed", 3)
+        recorder.add_frames("gate-1", "dropped", 1)
+        recorder.set_camera_up("gate-1", True)
+        recorder.set_camera_up("gate-2", False)
+        recorder.set_build_info("0.1.0", "cpu", "n-cnv")
+        assert await recorder.flush() and recorder.pending == 0
+        recorder.add_faces("gate-1", ["correct"])
+        assert await recorder.flush()
+        stored = await client.hgetall(FACES_KEY)
+        registry, collector = make_registry()
+        collector.counts = await read_counts(client)
+        await client.aclose()
+        return stored, generate_latest(registry).decode()
+
+    stored, text = asyncio.run(scenario())
+    assert stored == {b"gate-1|all|correct": b"3", b"gate-1|all|nose": b"1", b"gate-1|all|no_mask": b"1",
+                      b"gate-2|all|chin": b"1"}
+    samples = _samples(text)
+    faces = {labels: value for (name, labels), value in samples.items() if name == "binarycop_faces_classified_total"}
+    for field, value in stored.items():
+        camera, zone, mask_class = field.decode().split("|")
+        key = tuple(sorted({"camera": camera, "zone": zone, "mask_class": mask_class}.items()))
+        assert faces[key] == float(value)
+    assert len(faces) == len(stored)
+    assert samples[("binarycop_frames_total", (("camera", "gate-1"), ("outcome", "dropped")))] == 1
+    assert samples[("binarycop_camera_up", (("camera", "gate-1"),))] == 1
+    assert samples[("binarycop_camera_up", (("camera", "gate-2"),))] == 0
+    assert samples[("binarycop_build_info", (("backend", "cpu"), ("model", "n-cnv"), ("version", "0.1.0")))] == 1
+
+
+def test_counts_kept_while_redis_is_away(redis_server, tmp_path):
+    """Counts added while Redis is down stay pending and are written once it is back."""
+    from tests.conftest import RedisServer
+
+    async def scenario():
+        client = aioredis.from_url(redis_server.url, socket_connect_timeout=0.5)
+        recorder = CountRecorder(client)
+        recorder.add_frames("cam", "processed", 2)
+        assert await recorder.flush()
+        redis_server.stop()
+        recorder.add_frames("cam", "processed", 5)
+        assert not await recorder.flush()
+        assert recorder.pending == 5
+        return client, recorder
+
+    client, recorder = asyncio.run(scenario())
+
+    async def after_restart(port):
+        client = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
+        recorder.client = client
+        assert await recorder.flush()
+        value = await client.hget(FRAMES_KEY, "cam|processed")
+        await client.aclose()
+        return value
+
+    restarted = RedisServer(tmp_path)
+    try:
+        assert asyncio.run(after_restart(restarted.port)) == b"5"  # the new server had none; nothing lost
+        assert recorder.pending == 0
+    finally:
+        restarted.stop()
+
+
+def test_unknown_frame_outcome_refused():
+    with pytest.raises(ValueError, match="frame outcome"):
+        CountRecorder(client=None).add_frames("cam", "exploded")
+
+
+def test_embedded_redis_is_a_real_server(tmp_path):
+    embedded = EmbeddedRedis(str(tmp_path))
+
+    async def scenario():
+        client = aioredis.from_url(embedded.url)
+        await client.hincrby("k", "f", 2)
+        value = await client.hget("k", "f")
+        info = await client.info("server")
+        await client.aclose()
+        return value, info
+
+    try:
+        value, info = asyncio.run(scenario())
+    finally:
+        embedded.close()
+    assert value == b"2" and info["redis_version"].startswith("6.")
