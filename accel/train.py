@@ -124,7 +124,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     accuracy, confusion = evaluate(network, val_set)
     meta = {
         "name": options.arch,
-        "trained_on": sources,
+        "trained_on": [s.rstrip("/").rsplit("/", 1)[-1] if "=" not in s else s.split("=")[0] + "=" + s.rstrip("/").rsplit("/", 1)[-1] for s in sources],
         "validation_accuracy": round(accuracy, 4),
         "validation_confusion": confusion.tolist(),
         "train_seconds": round(time.monotonic() - started, 1),
