@@ -38,8 +38,8 @@ async def run_camera(
     loop = asyncio.get_running_loop()
     detect_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{camera.name}")
     detector = await loop.run_in_executor(detect_executor, make_detector, detector_config)
-    source = open_source(camera)
     try:
+        source = open_source(camera)
         source.start()
     except SourceError as error:
         log.error("%s", error)
