@@ -74,6 +74,12 @@ def evaluate(network: nn.Module, data: CropSet) -> tuple[float, np.ndarray]:
     return float((predictions == data.labels).mean()), confusion
 
 
+def _short_source(source: str) -> str:
+    label, _, folder = source.rpartition("=")
+    name = Path(folder).name
+    return f"{label}={name}" if label else name
+
+
 def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = False, cache: Path | None = None):
     torch.manual_seed(options.seed)
     torch.set_num_threads(options.threads)
@@ -124,7 +130,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     accuracy, confusion = evaluate(network, val_set)
     meta = {
         "name": options.arch,
-        "trained_on": [s.rstrip("/").rsplit("/", 1)[-1] if "=" not in s else s.split("=")[0] + "=" + s.rstrip("/").rsplit("/", 1)[-1] for s in sources],
+        "trained_on": [_short_source(source) for source in sources],  # folder names only, no local paths
         "validation_accuracy": round(accuracy, 4),
         "validation_confusion": confusion.tolist(),
         "train_seconds": round(time.monotonic() - started, 1),

@@ -68,7 +68,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=_eval)
+    bench = commands.add_parser("bench", help="measurements")
+    bench_kinds = bench.add_subparsers(required=True, metavar="KIND")
+    bench_slice = bench_kinds.add_parser("slice", help="frames/s of the whole slice on the bundled clip")
+    bench_slice.add_argument("--backend", default="cpu", choices=["cpu", "torch"])
+    bench_slice.add_argument("--repeat", type=int, default=3)
+    bench_slice.add_argument("--json", action="store_true")
+    bench_slice.set_defaults(handler=_bench_slice)
     return parser
+
+
+def _bench_slice(args) -> int:
+    from binarycop.bench import bench_slice
+
+    result = bench_slice(args.backend, args.repeat)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"slice: {result['slice_frames_per_s']:.1f} frames/s ({result['faces_per_frame']} faces each, "
+              f"backend {result['backend']}); per frame: decode {result['decode_ms']:.2f} ms, "
+              f"detect+crop {result['detect_and_crop_ms']:.2f} ms, classify {result['classify_ms']:.3f} ms")
+    return 0
 
 
 def _validate(args) -> int:
@@ -90,14 +110,15 @@ def _demo(args) -> int:
 
 async def _run(config: Config, demo: bool = False) -> int:
     from binarycop.server import Server
-    from stats.embedded import EmbeddedRedis
+    from stats.embedded import EmbeddedRedis, default_data_dir
 
     embedded = None
     redis_url = config.redis.url or os.environ.get("REDIS_URL") or None
     if redis_url is None:
-        embedded = EmbeddedRedis()
+        directory = None if demo else default_data_dir()
+        embedded = EmbeddedRedis(str(directory) if directory else None)
         redis_url = embedded.url
-        log.info("no Redis URL configured: started an embedded Redis")
+        log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
     server = Server(config, redis_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -120,8 +120,8 @@ def build(data: Path, seed: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for segment in range(SEGMENTS):
             chosen = [pools[name].pop(0) for name in SLOTS]
-            for attempt in range(40):
-                faces = [cv2.resize(cv2.imread(str(p)), (FACE_PX, FACE_PX), interpolation=cv2.INTER_AREA) for p in chosen]
+            for _attempt in range(40):
+                faces = [cv2.resize(cv2.imread(str(p)), (FACE_PX, FACE_PX), cv2.INTER_AREA) for p in chosen]
                 offset = segment * SEGMENT_FRAMES
                 frames = [_render(background, faces, offset + i) for i in range(SEGMENT_FRAMES)]
                 _write(all_frames + frames, Path(tmp) / "clip.mp4")

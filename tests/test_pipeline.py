@@ -103,6 +103,7 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["GATE_PASSWORD"] = "pa55word"
+    env["XDG_DATA_HOME"] = str(tmp_path)  # where serve keeps its embedded Redis's data
     server = subprocess.Popen([sys.executable, "-m", "binarycop.cli", "serve", "--config", str(config)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -130,4 +131,5 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
+    assert (tmp_path / "binarycop" / "counts.rdb").is_file()  # counts saved for the next start
     assert "pa55word" not in out + err and "admin:***@127.0.0.1" in err  # credentials redacted in logs

@@ -1,0 +1,81 @@
+"""``binarycop bench slice``: frames per second of the whole slice on the bundled clip.
+
+The clip is read as fast as possible (every frame sampled) through the real server path
+(decode, BlazeFace, n-CNV on the chosen backend, counts into an embedded Redis);
+stage times are measured on the same frames beside it. Medians of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import cv2
+import numpy as np
+
+from binarycop.config import ClassifierConfig, DetectorConfig
+from binarycop.democlip import CLIP, FPS, demo_config
+
+
+async def _slice_once(backend: str) -> tuple[int, float]:
+    from binarycop.server import Server
+    from stats.embedded import EmbeddedRedis
+    from stats.redis_store import FRAMES_KEY
+
+    embedded = EmbeddedRedis()
+    config = demo_config(port=0, loop=False, realtime=False)
+    camera = config.cameras[0].model_copy(update={"detect_fps": FPS})
+    config = config.model_copy(update={"cameras": [camera], "classifier": ClassifierConfig(backend=backend)})
+    server = Server(config, embedded.url)
+    try:
+        await server.start()
+        started = time.perf_counter()
+        await server.cameras_done()
+        elapsed = time.perf_counter() - started
+        await server.recorder.flush()
+        frames = int(await server.client.hget(FRAMES_KEY, "demo|processed") or 0)
+    finally:
+        await server.stop()
+        embedded.close()
+    return frames, elapsed
+
+
+def _stage_times(backend: str) -> dict[str, float]:
+    from accel import make_classifier
+    from detector import make_detector
+
+    capture = cv2.VideoCapture(str(CLIP))
+    decode, frames = [], []
+    while True:
+        started = time.perf_counter()
+        ok, frame = capture.read()
+        if not ok:
+            break
+        decode.append(time.perf_counter() - started)
+        frames.append(frame)
+    detector = make_detector(DetectorConfig())
+    classifier = make_classifier(backend, "n-cnv")
+    detect, classify = [], []
+    for frame in frames:
+        started = time.perf_counter()
+        faces = detector.detect(frame)
+        detect.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        classifier.classify(faces.crops if len(faces) else np.zeros((1, 32, 32, 3), np.uint8))
+        classify.append(time.perf_counter() - started)
+    detector.close()
+    return {
+        "decode_ms": 1000 * statistics.median(decode),
+        "detect_and_crop_ms": 1000 * statistics.median(detect),
+        "classify_ms": 1000 * statistics.median(classify),
+    }
+
+
+def bench_slice(backend: str = "cpu", repeat: int = 3) -> dict:
+    runs = [asyncio.run(_slice_once(backend)) for _ in range(repeat)]
+    rates = [frames / elapsed for frames, elapsed in runs]
+    result = {"backend": backend, "frames": runs[0][0], "faces_per_frame": 4,
+              "slice_frames_per_s": statistics.median(rates), "runs_frames_per_s": rates}
+    result.update(_stage_times(backend))
+    return result
