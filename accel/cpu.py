@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import typed
 
 from accel import engine
 from accel.model_file import BinaryModel, load_model
+
+SERIAL_BELOW = 16  # smaller batches run on the calling thread: no hand-off to the thread pool
+CHUNK = 16  # crops per work item: small enough to spread a batch over the cores, large enough to amortise
 
 
 class CpuClassifier:
@@ -17,9 +21,18 @@ class CpuClassifier:
         self.model = load_model(model) if isinstance(model, str) else model
         self.classes = self.model.classes
         arch = self.model.arch
-        self._conv_fan_in = [9 * cin for cin, _, _, _ in arch.conv_shapes()]
-        self._fc_fan_in = [arch.flat_features(), *arch.fc_features]
-        self._pool_after = set(arch.pool_after)
+        model = self.model
+        n_conv = len(model.conv_weights)
+        self._first_w = model.conv_weights[0]  # (Cout, 27)
+        self._first_t = model.conv_thresholds[0]
+        self._conv_w = typed.List(model.conv_weights[1:])  # (Cout, 3, 3, Win)
+        self._conv_t = typed.List(model.conv_thresholds[1:])
+        self._conv_fan = np.array([9 * cin for cin, _, _, _ in arch.conv_shapes()[1:]], np.int64)
+        self._pool_after = np.array([i in arch.pool_after for i in range(n_conv)], np.bool_)
+        fc_weights = [_planar_flatten(model.fc_weights[0], arch), *model.fc_weights[1:]]
+        self._fc_w = typed.List([np.ascontiguousarray(w.T) for w in fc_weights])  # (Win, Cout)
+        self._fc_t = typed.List(model.fc_thresholds)
+        self._fc_fan = np.array([arch.flat_features(), *arch.fc_features], np.int64)
 
     @property
     def model_name(self) -> str:
@@ -28,24 +41,28 @@ class CpuClassifier:
     def scores(self, crops: np.ndarray) -> np.ndarray:
         """Integer class scores (N, classes), equal to the torch reference's outputs."""
         crops = _check_crops(crops)
-        model = self.model
-        first_out = (model.arch.conv_channels[0] + 63) // 64
-        x = engine.conv_first(crops, model.conv_weights[0], model.conv_thresholds[0], first_out)
-        if 0 in self._pool_after:
-            x = engine.max_pool2(x)
-        for index in range(1, len(model.conv_weights)):
-            weights, thresholds = model.conv_weights[index], model.conv_thresholds[index]
-            x = engine.conv_binary(x, weights, thresholds, self._conv_fan_in[index])
-            if index in self._pool_after:
-                x = engine.max_pool2(x)
-        x = np.ascontiguousarray(x.reshape(len(x), -1))
-        for index, thresholds in enumerate(model.fc_thresholds):
-            x = engine.dense_binary(x, model.fc_weights[index], thresholds, self._fc_fan_in[index])
-        return engine.dense_scores(x, model.fc_weights[-1], self._fc_fan_in[-1])
+        scores = np.empty((len(crops), len(self.classes)), np.int32)
+        if not len(crops):
+            return scores
+        arguments = (self._first_w, self._first_t, self._conv_w, self._conv_t, self._conv_fan, self._pool_after,
+                     self._fc_w, self._fc_t, self._fc_fan, scores)
+        if len(crops) < SERIAL_BELOW:
+            engine.forward_chunk(crops, 0, len(crops), *arguments)
+        else:
+            engine.forward(crops, CHUNK, *arguments)
+        return scores
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Class indices (N,) into ``self.classes``; ties go to the first class, as in torch."""
         return np.argmax(self.scores(crops), axis=1)
+
+
+def _planar_flatten(weights: np.ndarray, arch) -> np.ndarray:
+    """First FC weights from the model file's (y, x, word) order to the engine's (word, y, x) order."""
+    side = int(round((arch.flat_features() // arch.conv_channels[-1]) ** 0.5))
+    words = weights.shape[1] // (side * side)
+    planar = weights.reshape(len(weights), side, side, words).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(planar.reshape(len(weights), -1))
 
 
 def _check_crops(crops: np.ndarray) -> np.ndarray:

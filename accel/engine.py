@@ -1,10 +1,16 @@
 """Bit-packed XNOR-popcount kernels (numba): the CPU backend's inner loops.
 
-Activations are packed along channels into 64-bit words, one bit per channel,
-bit set for +1. A binary layer's accumulator is ``fan_in - 2 * popcount(x ^ w)``
-(padding bits are zero in both, so they never count as mismatches). Batch-norm
-and sign are folded into one integer threshold per channel: the output bit is
+Activations are packed along channels into 64-bit words, one bit per channel, bit
+set for +1. A binary layer's accumulator is ``fan_in - 2 * popcount(x ^ w)``
+(padding bits are zero in both, so they never count as mismatches). Batch-norm and
+sign are folded into one integer threshold per channel: the output bit is
 ``accumulator >= threshold``. Max-pool over {-1, +1} maps is a bitwise OR.
+
+Weights are laid out with output channels last, so the innermost loop runs over
+output channels on contiguous memory and LLVM vectorises it (AVX-512 ``vpopcntq``
+where the CPU has it, a portable SWAR popcount elsewhere). The whole network runs
+per chunk of crops inside one parallel region: activations of a chunk stay in
+cache and there is one thread hand-off per call, not one per layer.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 _H01 = np.uint64(0x0101010101010101)
 _ONE = np.uint64(1)
-_SHIFT56 = np.uint64(56)
 
 
 @njit(inline="always", cache=True)
@@ -26,108 +31,171 @@ def popcount64(x):
     x = x - ((x >> _ONE) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
     x = (x + (x >> np.uint64(4))) & _M4
-    return np.int64((x * _H01) >> _SHIFT56)
+    return np.int64((x * _H01) >> np.uint64(56))
 
 
-@njit(parallel=True, cache=True)
-def conv_first(pixels, weights, thresholds, out_words):
+@njit(cache=True)
+def conv_first(pixels, start, weights, thresholds, out):
     """3x3 valid conv of uint8 pixels (offset by -128) with {-1,+1} weights, then threshold.
 
     pixels: uint8 (N, S, S, C); weights: int32 (Cout, 9*C) in (ky, kx, c) order;
-    returns packed uint64 (N, S-2, S-2, out_words).
+    out: zeroed packed uint64 (B, words, S-2, S-2), filled for crops start..start+B.
+
+    Each input channel is one flat plane; a tap (ky, kx) is then one contiguous run of
+    ``(S-2) * S`` values starting at ``ky * S + kx``, so the accumulation is a long vector
+    add over whole rows (the two columns past the right edge are computed and ignored).
+    Accumulators fit int16 (|sum| <= 27 * 128).
     """
-    n_items, size, _, channels = pixels.shape
+    size, channels = pixels.shape[1], pixels.shape[3]
     out_size = size - 2
-    n_out, fan_in = weights.shape
-    out = np.zeros((n_items, out_size, out_size, out_words), np.uint64)
-    for n in prange(n_items):
-        patch = np.empty(fan_in, np.int32)
-        for y in range(out_size):
-            for x in range(out_size):
-                k = 0
-                for ky in range(3):
-                    for kx in range(3):
-                        for c in range(channels):
-                            patch[k] = np.int32(pixels[n, y + ky, x + kx, c]) - 128
-                            k += 1
-                for co in range(n_out):
-                    acc = 0
-                    for k in range(fan_in):
-                        acc += patch[k] * weights[co, k]
-                    if acc >= thresholds[co]:
-                        out[n, y, x, co >> 6] |= _ONE << np.uint64(co & 63)
-    return out
+    span = out_size * size
+    planes = np.zeros((channels, size * size + size), np.int16)
+    acc = np.empty(span, np.int16)
+    for i in range(out.shape[0]):
+        for y in range(size):
+            for x in range(size):
+                for c in range(channels):
+                    planes[c, y * size + x] = np.int16(pixels[start + i, y, x, c]) - 128
+        for co in range(weights.shape[0]):
+            acc[:] = 0
+            k = 0
+            for ky in range(3):
+                for kx in range(3):
+                    for c in range(channels):
+                        offset = ky * size + kx
+                        row = planes[c, offset : offset + span]  # a slice: no index wraparound checks
+                        if weights[co, k] > 0:
+                            for j in range(span):
+                                acc[j] += row[j]
+                        else:
+                            for j in range(span):
+                                acc[j] -= row[j]
+                        k += 1
+            _pack_plane(acc, size, thresholds[co], co, out[i, co >> 6])
 
 
-@njit(parallel=True, cache=True)
-def conv_binary(inputs, weights, thresholds, fan_in):
-    """3x3 valid binary conv: packed (N, S, S, Win) x packed (Cout, 3, 3, Win) -> packed bits."""
-    n_items, size, _, in_words = inputs.shape
-    n_out = weights.shape[0]
+@njit(inline="always", cache=True)
+def _pack_plane(values, stride, threshold, channel, out_plane):
+    """Set bit ``channel`` of each pixel's word where its value reaches the threshold (branch-free)."""
+    shift = np.uint64(channel & 63)
+    width = out_plane.shape[1]
+    for y in range(out_plane.shape[0]):
+        row = values[y * stride : y * stride + width]
+        out_row = out_plane[y]
+        for x in range(width):
+            out_row[x] |= np.uint64(row[x] >= threshold) << shift
+
+
+@njit(cache=True)
+def conv_binary(inputs, weights, thresholds, fan_in, out):
+    """3x3 valid binary conv: packed (B, Win, S, S) x packed (Cout, 3, 3, Win) -> zeroed packed ``out``.
+
+    As in :func:`conv_first`, each tap is one contiguous run over the flattened word plane.
+    """
+    in_words, size = inputs.shape[1], inputs.shape[2]
     out_size = size - 2
-    out_words = (n_out + 63) // 64
-    out = np.zeros((n_items, out_size, out_size, out_words), np.uint64)
-    for n in prange(n_items):
-        for y in range(out_size):
-            for x in range(out_size):
-                for co in range(n_out):
-                    mismatches = 0
-                    for ky in range(3):
-                        for kx in range(3):
-                            for w in range(in_words):
-                                mismatches += popcount64(inputs[n, y + ky, x + kx, w] ^ weights[co, ky, kx, w])
-                    if fan_in - 2 * mismatches >= thresholds[co]:
-                        out[n, y, x, co >> 6] |= _ONE << np.uint64(co & 63)
-    return out
+    span = (out_size - 1) * size + out_size
+    acc = np.empty(span, np.int64)
+    for i in range(out.shape[0]):
+        flat = inputs[i].reshape(in_words, size * size)
+        for co in range(weights.shape[0]):
+            acc[:] = 0
+            for ky in range(3):
+                for kx in range(3):
+                    offset = ky * size + kx
+                    for w in range(in_words):
+                        weight = weights[co, ky, kx, w]
+                        row = flat[w, offset : offset + span]  # a slice: no index wraparound checks
+                        for j in range(span):
+                            acc[j] += popcount64(row[j] ^ weight)
+            # fan_in - 2 * mismatches >= threshold  <=>  mismatches <= (fan_in - threshold) // 2
+            _pack_plane(-acc, size, -((fan_in - thresholds[co]) // 2), co, out[i, co >> 6])
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def max_pool2(inputs):
-    """2x2 stride-2 max-pool of packed {-1,+1} maps: OR of the four words."""
-    n_items, size, _, words = inputs.shape
+    """2x2 stride-2 max-pool of packed {-1,+1} maps (B, words, S, S): OR of the four words."""
+    n_items, words, size, _ = inputs.shape
     half = size // 2
-    out = np.empty((n_items, half, half, words), np.uint64)
-    for n in prange(n_items):
-        for y in range(half):
-            for x in range(half):
-                for w in range(words):
-                    out[n, y, x, w] = (
-                        inputs[n, 2 * y, 2 * x, w]
-                        | inputs[n, 2 * y, 2 * x + 1, w]
-                        | inputs[n, 2 * y + 1, 2 * x, w]
-                        | inputs[n, 2 * y + 1, 2 * x + 1, w]
+    out = np.empty((n_items, words, half, half), np.uint64)
+    for n in range(n_items):
+        for w in range(words):
+            for y in range(half):
+                for x in range(half):
+                    out[n, w, y, x] = (
+                        inputs[n, w, 2 * y, 2 * x]
+                        | inputs[n, w, 2 * y, 2 * x + 1]
+                        | inputs[n, w, 2 * y + 1, 2 * x]
+                        | inputs[n, w, 2 * y + 1, 2 * x + 1]
                     )
     return out
 
 
-@njit(cache=True, inline="always")
-def _dot_binary(inputs, weights, n, co, fan_in):
-    mismatches = 0
-    for w in range(inputs.shape[1]):
-        mismatches += popcount64(inputs[n, w] ^ weights[co, w])
-    return fan_in - 2 * mismatches
+@njit(inline="always", cache=True)
+def _pack_thresholded(acc, thresholds, fan_in, out_row):
+    for co in range(acc.shape[0]):
+        out_row[co >> 6] |= np.uint64(fan_in - 2 * acc[co] >= thresholds[co]) << np.uint64(co & 63)
+
+
+@njit(cache=True)
+def dense(inputs, weights_t, thresholds, fan_in, out):
+    """Binary fully connected layer: packed (B, Win) x (Win, Cout) -> thresholded packed ``out``."""
+    n_out = weights_t.shape[1]
+    acc = np.empty(n_out, np.int64)
+    for i in range(inputs.shape[0]):
+        acc[:] = 0
+        for w in range(inputs.shape[1]):
+            word = inputs[i, w]
+            for co in range(n_out):
+                acc[co] += popcount64(word ^ weights_t[w, co])
+        _pack_thresholded(acc, thresholds, fan_in, out[i])
+
+
+@njit(cache=True)
+def dense_scores(inputs, weights_t, fan_in, scores):
+    """The last layer: integer scores ``fan_in - 2 * mismatches``, no threshold."""
+    n_out = weights_t.shape[1]
+    acc = np.empty(n_out, np.int64)
+    for i in range(inputs.shape[0]):
+        acc[:] = 0
+        for w in range(inputs.shape[1]):
+            word = inputs[i, w]
+            for co in range(n_out):
+                acc[co] += popcount64(word ^ weights_t[w, co])
+        for co in range(n_out):
+            scores[i, co] = fan_in - 2 * acc[co]
+
+
+@njit(cache=True)
+def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, pool_after,
+                  fc_w, fc_t, fc_fan, scores):
+    """The whole network for crops ``start..stop``, writing ``scores[start:stop]``."""
+    count = stop - start
+    size = crops.shape[1] - 2
+    x = np.zeros((count, (first_w.shape[0] + 63) // 64, size, size), np.uint64)
+    conv_first(crops, start, first_w, first_t, x)
+    if pool_after[0]:
+        x = max_pool2(x)
+    for layer in range(len(conv_w)):
+        weights = conv_w[layer]
+        y = np.zeros((count, (weights.shape[0] + 63) // 64, x.shape[2] - 2, x.shape[3] - 2), np.uint64)
+        conv_binary(x, weights, conv_t[layer], conv_fan[layer], y)
+        x = max_pool2(y) if pool_after[layer + 1] else y
+    flat = x.reshape(count, -1)
+    for layer in range(len(fc_t)):
+        weights = fc_w[layer]
+        out = np.zeros((count, (weights.shape[1] + 63) // 64), np.uint64)
+        dense(flat, weights, fc_t[layer], fc_fan[layer], out)
+        flat = out
+    dense_scores(flat, fc_w[len(fc_w) - 1], fc_fan[len(fc_w) - 1], scores[start:stop])
 
 
 @njit(parallel=True, cache=True)
-def dense_binary(inputs, weights, thresholds, fan_in):
-    """Binary fully connected layer with thresholds: packed (N, Win) -> packed (N, Wout)."""
-    n_items = inputs.shape[0]
-    n_out = weights.shape[0]
-    out = np.zeros((n_items, (n_out + 63) // 64), np.uint64)
-    for n in prange(n_items):
-        for co in range(n_out):
-            if _dot_binary(inputs, weights, n, co, fan_in) >= thresholds[co]:
-                out[n, co >> 6] |= _ONE << np.uint64(co & 63)
-    return out
-
-
-@njit(parallel=True, cache=True)
-def dense_scores(inputs, weights, fan_in):
-    """The last layer: integer scores, no threshold."""
-    n_items = inputs.shape[0]
-    n_out = weights.shape[0]
-    out = np.empty((n_items, n_out), np.int32)
-    for n in prange(n_items):
-        for co in range(n_out):
-            out[n, co] = _dot_binary(inputs, weights, n, co, fan_in)
-    return out
+def forward(crops, chunk, first_w, first_t, conv_w, conv_t, conv_fan, pool_after, fc_w, fc_t, fc_fan, scores):
+    """Chunks of ``chunk`` crops spread over all cores."""
+    n_chunks = (crops.shape[0] + chunk - 1) // chunk
+    for index in prange(n_chunks):
+        start = index * chunk
+        stop = min(crops.shape[0], start + chunk)
+        forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, pool_after,
+                      fc_w, fc_t, fc_fan, scores)
