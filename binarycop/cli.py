@@ -75,7 +75,29 @@ def _parser() -> argparse.ArgumentParser:
     bench_slice.add_argument("--repeat", type=int, default=3)
     bench_slice.add_argument("--json", action="store_true")
     bench_slice.set_defaults(handler=_bench_slice)
+    bench_classifier = bench_kinds.add_parser("classifier", help="CPU engine vs onnxruntime and torch, side by side")
+    bench_classifier.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    bench_classifier.add_argument("--batch", type=int, default=256)
+    bench_classifier.add_argument("--rounds", type=int, default=5)
+    bench_classifier.add_argument("--json", action="store_true")
+    bench_classifier.set_defaults(handler=_bench_classifier)
     return parser
+
+
+def _bench_classifier(args) -> int:
+    from accel.bench import bench_classifier
+
+    result = bench_classifier(args.arch, args.batch, args.rounds)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['arch']} ({result['model']}), medians of {args.rounds} alternating rounds, "
+          f"{result['threads']} threads:")
+    for key in ("engine", "onnxruntime_fp32", "onnxruntime_int8", "torch", "fpga_paper"):
+        print(f"  {key:<18} {result[key + '_crops_per_s']:>10,.0f} crops/s")
+    print(f"  engine / best onnxruntime: {result['ratio_vs_onnxruntime']:.2f}x; "
+          f"batch-1 latency {result['batch1_latency_ms']:.3f} ms; model {result['engine_model_bytes']:,} bytes")
+    return 0
 
 
 def _bench_slice(args) -> int:

@@ -112,3 +112,23 @@ def test_torch_backend_refuses_checkpoint_of_another_network(tmp_path):
     torch.save(_random_network("u-cnv", 5).state_dict(), tmp_path / "m.pt")
     with pytest.raises(ModelFileError, match="does not match architecture"):
         make_classifier("torch", str(tmp_path / "m.npz"))
+
+
+def test_float_twin_computes_the_engine_function():
+    """The onnxruntime benchmark's exact twin (Sign activations) equals the engine on every crop."""
+    from accel.bench import _twin_input, float_twin
+
+    model = load_model("n-cnv")
+    crops = np.random.default_rng(6).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        twin = float_twin(model, exact=True)(torch.from_numpy(_twin_input(crops))).numpy()
+    np.testing.assert_array_equal(twin.astype(np.int64), CpuClassifier(model).scores(crops))
+
+
+@pytest.mark.parametrize("batch", [1, 15, 16, 33])
+def test_engine_serial_and_parallel_paths_agree(batch):
+    crops = np.random.default_rng(batch).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
+    engine = CpuClassifier(load_model("n-cnv"))
+    whole = engine.scores(crops)
+    one_by_one = np.concatenate([engine.scores(crops[i : i + 1]) for i in range(batch)])
+    np.testing.assert_array_equal(whole, one_by_one)
