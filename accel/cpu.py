@@ -25,7 +25,11 @@ class CpuClassifier:
         n_conv = len(model.conv_weights)
         self._first_w = model.conv_weights[0]  # (Cout, 27)
         self._first_t = model.conv_thresholds[0]
-        self._conv_w = typed.List(model.conv_weights[1:])  # (Cout, 3, 3, Win)
+        channels = [cin for cin, _, _, _ in arch.conv_shapes()[1:]]
+        self._conv_group = np.array([min(3, 64 // c) if c <= 32 else 1 for c in channels], np.int64)
+        self._conv_w = typed.List(  # (Cout, 3, 3, Win), or (Cout, 3, groups, 1) with taps sharing words
+            [_group_taps(w, c, g) for w, c, g in zip(model.conv_weights[1:], channels, self._conv_group)]
+        )
         self._conv_t = typed.List(model.conv_thresholds[1:])
         self._conv_fan = np.array([9 * cin for cin, _, _, _ in arch.conv_shapes()[1:]], np.int64)
         self._pool_after = np.array([i in arch.pool_after for i in range(n_conv)], np.bool_)
@@ -44,7 +48,8 @@ class CpuClassifier:
         scores = np.empty((len(crops), len(self.classes)), np.int32)
         if not len(crops):
             return scores
-        arguments = (self._first_w, self._first_t, self._conv_w, self._conv_t, self._conv_fan, self._pool_after,
+        arguments = (self._first_w, self._first_t, self._conv_w, self._conv_t, self._conv_fan, self._conv_group,
+                     self._pool_after,
                      self._fc_w, self._fc_t, self._fc_fan, scores)
         if len(crops) < SERIAL_BELOW:
             engine.forward_chunk(crops, 0, len(crops), *arguments)
@@ -55,6 +60,18 @@ class CpuClassifier:
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Class indices (N,) into ``self.classes``; ties go to the first class, as in torch."""
         return np.argmax(self.scores(crops), axis=1)
+
+
+def _group_taps(weights: np.ndarray, channels: int, group: int) -> np.ndarray:
+    """(Cout, 3, 3, 1) packed weights -> (Cout, 3, n_groups, 1): ``group`` kx taps per word."""
+    if group <= 1:
+        return weights
+    n_groups = -(-3 // group)
+    grouped = np.zeros((len(weights), 3, n_groups, 1), np.uint64)
+    for kx in range(3):
+        shift = np.uint64(channels * (kx % group))
+        grouped[:, :, kx // group, 0] |= weights[:, :, kx, 0] << shift
+    return grouped
 
 
 def _planar_flatten(weights: np.ndarray, arch) -> np.ndarray:

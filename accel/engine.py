@@ -49,28 +49,38 @@ def conv_first(pixels, start, weights, thresholds, out):
     size, channels = pixels.shape[1], pixels.shape[3]
     out_size = size - 2
     span = out_size * size
+    fan_in = weights.shape[1]
     planes = np.zeros((channels, size * size + size), np.int16)
+    total = np.empty(span, np.int16)
     acc = np.empty(span, np.int16)
     for i in range(out.shape[0]):
         for y in range(size):
             for x in range(size):
                 for c in range(channels):
                     planes[c, y * size + x] = np.int16(pixels[start + i, y, x, c]) - 128
+        total[:] = 0
+        for k in range(fan_in):
+            row = planes[k % channels, (k // channels // 3) * size + (k // channels) % 3 :]
+            for j in range(span):
+                total[j] += row[j]
         for co in range(weights.shape[0]):
+            # sum(w * q) = 2 * sum_{w=+1} q - total = total - 2 * sum_{w=-1} q: add the smaller set only
+            positives = 0
+            for k in range(fan_in):
+                positives += weights[co, k] > 0
+            wanted = 1 if 2 * positives <= fan_in else -1
             acc[:] = 0
-            k = 0
-            for ky in range(3):
-                for kx in range(3):
-                    for c in range(channels):
-                        offset = ky * size + kx
-                        row = planes[c, offset : offset + span]  # a slice: no index wraparound checks
-                        if weights[co, k] > 0:
-                            for j in range(span):
-                                acc[j] += row[j]
-                        else:
-                            for j in range(span):
-                                acc[j] -= row[j]
-                        k += 1
+            for k in range(fan_in):
+                if weights[co, k] == wanted:
+                    row = planes[k % channels, (k // channels // 3) * size + (k // channels) % 3 :]
+                    for j in range(span):
+                        acc[j] += row[j]
+            if wanted == 1:
+                for j in range(span):
+                    acc[j] = 2 * acc[j] - total[j]
+            else:
+                for j in range(span):
+                    acc[j] = total[j] - 2 * acc[j]
             _pack_plane(acc, size, thresholds[co], co, out[i, co >> 6])
 
 
@@ -109,6 +119,45 @@ def conv_binary(inputs, weights, thresholds, fan_in, out):
                         for j in range(span):
                             acc[j] += popcount64(row[j] ^ weight)
             # fan_in - 2 * mismatches >= threshold  <=>  mismatches <= (fan_in - threshold) // 2
+            _pack_plane(-acc, size, -((fan_in - thresholds[co]) // 2), co, out[i, co >> 6])
+
+
+@njit(cache=True)
+def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, out):
+    """3x3 binary conv for narrow inputs (``channels`` <= 32): ``group`` horizontal taps share a word.
+
+    inputs: packed (B, 1, S, S); weights: (Cout, 3, n_groups) with tap ``kx`` of group ``j`` in bits
+    ``channels * (kx - j * group)``. Per output: 3 * n_groups popcounts instead of 9.
+    """
+    size = inputs.shape[2]
+    out_size = size - 2
+    n_groups = weights.shape[2]
+    span = (out_size - 1) * size + out_size
+    grouped = np.zeros((n_groups, size * size), np.uint64)
+    acc = np.empty(span, np.int64)
+    for i in range(out.shape[0]):
+        flat = inputs[i, 0].reshape(size * size)
+        for j in range(n_groups):
+            for t in range(group):
+                kx = j * group + t
+                if kx >= 3:
+                    break
+                shift = np.uint64(channels * t)
+                target = grouped[j, : size * size - kx]
+                source = flat[kx:]
+                if t == 0:
+                    target[:] = source
+                else:
+                    for p in range(target.shape[0]):
+                        target[p] |= source[p] << shift
+        for co in range(weights.shape[0]):
+            acc[:] = 0
+            for ky in range(3):
+                for j in range(n_groups):
+                    weight = weights[co, ky, j, 0]
+                    row = grouped[j, ky * size : ky * size + span]
+                    for p in range(span):
+                        acc[p] += popcount64(row[p] ^ weight)
             _pack_plane(-acc, size, -((fan_in - thresholds[co]) // 2), co, out[i, co >> 6])
 
 
@@ -167,7 +216,7 @@ def dense_scores(inputs, weights_t, fan_in, scores):
 
 
 @njit(cache=True)
-def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, pool_after,
+def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
                   fc_w, fc_t, fc_fan, scores):
     """The whole network for crops ``start..stop``, writing ``scores[start:stop]``."""
     count = stop - start
@@ -179,7 +228,11 @@ def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan
     for layer in range(len(conv_w)):
         weights = conv_w[layer]
         y = np.zeros((count, (weights.shape[0] + 63) // 64, x.shape[2] - 2, x.shape[3] - 2), np.uint64)
-        conv_binary(x, weights, conv_t[layer], conv_fan[layer], y)
+        if conv_group[layer] > 1:
+            conv_binary_grouped(x, weights, conv_t[layer], conv_fan[layer], conv_fan[layer] // 9,
+                                conv_group[layer], y)
+        else:
+            conv_binary(x, weights, conv_t[layer], conv_fan[layer], y)
         x = max_pool2(y) if pool_after[layer + 1] else y
     flat = x.reshape(count, -1)
     for layer in range(len(fc_t)):
@@ -191,11 +244,12 @@ def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan
 
 
 @njit(parallel=True, cache=True)
-def forward(crops, chunk, first_w, first_t, conv_w, conv_t, conv_fan, pool_after, fc_w, fc_t, fc_fan, scores):
+def forward(crops, chunk, first_w, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after, fc_w, fc_t, fc_fan,
+            scores):
     """Chunks of ``chunk`` crops spread over all cores."""
     n_chunks = (crops.shape[0] + chunk - 1) // chunk
     for index in prange(n_chunks):
         start = index * chunk
         stop = min(crops.shape[0], start + chunk)
-        forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, pool_after,
+        forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
                       fc_w, fc_t, fc_fan, scores)
