@@ -54,10 +54,11 @@ def conv_first(pixels, start, weights, thresholds, out):
     total = np.empty(span, np.int16)
     acc = np.empty(span, np.int16)
     for i in range(out.shape[0]):
-        for y in range(size):
-            for x in range(size):
-                for c in range(channels):
-                    planes[c, y * size + x] = np.int16(pixels[start + i, y, x, c]) - 128
+        crop = pixels[start + i].reshape(size * size * channels)
+        for c in range(channels):
+            plane = planes[c]
+            for p in range(size * size):
+                plane[p] = np.int16(crop[p * channels + c]) - 128
         total[:] = 0
         for k in range(fan_in):
             row = planes[k % channels, (k // channels // 3) * size + (k // channels) % 3 :]
@@ -81,7 +82,8 @@ def conv_first(pixels, start, weights, thresholds, out):
             else:
                 for j in range(span):
                     acc[j] = total[j] - 2 * acc[j]
-            _pack_plane(acc, size, thresholds[co], co, out[i, co >> 6])
+            threshold = np.int16(min(max(thresholds[co], -32000), 32000))  # |acc| <= 27 * 128 fits
+            _pack_plane(acc, size, threshold, co, out[i, co >> 6])
 
 
 @njit(inline="always", cache=True)
@@ -94,6 +96,18 @@ def _pack_plane(values, stride, threshold, channel, out_plane):
         out_row = out_plane[y]
         for x in range(width):
             out_row[x] |= np.uint64(row[x] >= threshold) << shift
+
+
+@njit(inline="always", cache=True)
+def _pack_at_most(mismatches, stride, limit, channel, out_plane):
+    """Set bit ``channel`` of each pixel's word where its mismatch count is at most ``limit``."""
+    shift = np.uint64(channel & 63)
+    width = out_plane.shape[1]
+    for y in range(out_plane.shape[0]):
+        row = mismatches[y * stride : y * stride + width]
+        out_row = out_plane[y]
+        for x in range(width):
+            out_row[x] |= np.uint64(row[x] <= limit) << shift
 
 
 @njit(cache=True)
@@ -119,7 +133,7 @@ def conv_binary(inputs, weights, thresholds, fan_in, out):
                         for j in range(span):
                             acc[j] += popcount64(row[j] ^ weight)
             # fan_in - 2 * mismatches >= threshold  <=>  mismatches <= (fan_in - threshold) // 2
-            _pack_plane(-acc, size, -((fan_in - thresholds[co]) // 2), co, out[i, co >> 6])
+            _pack_at_most(acc, size, (fan_in - thresholds[co]) // 2, co, out[i, co >> 6])
 
 
 @njit(cache=True)
@@ -158,7 +172,7 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
                     row = grouped[j, ky * size : ky * size + span]
                     for p in range(span):
                         acc[p] += popcount64(row[p] ^ weight)
-            _pack_plane(-acc, size, -((fan_in - thresholds[co]) // 2), co, out[i, co >> 6])
+            _pack_at_most(acc, size, (fan_in - thresholds[co]) // 2, co, out[i, co >> 6])
 
 
 @njit(cache=True)
