@@ -23,7 +23,7 @@ class CpuClassifier:
         arch = self.model.arch
         model = self.model
         n_conv = len(model.conv_weights)
-        self._first_w = model.conv_weights[0]  # (Cout, 27)
+        self._first_index, self._first_sign = engine.first_layer_combos(model.conv_weights[0])
         self._first_t = model.conv_thresholds[0]
         channels = [cin for cin, _, _, _ in arch.conv_shapes()[1:]]
         self._conv_group = np.array([min(3, 64 // c) if c <= 32 else 1 for c in channels], np.int64)
@@ -48,7 +48,7 @@ class CpuClassifier:
         scores = np.empty((len(crops), len(self.classes)), np.int32)
         if not len(crops):
             return scores
-        arguments = (self._first_w, self._first_t, self._conv_w, self._conv_t, self._conv_fan, self._conv_group,
+        arguments = (self._first_index, self._first_sign, self._first_t, self._conv_w, self._conv_t, self._conv_fan, self._conv_group,
                      self._pool_after,
                      self._fc_w, self._fc_t, self._fc_fan, scores)
         if len(crops) < SERIAL_BELOW:

@@ -35,55 +35,53 @@ def popcount64(x):
 
 
 @njit(cache=True)
-def conv_first(pixels, start, weights, thresholds, out):
-    """3x3 valid conv of uint8 pixels (offset by -128) with {-1,+1} weights, then threshold.
+def conv_first(pixels, start, combo_index, combo_sign, thresholds, out):
+    """3x3 valid conv of uint8 RGB pixels (offset by -128) with {-1,+1} weights, then threshold.
 
-    pixels: uint8 (N, S, S, C); weights: int32 (Cout, 9*C) in (ky, kx, c) order;
+    With three input channels, a tap's contribution ``wr*r + wg*g + wb*b`` is ``wr`` times one of
+    four per-pixel sums (r+g+b, r+g-b, r-g+b, r-g-b). Those four planes are built once per crop;
+    each output channel then needs 9 signed adds of contiguous runs (one per spatial tap) over
+    the flattened plane (the two columns past the right edge are computed and ignored).
+    ``combo_index``/``combo_sign``: (Cout, 9) from :func:`first_layer_combos`. Sums fit int16.
+
     out: zeroed packed uint64 (B, words, S-2, S-2), filled for crops start..start+B.
-
-    Each input channel is one flat plane; a tap (ky, kx) is then one contiguous run of
-    ``(S-2) * S`` values starting at ``ky * S + kx``, so the accumulation is a long vector
-    add over whole rows (the two columns past the right edge are computed and ignored).
-    Accumulators fit int16 (|sum| <= 27 * 128).
     """
-    size, channels = pixels.shape[1], pixels.shape[3]
+    size = pixels.shape[1]
     out_size = size - 2
     span = out_size * size
-    fan_in = weights.shape[1]
-    planes = np.zeros((channels, size * size + size), np.int16)
-    total = np.empty(span, np.int16)
+    combos = np.zeros((4, size * size + size), np.int16)
     acc = np.empty(span, np.int16)
     for i in range(out.shape[0]):
-        crop = pixels[start + i].reshape(size * size * channels)
-        for c in range(channels):
-            plane = planes[c]
-            for p in range(size * size):
-                plane[p] = np.int16(crop[p * channels + c]) - 128
-        total[:] = 0
-        for k in range(fan_in):
-            row = planes[k % channels, (k // channels // 3) * size + (k // channels) % 3 :]
-            for j in range(span):
-                total[j] += row[j]
-        for co in range(weights.shape[0]):
-            # sum(w * q) = 2 * sum_{w=+1} q - total = total - 2 * sum_{w=-1} q: add the smaller set only
-            positives = 0
-            for k in range(fan_in):
-                positives += weights[co, k] > 0
-            wanted = 1 if 2 * positives <= fan_in else -1
+        crop = pixels[start + i].reshape(size * size * 3)
+        for p in range(size * size):
+            r = np.int16(crop[3 * p]) - 128
+            g = np.int16(crop[3 * p + 1]) - 128
+            b = np.int16(crop[3 * p + 2]) - 128
+            combos[0, p] = r + g + b
+            combos[1, p] = r + g - b
+            combos[2, p] = r - g + b
+            combos[3, p] = r - g - b
+        for co in range(combo_index.shape[0]):
             acc[:] = 0
-            for k in range(fan_in):
-                if weights[co, k] == wanted:
-                    row = planes[k % channels, (k // channels // 3) * size + (k // channels) % 3 :]
+            for tap in range(9):
+                offset = (tap // 3) * size + tap % 3
+                row = combos[combo_index[co, tap], offset : offset + span]
+                if combo_sign[co, tap] > 0:
                     for j in range(span):
                         acc[j] += row[j]
-            if wanted == 1:
-                for j in range(span):
-                    acc[j] = 2 * acc[j] - total[j]
-            else:
-                for j in range(span):
-                    acc[j] = total[j] - 2 * acc[j]
+                else:
+                    for j in range(span):
+                        acc[j] -= row[j]
             threshold = np.int16(min(max(thresholds[co], -32000), 32000))  # |acc| <= 27 * 128 fits
             _pack_plane(acc, size, threshold, co, out[i, co >> 6])
+
+
+def first_layer_combos(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Cout, 27) ±1 weights in (ky, kx, c) order -> per spatial tap: which RGB sum, and its sign."""
+    taps = weights.reshape(len(weights), 9, 3).astype(np.int64)
+    red, green, blue = taps[..., 0], taps[..., 1], taps[..., 2]
+    index = 2 * (green * red < 0) + (blue * red < 0)  # 0: r+g+b, 1: r+g-b, 2: r-g+b, 3: r-g-b
+    return np.ascontiguousarray(index, np.int64), np.ascontiguousarray(red, np.int8)
 
 
 @njit(inline="always", cache=True)
@@ -230,13 +228,13 @@ def dense_scores(inputs, weights_t, fan_in, scores):
 
 
 @njit(cache=True)
-def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
+def forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
                   fc_w, fc_t, fc_fan, scores):
     """The whole network for crops ``start..stop``, writing ``scores[start:stop]``."""
     count = stop - start
     size = crops.shape[1] - 2
-    x = np.zeros((count, (first_w.shape[0] + 63) // 64, size, size), np.uint64)
-    conv_first(crops, start, first_w, first_t, x)
+    x = np.zeros((count, (first_index.shape[0] + 63) // 64, size, size), np.uint64)
+    conv_first(crops, start, first_index, first_sign, first_t, x)
     if pool_after[0]:
         x = max_pool2(x)
     for layer in range(len(conv_w)):
@@ -258,12 +256,12 @@ def forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan
 
 
 @njit(parallel=True, cache=True)
-def forward(crops, chunk, first_w, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after, fc_w, fc_t, fc_fan,
+def forward(crops, chunk, first_index, first_sign, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after, fc_w, fc_t, fc_fan,
             scores):
     """Chunks of ``chunk`` crops spread over all cores."""
     n_chunks = (crops.shape[0] + chunk - 1) // chunk
     for index in prange(n_chunks):
         start = index * chunk
         stop = min(crops.shape[0], start + chunk)
-        forward_chunk(crops, start, stop, first_w, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
+        forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
                       fc_w, fc_t, fc_fan, scores)
