@@ -51,6 +51,8 @@ def conv_first(pixels, start, combo_index, combo_sign, thresholds, out):
     span = out_size * size
     combos = np.zeros((4, size * size + size), np.int16)
     acc = np.empty(span, np.int16)
+    bits = np.zeros(span, np.uint16)  # 16 channels' output bits at a time, in 16-bit lanes
+    n_out = combo_index.shape[0]
     for i in range(out.shape[0]):
         crop = pixels[start + i].reshape(size * size * 3)
         for p in range(size * size):
@@ -73,7 +75,23 @@ def conv_first(pixels, start, combo_index, combo_sign, thresholds, out):
                     for j in range(span):
                         acc[j] -= row[j]
             threshold = np.int16(min(max(thresholds[co], -32000), 32000))  # |acc| <= 27 * 128 fits
-            _pack_plane(acc, size, threshold, co, out[i, co >> 6])
+            shift = np.uint16(co & 15)
+            for j in range(span):
+                bits[j] |= np.uint16(acc[j] >= threshold) << shift
+            if (co & 15) == 15 or co == n_out - 1:
+                _merge_bits(bits, size, np.uint64(co & 48), out[i, co >> 6])
+                bits[:] = 0
+
+
+@njit(inline="always", cache=True)
+def _merge_bits(bits, stride, shift, out_plane):
+    """OR 16-bit lanes of output bits into the packed plane at bit offset ``shift``."""
+    width = out_plane.shape[1]
+    for y in range(out_plane.shape[0]):
+        row = bits[y * stride : y * stride + width]
+        out_row = out_plane[y]
+        for x in range(width):
+            out_row[x] |= np.uint64(row[x]) << shift
 
 
 def first_layer_combos(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
