@@ -103,27 +103,11 @@ def first_layer_combos(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(inline="always", cache=True)
-def _pack_plane(values, stride, threshold, channel, out_plane):
-    """Set bit ``channel`` of each pixel's word where its value reaches the threshold (branch-free)."""
+def _collect_at_most(mismatches, limit, channel, bits):
+    """Set bit ``channel % 64`` of ``bits`` wherever the mismatch count is at most ``limit``."""
     shift = np.uint64(channel & 63)
-    width = out_plane.shape[1]
-    for y in range(out_plane.shape[0]):
-        row = values[y * stride : y * stride + width]
-        out_row = out_plane[y]
-        for x in range(width):
-            out_row[x] |= np.uint64(row[x] >= threshold) << shift
-
-
-@njit(inline="always", cache=True)
-def _pack_at_most(mismatches, stride, limit, channel, out_plane):
-    """Set bit ``channel`` of each pixel's word where its mismatch count is at most ``limit``."""
-    shift = np.uint64(channel & 63)
-    width = out_plane.shape[1]
-    for y in range(out_plane.shape[0]):
-        row = mismatches[y * stride : y * stride + width]
-        out_row = out_plane[y]
-        for x in range(width):
-            out_row[x] |= np.uint64(row[x] <= limit) << shift
+    for p in range(bits.shape[0]):
+        bits[p] |= np.uint64(mismatches[p] <= limit) << shift
 
 
 @njit(cache=True)
@@ -136,6 +120,7 @@ def conv_binary(inputs, weights, thresholds, fan_in, out):
     out_size = size - 2
     span = (out_size - 1) * size + out_size
     acc = np.empty(span, np.int64)
+    bits = np.zeros(span, np.uint64)
     for i in range(out.shape[0]):
         flat = inputs[i].reshape(in_words, size * size)
         for co in range(weights.shape[0]):
@@ -149,7 +134,10 @@ def conv_binary(inputs, weights, thresholds, fan_in, out):
                         for j in range(span):
                             acc[j] += popcount64(row[j] ^ weight)
             # fan_in - 2 * mismatches >= threshold  <=>  mismatches <= (fan_in - threshold) // 2
-            _pack_at_most(acc, size, (fan_in - thresholds[co]) // 2, co, out[i, co >> 6])
+            _collect_at_most(acc, (fan_in - thresholds[co]) // 2, co, bits)
+            if (co & 63) == 63 or co == weights.shape[0] - 1:
+                _merge_bits(bits, size, np.uint64(0), out[i, co >> 6])
+                bits[:] = 0
 
 
 @njit(cache=True)
@@ -165,6 +153,7 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
     span = (out_size - 1) * size + out_size
     grouped = np.zeros((n_groups, size * size), np.uint64)
     acc = np.empty(span, np.int64)
+    bits = np.zeros(span, np.uint64)
     for i in range(out.shape[0]):
         flat = inputs[i, 0].reshape(size * size)
         for j in range(n_groups):
@@ -188,7 +177,10 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
                     row = grouped[j, ky * size : ky * size + span]
                     for p in range(span):
                         acc[p] += popcount64(row[p] ^ weight)
-            _pack_at_most(acc, size, (fan_in - thresholds[co]) // 2, co, out[i, co >> 6])
+            _collect_at_most(acc, (fan_in - thresholds[co]) // 2, co, bits)
+            if (co & 63) == 63 or co == weights.shape[0] - 1:
+                _merge_bits(bits, size, np.uint64(0), out[i, co >> 6])
+                bits[:] = 0
 
 
 @njit(cache=True)
