@@ -9,6 +9,7 @@ from accel import engine
 from accel.model_file import BinaryModel, load_model
 
 SERIAL_BELOW = 16  # smaller batches run on the calling thread: no hand-off to the thread pool
+SMALL_MAP = 4  # conv outputs this small run as dense layers over their 3x3 patches
 CHUNK = 16  # crops per work item: small enough to spread a batch over the cores, large enough to amortise
 
 
@@ -25,10 +26,14 @@ class CpuClassifier:
         n_conv = len(model.conv_weights)
         self._first_index, self._first_sign = engine.first_layer_combos(model.conv_weights[0])
         self._first_t = model.conv_thresholds[0]
-        channels = [cin for cin, _, _, _ in arch.conv_shapes()[1:]]
-        self._conv_group = np.array([min(3, 64 // c) if c <= 32 else 1 for c in channels], np.int64)
-        self._conv_w = typed.List(  # (Cout, 3, 3, Win), or (Cout, 3, groups, 1) with taps sharing words
-            [_group_taps(w, c, g) for w, c, g in zip(model.conv_weights[1:], channels, self._conv_group)]
+        shapes = arch.conv_shapes()[1:]
+        # per layer: 0 small map (vectorised over output channels), 1 plain, >1 taps sharing a word
+        self._conv_group = np.array(
+            [0 if out_size <= SMALL_MAP else min(3, 64 // cin) if cin <= 32 else 1 for cin, _, _, out_size in shapes],
+            np.int64,
+        )
+        self._conv_w = typed.List(
+            [_layout(w, cin, g) for w, (cin, _, _, _), g in zip(model.conv_weights[1:], shapes, self._conv_group)]
         )
         self._conv_t = typed.List(model.conv_thresholds[1:])
         self._conv_fan = np.array([9 * cin for cin, _, _, _ in arch.conv_shapes()[1:]], np.int64)
@@ -62,10 +67,17 @@ class CpuClassifier:
         return np.argmax(self.scores(crops), axis=1)
 
 
+def _layout(weights: np.ndarray, channels: int, group: int) -> np.ndarray:
+    """Packed (Cout, 3, 3, Win) weights in the layout the layer's kernel reads."""
+    if group == 0:  # (1, 1, 9 * Win, Cout)
+        return np.ascontiguousarray(weights.reshape(len(weights), -1).T)[None, None]
+    if group == 1:
+        return weights
+    return _group_taps(weights, channels, group)
+
+
 def _group_taps(weights: np.ndarray, channels: int, group: int) -> np.ndarray:
     """(Cout, 3, 3, 1) packed weights -> (Cout, 3, n_groups, 1): ``group`` kx taps per word."""
-    if group <= 1:
-        return weights
     n_groups = -(-3 // group)
     grouped = np.zeros((len(weights), 3, n_groups, 1), np.uint64)
     for kx in range(3):

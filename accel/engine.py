@@ -184,6 +184,34 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
 
 
 @njit(cache=True)
+def conv_binary_small(inputs, weights_t, thresholds, fan_in, out):
+    """3x3 valid binary conv for small maps: per output pixel, its 9*Win input words against
+    weights laid out (1, 1, 9*Win, Cout), vectorised over output channels (as a dense layer)."""
+    in_words, size = inputs.shape[1], inputs.shape[2]
+    out_size = size - 2
+    n_out = weights_t.shape[3]
+    patch = np.empty(9 * in_words, np.uint64)
+    acc = np.empty(n_out, np.int64)
+    for i in range(out.shape[0]):
+        for y in range(out_size):
+            for x in range(out_size):
+                k = 0
+                for ky in range(3):
+                    for kx in range(3):
+                        for w in range(in_words):
+                            patch[k] = inputs[i, w, y + ky, x + kx]
+                            k += 1
+                acc[:] = 0
+                for k in range(patch.shape[0]):
+                    word = patch[k]
+                    row = weights_t[0, 0, k]
+                    for co in range(n_out):
+                        acc[co] += popcount64(word ^ row[co])
+                for co in range(n_out):
+                    out[i, co >> 6, y, x] |= np.uint64(fan_in - 2 * acc[co] >= thresholds[co]) << np.uint64(co & 63)
+
+
+@njit(cache=True)
 def max_pool2(inputs):
     """2x2 stride-2 max-pool of packed {-1,+1} maps (B, words, S, S): OR of the four words."""
     n_items, words, size, _ = inputs.shape
@@ -249,10 +277,12 @@ def forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, 
         x = max_pool2(x)
     for layer in range(len(conv_w)):
         weights = conv_w[layer]
-        y = np.zeros((count, (weights.shape[0] + 63) // 64, x.shape[2] - 2, x.shape[3] - 2), np.uint64)
+        y = np.zeros((count, (conv_t[layer].shape[0] + 63) // 64, x.shape[2] - 2, x.shape[3] - 2), np.uint64)
         if conv_group[layer] > 1:
             conv_binary_grouped(x, weights, conv_t[layer], conv_fan[layer], conv_fan[layer] // 9,
                                 conv_group[layer], y)
+        elif conv_group[layer] == 0:
+            conv_binary_small(x, weights, conv_t[layer], conv_fan[layer], y)
         else:
             conv_binary(x, weights, conv_t[layer], conv_fan[layer], y)
         x = max_pool2(y) if pool_after[layer + 1] else y
