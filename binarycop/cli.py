@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=_eval)
+    export = commands.add_parser("export", help="export a network for FINN")
+    export.add_argument("--model", default="n-cnv")
+    export.add_argument("--format", default="qonnx", choices=["qonnx"])
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(handler=_export)
+
     bench = commands.add_parser("bench", help="measurements")
     bench_kinds = bench.add_subparsers(required=True, metavar="KIND")
     bench_slice = bench_kinds.add_parser("slice", help="frames/s of the whole slice on the bundled clip")
@@ -97,6 +103,13 @@ def _bench_classifier(args) -> int:
         print(f"  {key:<18} {result[key + '_crops_per_s']:>10,.0f} crops/s")
     print(f"  engine / best onnxruntime: {result['ratio_vs_onnxruntime']:.2f}x; "
           f"batch-1 latency {result['batch1_latency_ms']:.3f} ms; model {result['engine_model_bytes']:,} bytes")
+    return 0
+
+
+def _export(args) -> int:
+    from accel.export import export_qonnx
+
+    print(export_qonnx(args.model, args.out))
     return 0
 
 

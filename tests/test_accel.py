@@ -132,3 +132,17 @@ def test_engine_serial_and_parallel_paths_agree(batch):
     whole = engine.scores(crops)
     one_by_one = np.concatenate([engine.scores(crops[i : i + 1]) for i in range(batch)])
     np.testing.assert_array_equal(whole, one_by_one)
+
+
+def test_engine_equals_qonnx_execution_of_the_exported_model(tmp_path):
+    """The exported QONNX model, run by qonnx's own executor, gives the engine's exact scores
+    on real face crops (from the bundled clip) and random ones."""
+    pytest.importorskip("qonnx", reason="the QONNX check needs the train extra")
+    from accel.bench import calibration_crops
+    from accel.export import export_qonnx, run_qonnx
+
+    path = export_qonnx("n-cnv", tmp_path / "n-cnv.onnx")
+    real = calibration_crops(limit=40)
+    random = np.random.default_rng(7).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    crops = np.concatenate([real, random])
+    np.testing.assert_array_equal(run_qonnx(path, crops), CpuClassifier(load_model("n-cnv")).scores(crops))
