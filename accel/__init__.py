@@ -10,8 +10,17 @@ from accel.arch import ARCHS, CLASSES, Arch, get_arch
 from accel.model_file import BinaryModel, ModelFileError, load_model, resolve_model_path, save_model
 
 __all__ = [
-    "ARCHS", "CLASSES", "Arch", "BinaryModel", "Classifier", "ModelFileError", "get_arch", "load_model",
-    "make_classifier", "resolve_model_path", "save_model",
+    "ARCHS",
+    "CLASSES",
+    "Arch",
+    "BinaryModel",
+    "Classifier",
+    "ModelFileError",
+    "get_arch",
+    "load_model",
+    "make_classifier",
+    "resolve_model_path",
+    "save_model",
 ]
 BACKENDS = ("cpu", "torch")
 

@@ -103,8 +103,16 @@ def _twin_input(crops: np.ndarray) -> np.ndarray:
 def _export(network, path: Path) -> Path:
     import torch
 
-    torch.onnx.export(network, torch.zeros(1, 3, 32, 32), str(path), input_names=["pixels"], output_names=["scores"],
-                      dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}}, dynamo=False, opset_version=17)
+    torch.onnx.export(
+        network,
+        torch.zeros(1, 3, 32, 32),
+        str(path),
+        input_names=["pixels"],
+        output_names=["scores"],
+        dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}},
+        dynamo=False,
+        opset_version=17,
+    )
     return path
 
 
@@ -117,14 +125,22 @@ def export_twin(model: BinaryModel, folder: Path, calibration: np.ndarray) -> tu
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"pixels": _twin_input(calibration[i : i + 64])} for i in range(0, len(calibration), 64)])
+            self.batches = iter(
+                [{"pixels": _twin_input(calibration[i : i + 64])} for i in range(0, len(calibration), 64)]
+            )
 
         def get_next(self):
             return next(self.batches, None)
 
     int8 = folder / "twin_int8.onnx"
-    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(fp32),
+        str(int8),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
     return exact, fp32, int8
 
 
@@ -225,8 +241,10 @@ def bench_classifier(arch: str = "n-cnv", batch: int = 256, rounds: int = 5, sec
     for round_index in range(rounds):
         for name, run in runners.items():
             rates[name].append(_rate(run, crops[: best_batch[name]], seconds))
-        print(f"round {round_index + 1}/{rounds}: " + ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()),
-              file=sys.stderr)
+        print(
+            f"round {round_index + 1}/{rounds}: " + ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()),
+            file=sys.stderr,
+        )
     median = {name: statistics.median(values) for name, values in rates.items()}
     single = crops[:1]
     latencies = []

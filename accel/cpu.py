@@ -53,9 +53,20 @@ class CpuClassifier:
         scores = np.empty((len(crops), len(self.classes)), np.int32)
         if not len(crops):
             return scores
-        arguments = (self._first_index, self._first_sign, self._first_t, self._conv_w, self._conv_t, self._conv_fan, self._conv_group,
-                     self._pool_after,
-                     self._fc_w, self._fc_t, self._fc_fan, scores)
+        arguments = (
+            self._first_index,
+            self._first_sign,
+            self._first_t,
+            self._conv_w,
+            self._conv_t,
+            self._conv_fan,
+            self._conv_group,
+            self._pool_after,
+            self._fc_w,
+            self._fc_t,
+            self._fc_fan,
+            scores,
+        )
         if len(crops) < SERIAL_BELOW:
             engine.forward_chunk(crops, 0, len(crops), *arguments)
         else:

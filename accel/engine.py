@@ -266,8 +266,23 @@ def dense_scores(inputs, weights_t, fan_in, scores):
 
 
 @njit(cache=True)
-def forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
-                  fc_w, fc_t, fc_fan, scores):
+def forward_chunk(
+    crops,
+    start,
+    stop,
+    first_index,
+    first_sign,
+    first_t,
+    conv_w,
+    conv_t,
+    conv_fan,
+    conv_group,
+    pool_after,
+    fc_w,
+    fc_t,
+    fc_fan,
+    scores,
+):
     """The whole network for crops ``start..stop``, writing ``scores[start:stop]``."""
     count = stop - start
     size = crops.shape[1] - 2
@@ -279,8 +294,7 @@ def forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, 
         weights = conv_w[layer]
         y = np.zeros((count, (conv_t[layer].shape[0] + 63) // 64, x.shape[2] - 2, x.shape[3] - 2), np.uint64)
         if conv_group[layer] > 1:
-            conv_binary_grouped(x, weights, conv_t[layer], conv_fan[layer], conv_fan[layer] // 9,
-                                conv_group[layer], y)
+            conv_binary_grouped(x, weights, conv_t[layer], conv_fan[layer], conv_fan[layer] // 9, conv_group[layer], y)
         elif conv_group[layer] == 0:
             conv_binary_small(x, weights, conv_t[layer], conv_fan[layer], y)
         else:
@@ -296,12 +310,41 @@ def forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, 
 
 
 @njit(parallel=True, cache=True)
-def forward(crops, chunk, first_index, first_sign, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after, fc_w, fc_t, fc_fan,
-            scores):
+def forward(
+    crops,
+    chunk,
+    first_index,
+    first_sign,
+    first_t,
+    conv_w,
+    conv_t,
+    conv_fan,
+    conv_group,
+    pool_after,
+    fc_w,
+    fc_t,
+    fc_fan,
+    scores,
+):
     """Chunks of ``chunk`` crops spread over all cores."""
     n_chunks = (crops.shape[0] + chunk - 1) // chunk
     for index in prange(n_chunks):
         start = index * chunk
         stop = min(crops.shape[0], start + chunk)
-        forward_chunk(crops, start, stop, first_index, first_sign, first_t, conv_w, conv_t, conv_fan, conv_group, pool_after,
-                      fc_w, fc_t, fc_fan, scores)
+        forward_chunk(
+            crops,
+            start,
+            stop,
+            first_index,
+            first_sign,
+            first_t,
+            conv_w,
+            conv_t,
+            conv_fan,
+            conv_group,
+            pool_after,
+            fc_w,
+            fc_t,
+            fc_fan,
+            scores,
+        )

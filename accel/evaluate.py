@@ -18,5 +18,10 @@ def evaluate_crops(classifier, data) -> dict:
     support = confusion.sum(axis=1)
     recall = {name: float(confusion[i, i] / support[i]) for i, name in enumerate(classes) if support[i]}
     accuracy = float((predicted == truth).mean()) if len(truth) else 0.0
-    return {"accuracy": accuracy, "per_class_recall": recall, "confusion": confusion.tolist(),
-            "classes": classes, "n": int(len(truth))}
+    return {
+        "accuracy": accuracy,
+        "per_class_recall": recall,
+        "confusion": confusion.tolist(),
+        "classes": classes,
+        "n": int(len(truth)),
+    }

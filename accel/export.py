@@ -31,7 +31,7 @@ def export_qonnx(model: str, out: str | Path) -> Path:
     return out
 
 
-def run_qonnx(path: str | Path, crops) -> "np.ndarray":  # noqa: F821
+def run_qonnx(path: str | Path, crops) -> np.ndarray:  # noqa: F821
     """Class scores from qonnx's reference executor, one crop at a time (slow: a reference, not a runtime)."""
     import numpy as np
     from qonnx.core.modelwrapper import ModelWrapper
@@ -41,6 +41,7 @@ def run_qonnx(path: str | Path, crops) -> "np.ndarray":  # noqa: F821
 
     wrapper = ModelWrapper(str(path))
     name_in, name_out = wrapper.graph.input[0].name, wrapper.graph.output[0].name
-    outputs = [execute_onnx(wrapper, {name_in: crops_to_tensor(crops[i : i + 1]).numpy()})[name_out]
-               for i in range(len(crops))]
+    outputs = [
+        execute_onnx(wrapper, {name_in: crops_to_tensor(crops[i : i + 1]).numpy()})[name_out] for i in range(len(crops))
+    ]
     return np.concatenate(outputs)

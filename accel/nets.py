@@ -41,9 +41,7 @@ class BinaryCoP(nn.Module):
         self.conv_norms = nn.ModuleList()
         self.conv_signs = nn.ModuleList()
         for in_channels, out_channels, _, _ in self.arch.conv_shapes():
-            self.convs.append(
-                QuantConv2d(in_channels, out_channels, KERNEL, bias=False, weight_quant=BinaryWeight)
-            )
+            self.convs.append(QuantConv2d(in_channels, out_channels, KERNEL, bias=False, weight_quant=BinaryWeight))
             self.conv_norms.append(nn.BatchNorm2d(out_channels))
             self.conv_signs.append(_sign())
         self.fcs = nn.ModuleList()

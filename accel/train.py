@@ -88,8 +88,11 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     data = load_sources(sources, cache)
     held_out = np.array([split_of(g, options.held_out_percent) for g in data.groups])
     train_set, val_set = data.subset(~held_out), data.subset(held_out)
-    print(f"train {len(train_set)} crops {np.bincount(train_set.labels, minlength=5).tolist()}, "
-          f"validation {len(val_set)} {np.bincount(val_set.labels, minlength=5).tolist()}", file=sys.stderr)
+    print(
+        f"train {len(train_set)} crops {np.bincount(train_set.labels, minlength=5).tolist()}, "
+        f"validation {len(val_set)} {np.bincount(val_set.labels, minlength=5).tolist()}",
+        file=sys.stderr,
+    )
 
     network = BinaryCoP(options.arch, len(CLASSES))
     optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
@@ -123,8 +126,14 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         accuracy, _ = evaluate(network, val_set)
         print(f"epoch {epoch + 1}: loss {loss.item():.3f} validation accuracy {accuracy:.4f}", file=sys.stderr)
         torch.save(
-            {"network": network.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-             "generator": generator.get_state(), "rng": rng, "epoch": epoch},
+            {
+                "network": network.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "generator": generator.get_state(),
+                "rng": rng,
+                "epoch": epoch,
+            },
             checkpoint_path,
         )
     accuracy, confusion = evaluate(network, val_set)

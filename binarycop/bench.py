@@ -75,7 +75,12 @@ def _stage_times(backend: str) -> dict[str, float]:
 def bench_slice(backend: str = "cpu", repeat: int = 3) -> dict:
     runs = [asyncio.run(_slice_once(backend)) for _ in range(repeat)]
     rates = [frames / elapsed for frames, elapsed in runs]
-    result = {"backend": backend, "frames": runs[0][0], "faces_per_frame": 4,
-              "slice_frames_per_s": statistics.median(rates), "runs_frames_per_s": rates}
+    result = {
+        "backend": backend,
+        "frames": runs[0][0],
+        "faces_per_frame": 4,
+        "slice_frames_per_s": statistics.median(rates),
+        "runs_frames_per_s": rates,
+    }
     result.update(_stage_times(backend))
     return result

@@ -20,8 +20,11 @@ log = logging.getLogger("binarycop")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if not args.quiet else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return args.handler(args)
     except ConfigError as error:
@@ -97,12 +100,16 @@ def _bench_classifier(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['arch']} ({result['model']}), medians of {args.rounds} alternating rounds, "
-          f"{result['threads']} threads:")
+    print(
+        f"{result['arch']} ({result['model']}), medians of {args.rounds} alternating rounds, "
+        f"{result['threads']} threads:"
+    )
     for key in ("engine", "onnxruntime_fp32", "onnxruntime_int8", "torch", "fpga_paper"):
         print(f"  {key:<18} {result[key + '_crops_per_s']:>10,.0f} crops/s")
-    print(f"  engine / best onnxruntime: {result['ratio_vs_onnxruntime']:.2f}x; "
-          f"batch-1 latency {result['batch1_latency_ms']:.3f} ms; model {result['engine_model_bytes']:,} bytes")
+    print(
+        f"  engine / best onnxruntime: {result['ratio_vs_onnxruntime']:.2f}x; "
+        f"batch-1 latency {result['batch1_latency_ms']:.3f} ms; model {result['engine_model_bytes']:,} bytes"
+    )
     return 0
 
 
@@ -120,16 +127,20 @@ def _bench_slice(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"slice: {result['slice_frames_per_s']:.1f} frames/s ({result['faces_per_frame']} faces each, "
-              f"backend {result['backend']}); per frame: decode {result['decode_ms']:.2f} ms, "
-              f"detect+crop {result['detect_and_crop_ms']:.2f} ms, classify {result['classify_ms']:.3f} ms")
+        print(
+            f"slice: {result['slice_frames_per_s']:.1f} frames/s ({result['faces_per_frame']} faces each, "
+            f"backend {result['backend']}); per frame: decode {result['decode_ms']:.2f} ms, "
+            f"detect+crop {result['detect_and_crop_ms']:.2f} ms, classify {result['classify_ms']:.3f} ms"
+        )
     return 0
 
 
 def _validate(args) -> int:
     config = load_config(args.file)
-    print(f"{args.file}: ok, {len(config.cameras)} camera(s): "
-          + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras))
+    print(
+        f"{args.file}: ok, {len(config.cameras)} camera(s): "
+        + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras)
+    )
     return 0
 
 
@@ -162,8 +173,12 @@ async def _run(config: Config, demo: bool = False) -> int:
     try:
         await server.start()
         base = server.base_url
-        print(f"status page  {base}/\nmetrics      {base}/metrics\nhealth       {base}/healthz  {base}/readyz\n"
-              f"redis        {redact_url(redis_url)}\n(Ctrl-C stops)", file=sys.stderr, flush=True)
+        print(
+            f"status page  {base}/\nmetrics      {base}/metrics\nhealth       {base}/healthz  {base}/readyz\n"
+            f"redis        {redact_url(redis_url)}\n(Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
         await stop.wait()
     finally:
         await server.stop()
@@ -175,8 +190,13 @@ async def _run(config: Config, demo: bool = False) -> int:
 def _train(args) -> int:
     from accel.train import TrainOptions, train
 
-    train(args.data, args.out, TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed),
-          resume=args.resume, cache=args.cache)
+    train(
+        args.data,
+        args.out,
+        TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed),
+        resume=args.resume,
+        cache=args.cache,
+    )
     return 0
 
 

@@ -120,17 +120,21 @@ class Config(Strict):
 
 def _substitute(value: Any, path: str, environ: dict[str, str], problems: list[str]) -> Any:
     if isinstance(value, dict):
-        return {key: _substitute(item, f"{path}.{key}" if path else str(key), environ, problems)
-                for key, item in value.items()}
+        return {
+            key: _substitute(item, f"{path}.{key}" if path else str(key), environ, problems)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_substitute(item, f"{path}.{index}", environ, problems) for index, item in enumerate(value)]
     if isinstance(value, str):
+
         def replace(match: re.Match) -> str:
             name = match.group(1)
             if name not in environ:
                 problems.append(f"{path}: environment variable {name} is not set")
                 return ""
             return environ[name]
+
         return _ENV_REFERENCE.sub(replace, value)
     return value
 

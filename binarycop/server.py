@@ -77,8 +77,9 @@ class Server:
             await asyncio.sleep(FLUSH_SECONDS)
             await self.recorder.flush()
             if self.classifier is not None:
-                self.recorder.set_build_info(__version__, self.classifier.classifier.backend,
-                                             self.classifier.classifier.model_name)
+                self.recorder.set_build_info(
+                    __version__, self.classifier.classifier.backend, self.classifier.classifier.model_name
+                )
 
     async def _start_http(self) -> None:
         app = web.Application()

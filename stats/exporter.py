@@ -17,7 +17,8 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     """Prometheus metric families for a snapshot read by :func:`stats.redis_store.read_counts`."""
     now = time.time() if now is None else now
     faces = CounterMetricFamily(
-        "binarycop_faces_classified", "Faces classified, per frame, by mask position",
+        "binarycop_faces_classified",
+        "Faces classified, per frame, by mask position",
         labels=["camera", "zone", "mask_class"],
     )
     for name, value in sorted(counts.get(FACES_KEY, {}).items()):
@@ -33,7 +34,8 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
         fresh = now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS
         up.add_metric([camera], 1.0 if value == "1" and fresh else 0.0)
     build = GaugeMetricFamily(
-        "binarycop_build_info", "Version, classifier backend and model of running ingesters",
+        "binarycop_build_info",
+        "Version, classifier backend and model of running ingesters",
         labels=["version", "backend", "model"],
     )
     for name, reported in sorted(counts.get(BUILD_KEY, {}).items()):

@@ -19,8 +19,13 @@ from binarycop.server import Server
 from stats.redis_store import FACES_KEY, FRAMES_KEY
 from tests.conftest import free_port
 
-ALLOWED_KEYS = {b"binarycop:faces_classified", b"binarycop:frames", b"binarycop:camera_up",
-                b"binarycop:camera_seen", b"binarycop:build_info"}
+ALLOWED_KEYS = {
+    b"binarycop:faces_classified",
+    b"binarycop:frames",
+    b"binarycop:camera_up",
+    b"binarycop:camera_seen",
+    b"binarycop:build_info",
+}
 
 
 def _run_to_end(config: Config, redis_url: str) -> None:
@@ -78,7 +83,11 @@ def test_bad_sources_are_counted_as_failed_and_others_keep_counting(redis_server
     assert frames["good|processed"] == expected_counts()["correct"]
     assert frames.get("truncated|processed", 0) < frames["good|processed"]
     assert {k: v for k, v in client.hgetall("binarycop:camera_up").items()} == {
-        b"garbage": b"0", b"missing": b"0", b"truncated": b"0", b"good": b"0"}  # all ended
+        b"garbage": b"0",
+        b"missing": b"0",
+        b"truncated": b"0",
+        b"good": b"0",
+    }  # all ended
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -104,8 +113,13 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["GATE_PASSWORD"] = "pa55word"
     env["XDG_DATA_HOME"] = str(tmp_path)  # where serve keeps its embedded Redis's data
-    server = subprocess.Popen([sys.executable, "-m", "binarycop.cli", "serve", "--config", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "binarycop.cli", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -116,8 +130,12 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
             status, text = _get(f"{base}/metrics")
             if status != 200:
                 continue
-            counts = {s.labels["mask_class"]: s.value for f in text_string_to_metric_families(text)
-                      for s in f.samples if s.name == "binarycop_faces_classified_total" and s.value > 0}
+            counts = {
+                s.labels["mask_class"]: s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.name == "binarycop_faces_classified_total" and s.value > 0
+            }
         assert set(counts) == set(SLOTS), counts
         assert _get(f"{base}/healthz")[0] == 200
         assert _get(f"{base}/readyz") == (200, "ready\n")

@@ -43,8 +43,12 @@ def test_counts_flushed_to_redis_and_exposed(redis_server):
         return stored, generate_latest(registry).decode()
 
     stored, text = asyncio.run(scenario())
-    assert stored == {b"gate-1|all|correct": b"3", b"gate-1|all|nose": b"1", b"gate-1|all|no_mask": b"1",
-                      b"gate-2|all|chin": b"1"}
+    assert stored == {
+        b"gate-1|all|correct": b"3",
+        b"gate-1|all|nose": b"1",
+        b"gate-1|all|no_mask": b"1",
+        b"gate-2|all|chin": b"1",
+    }
     samples = _samples(text)
     faces = {labels: value for (name, labels), value in samples.items() if name == "binarycop_faces_classified_total"}
     for field, value in stored.items():
