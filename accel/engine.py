@@ -140,6 +140,39 @@ def conv_binary(inputs, weights, thresholds, fan_in, out):
                 bits[:] = 0
 
 
+@njit(inline="always", cache=True)
+def _three_taps_at_most(plane, size, span, weights, limit, channel, bits):
+    """bits |= (mismatches over rows y, y+1, y+2 <= limit) << channel, in one pass."""
+    top = plane[0:span]
+    middle = plane[size : size + span]
+    bottom = plane[2 * size : 2 * size + span]
+    w0, w1, w2 = weights[0], weights[1], weights[2]
+    shift = np.uint64(channel & 63)
+    for p in range(span):
+        mismatches = popcount64(top[p] ^ w0) + popcount64(middle[p] ^ w1) + popcount64(bottom[p] ^ w2)
+        bits[p] |= np.uint64(mismatches <= limit) << shift
+
+
+@njit(inline="always", cache=True)
+def _six_taps_at_most(planes, size, span, weights, limit, channel, bits):
+    """As :func:`_three_taps_at_most` for two words per row (taps kx 0-1 and kx 2)."""
+    a0, a1, a2 = planes[0, 0:span], planes[0, size : size + span], planes[0, 2 * size : 2 * size + span]
+    b0, b1, b2 = planes[1, 0:span], planes[1, size : size + span], planes[1, 2 * size : 2 * size + span]
+    wa0, wa1, wa2 = weights[0, 0], weights[1, 0], weights[2, 0]
+    wb0, wb1, wb2 = weights[0, 1], weights[1, 1], weights[2, 1]
+    shift = np.uint64(channel & 63)
+    for p in range(span):
+        mismatches = (
+            popcount64(a0[p] ^ wa0)
+            + popcount64(a1[p] ^ wa1)
+            + popcount64(a2[p] ^ wa2)
+            + popcount64(b0[p] ^ wb0)
+            + popcount64(b1[p] ^ wb1)
+            + popcount64(b2[p] ^ wb2)
+        )
+        bits[p] |= np.uint64(mismatches <= limit) << shift
+
+
 @njit(cache=True)
 def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, out):
     """3x3 binary conv for narrow inputs (``channels`` <= 32): ``group`` horizontal taps share a word.
@@ -170,14 +203,20 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
                     for p in range(target.shape[0]):
                         target[p] |= source[p] << shift
         for co in range(weights.shape[0]):
-            acc[:] = 0
-            for ky in range(3):
-                for j in range(n_groups):
-                    weight = weights[co, ky, j, 0]
-                    row = grouped[j, ky * size : ky * size + span]
-                    for p in range(span):
-                        acc[p] += popcount64(row[p] ^ weight)
-            _collect_at_most(acc, (fan_in - thresholds[co]) // 2, co, bits)
+            limit = (fan_in - thresholds[co]) // 2
+            if n_groups == 1:  # all 9 taps in 3 words: one fused pass, no accumulator array
+                _three_taps_at_most(grouped[0], size, span, weights[co, :, 0, 0], limit, co, bits)
+            elif n_groups == 2:
+                _six_taps_at_most(grouped, size, span, weights[co, :, :, 0], limit, co, bits)
+            else:
+                acc[:] = 0
+                for ky in range(3):
+                    for j in range(n_groups):
+                        weight = weights[co, ky, j, 0]
+                        row = grouped[j, ky * size : ky * size + span]
+                        for p in range(span):
+                            acc[p] += popcount64(row[p] ^ weight)
+                _collect_at_most(acc, limit, co, bits)
             if (co & 63) == 63 or co == weights.shape[0] - 1:
                 _merge_bits(bits, size, np.uint64(0), out[i, co >> 6])
                 bits[:] = 0
