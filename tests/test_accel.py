@@ -146,3 +146,20 @@ def test_engine_equals_qonnx_execution_of_the_exported_model(tmp_path):
     random = np.random.default_rng(7).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     crops = np.concatenate([real, random])
     np.testing.assert_array_equal(run_qonnx(path, crops), CpuClassifier(load_model("n-cnv")).scores(crops))
+
+
+def test_portable_build_without_wide_instructions_is_bit_exact(tmp_path):
+    """The engine compiled for a generic x86-64 CPU (no AVX-512, no popcnt instruction) gives the
+    same scores: the SWAR popcount is the portable path."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np; from accel.cpu import CpuClassifier; "
+        "x = np.random.default_rng(8).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8); "
+        "np.save(__import__('sys').argv[1], CpuClassifier('n-cnv').scores(x))"
+    )
+    env = {**__import__("os").environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "generic.npy")], check=True, env=env)
+    crops = np.random.default_rng(8).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.load(tmp_path / "generic.npy"), make_classifier("torch", "n-cnv").scores(crops))
