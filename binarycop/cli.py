@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--model", default="n-cnv")
     export.add_argument("--format", default="qonnx", choices=["qonnx"])
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
     export.set_defaults(handler=_export)
 
     bench = commands.add_parser("bench", help="measurements")
@@ -116,7 +117,7 @@ def _bench_classifier(args) -> int:
 def _export(args) -> int:
     from accel.export import export_qonnx
 
-    print(export_qonnx(args.model, args.out))
+    print(export_qonnx(args.model, args.out, args.batch))
     return 0
 
 

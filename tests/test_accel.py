@@ -141,9 +141,9 @@ def test_engine_equals_qonnx_execution_of_the_exported_model(tmp_path):
     from accel.bench import calibration_crops
     from accel.export import export_qonnx, run_qonnx
 
-    path = export_qonnx("n-cnv", tmp_path / "n-cnv.onnx")
-    real = calibration_crops(limit=40)
-    random = np.random.default_rng(7).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    path = export_qonnx("n-cnv", tmp_path / "n-cnv.onnx", batch=500)
+    real = calibration_crops(limit=400)
+    random = np.random.default_rng(7).integers(0, 256, (2000 - len(real), 32, 32, 3), dtype=np.uint8)
     crops = np.concatenate([real, random])
     np.testing.assert_array_equal(run_qonnx(path, crops), CpuClassifier(load_model("n-cnv")).scores(crops))
 
