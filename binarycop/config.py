@@ -91,11 +91,16 @@ class DetectorConfig(Strict):
 
 class CameraConfig(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="metric label; lowercase letters, digits, - and _")
-    url: str = Field(repr=False, description="video file path or URL; credentials are redacted when shown")
+    url: str = Field(
+        repr=False,
+        description="rtsp://, http(s)://, usb:N, /dev/videoN or a video file; credentials are redacted when shown",
+    )
     detect_fps: float = Field(5, gt=0, le=60, description="frames per second sent to the detector")
     site: str | None = Field(None, pattern=NAME_PATTERN, description="optional site label for grouping")
     loop: bool = Field(False, description="files only: start again at the end")
     realtime: bool = Field(True, description="files only: read at the clip's own pace (false: as fast as possible)")
+    stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
+    reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
 
     @property
     def display_url(self) -> str:

@@ -14,6 +14,7 @@ from ingest import SourceError, open_source
 from stats import CountRecorder
 
 log = logging.getLogger(__name__)
+STATUS_SECONDS = 1.0
 
 
 class SharedClassifier:
@@ -34,7 +35,7 @@ class SharedClassifier:
 async def run_camera(
     camera: CameraConfig, detector_config: DetectorConfig, classifier: SharedClassifier, recorder: CountRecorder
 ) -> None:
-    """Process the camera until its source ends or the task is cancelled."""
+    """Process the camera until its source ends (files) or the task is cancelled."""
     loop = asyncio.get_running_loop()
     detect_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{camera.name}")
     detector = await loop.run_in_executor(detect_executor, make_detector, detector_config)
@@ -48,23 +49,33 @@ async def run_camera(
         detect_executor.shutdown(wait=False)
         return
     log.info("camera %s: reading %s", camera.name, camera.display_url)
-    recorder.set_camera_up(camera.name, True)
+    reporter = asyncio.create_task(_report_status(camera.name, source, recorder))
     try:
         async for frame in source.frames():
             await _process(frame, detector, detect_executor, classifier, recorder)
-            dropped, failed = source.outcomes.take()
-            recorder.add_frames(camera.name, "dropped", dropped)
-            recorder.add_frames(camera.name, "failed", failed)
-            recorder.set_camera_up(camera.name, True)
     finally:
+        reporter.cancel()
         source.stop()
-        dropped, failed = source.outcomes.take()
-        recorder.add_frames(camera.name, "dropped", dropped)
-        recorder.add_frames(camera.name, "failed", failed)
+        _take_status(camera.name, source, recorder)
         recorder.set_camera_up(camera.name, False)
         detect_executor.submit(detector.close)
         detect_executor.shutdown(wait=False)
         log.info("camera %s: stopped", camera.name)
+
+
+def _take_status(camera: str, source, recorder: CountRecorder) -> None:
+    dropped, failed, reconnects = source.status.take()
+    recorder.add_frames(camera, "dropped", dropped)
+    recorder.add_frames(camera, "failed", failed)
+    recorder.add_reconnects(camera, reconnects)
+    recorder.set_camera_up(camera, source.status.up)
+
+
+async def _report_status(camera: str, source, recorder: CountRecorder) -> None:
+    """The watchdog's view, every second: up or down, frames lost, reconnects."""
+    while True:
+        _take_status(camera, source, recorder)
+        await asyncio.sleep(STATUS_SECONDS)
 
 
 async def _process(frame, detector, detect_executor, classifier: SharedClassifier, recorder: CountRecorder) -> None:
@@ -79,3 +90,4 @@ async def _process(frame, detector, detect_executor, classifier: SharedClassifie
         recorder.add_frames(frame.camera, "failed")
         return
     recorder.add_frames(frame.camera, "processed")
+    recorder.set_camera_up(frame.camera, True)  # a frame just arrived: up, whatever the last status report said

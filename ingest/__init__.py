@@ -1,5 +1,28 @@
 """Frames in: camera sources read off the event loop and sampled at the detect fps."""
 
-from ingest.sources import FileSource, Frame, SourceError, open_source
+from __future__ import annotations
 
-__all__ = ["FileSource", "Frame", "SourceError", "open_source"]
+from ingest.buffer import BufferedSource, Frame, SourceError, SourceStatus
+from ingest.files import FileSource
+from ingest.streams import StreamSource, device_index
+
+__all__ = ["BufferedSource", "FileSource", "Frame", "SourceError", "SourceStatus", "StreamSource", "open_source"]
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+def open_source(camera) -> BufferedSource:
+    """The source for a camera config: a stream, a USB device, or a video file."""
+    url = camera.url
+    if url.startswith(STREAM_SCHEMES) or device_index(url) is not None:
+        return StreamSource(
+            camera.name,
+            url,
+            camera.display_url,
+            camera.detect_fps,
+            stall_seconds=camera.stall_seconds,
+            reconnect_max_seconds=camera.reconnect_max_seconds,
+        )
+    if "://" in url and not url.startswith("file://"):
+        scheme = url.split("://", 1)[0]
+        raise SourceError(f"camera {camera.name}: unsupported source scheme {scheme!r} in {camera.display_url}")
+    return FileSource(camera.name, url.removeprefix("file://"), camera.detect_fps, camera.loop, camera.realtime)

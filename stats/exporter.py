@@ -8,7 +8,7 @@ import time
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, CAMERA_UP_KEY, FACES_KEY, FRAMES_KEY
+from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, CAMERA_UP_KEY, FACES_KEY, FRAMES_KEY, RECONNECTS_KEY
 
 STALE_AFTER_SECONDS = 30.0
 
@@ -33,6 +33,11 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for camera, value in sorted(counts.get(CAMERA_UP_KEY, {}).items()):
         fresh = now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS
         up.add_metric([camera], 1.0 if value == "1" and fresh else 0.0)
+    reconnects = CounterMetricFamily(
+        "binarycop_camera_reconnects", "Times a stream was reopened after a stall or disconnect", labels=["camera"]
+    )
+    for camera, value in sorted(counts.get(RECONNECTS_KEY, {}).items()):
+        reconnects.add_metric([camera], float(value))
     build = GaugeMetricFamily(
         "binarycop_build_info",
         "Version, classifier backend and model of running ingesters",
@@ -41,7 +46,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for name, reported in sorted(counts.get(BUILD_KEY, {}).items()):
         if now - float(reported) < STALE_AFTER_SECONDS:
             build.add_metric(name.split("|"), 1.0)
-    return [faces, frames, up, build]
+    return [faces, frames, up, reconnects, build]
 
 
 class SnapshotCollector:

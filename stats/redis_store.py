@@ -5,6 +5,7 @@ Keys (hashes; field names are '|'-joined label values, which config names cannot
 - ``binarycop:faces_classified`` camera|zone|mask_class -> count
 - ``binarycop:frames`` camera|outcome -> count
 - ``binarycop:camera_up`` camera -> 0 or 1; ``binarycop:camera_seen`` camera -> unix time
+- ``binarycop:camera_reconnects`` camera -> count
 - ``binarycop:build_info`` version|backend|model -> unix time of the last report
 """
 
@@ -26,6 +27,7 @@ FACES_KEY = f"{PREFIX}:faces_classified"
 FRAMES_KEY = f"{PREFIX}:frames"
 CAMERA_UP_KEY = f"{PREFIX}:camera_up"
 CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
+RECONNECTS_KEY = f"{PREFIX}:camera_reconnects"
 BUILD_KEY = f"{PREFIX}:build_info"
 FRAME_OUTCOMES = ("processed", "dropped", "failed")
 DEFAULT_ZONE = "all"
@@ -45,7 +47,7 @@ class CountRecorder:
     client: aioredis.Redis
 
     def __post_init__(self):
-        self._pending: dict[str, Counter] = {FACES_KEY: Counter(), FRAMES_KEY: Counter()}
+        self._pending: dict[str, Counter] = {FACES_KEY: Counter(), FRAMES_KEY: Counter(), RECONNECTS_KEY: Counter()}
         self._gauges: dict[str, dict[str, str]] = {CAMERA_UP_KEY: {}, CAMERA_SEEN_KEY: {}, BUILD_KEY: {}}
         self._lock = asyncio.Lock()
 
@@ -58,6 +60,10 @@ class CountRecorder:
             raise ValueError(f"frame outcome {outcome!r} is not one of {FRAME_OUTCOMES}")
         if count:
             self._pending[FRAMES_KEY][field(camera, outcome)] += count
+
+    def add_reconnects(self, camera: str, count: int) -> None:
+        if count:
+            self._pending[RECONNECTS_KEY][camera] += count
 
     def set_camera_up(self, camera: str, up: bool) -> None:
         self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"
@@ -95,7 +101,7 @@ class CountRecorder:
 async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
     """Every count hash, as stored (field -> value)."""
     pipe = client.pipeline(transaction=False)
-    keys = (FACES_KEY, FRAMES_KEY, CAMERA_UP_KEY, CAMERA_SEEN_KEY, BUILD_KEY)
+    keys = (FACES_KEY, FRAMES_KEY, CAMERA_UP_KEY, CAMERA_SEEN_KEY, RECONNECTS_KEY, BUILD_KEY)
     for key in keys:
         pipe.hgetall(key)
     values = await pipe.execute()

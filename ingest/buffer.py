@@ -1,0 +1,118 @@
+"""What every source shares: the Frame value, tallies of lost frames, a drop-oldest buffer.
+
+Decoding happens on a reader thread per camera, off the event loop. When the pipeline
+falls behind a live source, the oldest waiting frame is dropped (and counted), so
+latency never builds up; a source that must not lose frames blocks instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+BUFFER_FRAMES = 2
+
+
+@dataclass
+class Frame:
+    """One decoded frame: camera name, when it was captured (unix seconds), BGR pixels."""
+
+    camera: str
+    timestamp: float
+    pixels: np.ndarray
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be used (the message never contains credentials)."""
+
+
+class SourceStatus:
+    """Thread-safe state a reader thread reports: frames dropped and failed, reconnects, up or down."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.dropped = self.failed = self.reconnects = 0
+        self.up = False
+
+    def add(self, dropped: int = 0, failed: int = 0, reconnects: int = 0) -> None:
+        with self._lock:
+            self.dropped += dropped
+            self.failed += failed
+            self.reconnects += reconnects
+
+    def take(self) -> tuple[int, int, int]:
+        """(dropped, failed, reconnects) since the last call."""
+        with self._lock:
+            taken = self.dropped, self.failed, self.reconnects
+            self.dropped = self.failed = self.reconnects = 0
+            return taken
+
+
+class BufferedSource:
+    """A reader thread filling a small buffer; ``frames()`` hands frames to the event loop."""
+
+    def __init__(self, camera: str, block_when_full: bool):
+        self.camera = camera
+        self.status = SourceStatus()
+        self._block_when_full = block_when_full
+        self._buffer: deque[Frame] = deque()
+        self._ready = threading.Condition()
+        self._stopped = threading.Event()
+        self._finished = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_reader, name=f"read-{self.camera}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._ready:
+            self._ready.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    async def frames(self):
+        """Async iterator of frames; ends when the source ends or is stopped."""
+        while True:
+            frame = await asyncio.to_thread(self._next_frame)
+            if frame is None:
+                return
+            yield frame
+
+    def _read(self) -> None:
+        """The reader thread's work; subclasses put frames with ``_put``."""
+        raise NotImplementedError
+
+    def _run_reader(self) -> None:
+        try:
+            self._read()
+        finally:
+            self.status.up = False
+            with self._ready:
+                self._finished = True
+                self._ready.notify_all()
+
+    def _next_frame(self) -> Frame | None:
+        with self._ready:
+            while not self._buffer and not self._finished and not self._stopped.is_set():
+                self._ready.wait(0.5)
+            if self._buffer:
+                frame = self._buffer.popleft()
+                self._ready.notify_all()
+                return frame
+            return None
+
+    def _put(self, frame: Frame) -> None:
+        with self._ready:
+            while self._block_when_full and len(self._buffer) >= BUFFER_FRAMES and not self._stopped.is_set():
+                self._ready.wait(0.5)
+            if len(self._buffer) >= BUFFER_FRAMES:
+                self._buffer.popleft()
+                self.status.add(dropped=1)
+            self._buffer.append(frame)
+            self._ready.notify_all()

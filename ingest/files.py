@@ -1,0 +1,71 @@
+"""Video files, sampled at the detect fps by the clip's own timestamps."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+
+from ingest.buffer import BufferedSource, Frame, SourceError
+
+log = logging.getLogger(__name__)
+
+
+class FileSource(BufferedSource):
+    """A video file read by OpenCV; ``realtime`` paces it like a camera, else every sampled frame is kept."""
+
+    def __init__(self, camera: str, path: str, detect_fps: float, loop: bool = False, realtime: bool = True):
+        super().__init__(camera, block_when_full=not realtime)
+        self.path = path
+        self.detect_fps = detect_fps
+        self.loop = loop
+        self.realtime = realtime
+
+    def start(self) -> None:
+        if not Path(self.path).is_file():
+            raise SourceError(f"camera {self.camera}: video file not found: {self.path}")
+        super().start()
+
+    def _read(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                self._read_once()
+                if not self.loop:
+                    break
+        except SourceError as error:
+            log.error("%s", error)
+        except Exception:  # noqa: BLE001 - a reader must never take the server down
+            log.exception("camera %s: reader stopped", self.camera)
+
+    def _read_once(self) -> None:
+        capture = cv2.VideoCapture(self.path)
+        if not capture.isOpened():
+            self.status.add(failed=1)
+            raise SourceError(f"camera {self.camera}: cannot open video file {self.path}")
+        self.status.up = True
+        clip_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        interval = 1.0 / self.detect_fps
+        next_sample, index = 0.0, 0
+        started = time.monotonic()
+        try:
+            while not self._stopped.is_set():
+                if not capture.grab():
+                    break
+                position = index / clip_fps
+                index += 1
+                if position + 1e-9 < next_sample:
+                    continue
+                next_sample += interval * max(1, int((position - next_sample) // interval) + 1)
+                ok, pixels = capture.retrieve()
+                if not ok or pixels is None or pixels.size == 0:
+                    self.status.add(failed=1)
+                    continue
+                if self.realtime:
+                    delay = started + position - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                self._put(Frame(self.camera, time.time(), pixels))
+        finally:
+            capture.release()

@@ -1,0 +1,102 @@
+"""Live sources: RTSP (over TCP), HTTP(S) MJPEG or video, USB/V4L2 devices, with a watchdog.
+
+A reader thread drains the stream (grabbing every frame, decoding only those sampled at
+the detect fps). No frame for ``stall_seconds`` is a stall: the stream is closed and
+reopened with capped exponential backoff. A dead camera only ever blocks its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+
+import cv2
+
+from ingest.buffer import BufferedSource, Frame
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+FIRST_BACKOFF_SECONDS = 0.5
+_DEVICE = re.compile(r"^(?:usb:(\d+)|/dev/video(\d+))$")
+
+
+def device_index(url: str) -> int | None:
+    """The V4L2 device number of ``usb:N`` or ``/dev/videoN``, else None."""
+    match = _DEVICE.match(url)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+class StreamSource(BufferedSource):
+    def __init__(
+        self,
+        camera: str,
+        url: str,
+        display_url: str,
+        detect_fps: float,
+        stall_seconds: float = 10.0,
+        reconnect_max_seconds: float = 30.0,
+    ):
+        super().__init__(camera, block_when_full=False)
+        self.url = url
+        self.display_url = display_url
+        self.detect_fps = detect_fps
+        self.stall_seconds = stall_seconds
+        self.reconnect_max_seconds = reconnect_max_seconds
+
+    def _open(self) -> cv2.VideoCapture:
+        index = device_index(self.url)
+        if index is not None:
+            return cv2.VideoCapture(index, cv2.CAP_V4L2)
+        timeout_ms = int(self.stall_seconds * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+
+    def _read(self) -> None:
+        backoff = FIRST_BACKOFF_SECONDS
+        attempts = 0
+        while not self._stopped.is_set():
+            if attempts:
+                self.status.add(reconnects=1)
+            attempts += 1
+            capture = self._open()
+            delivered = False
+            try:
+                if capture.isOpened():
+                    delivered = self._pump(capture)
+            except cv2.error as error:  # a decoder error must not end the camera
+                log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
+            finally:
+                capture.release()
+            self.status.up = False
+            if delivered:
+                backoff = FIRST_BACKOFF_SECONDS
+            if self._stopped.is_set():
+                return
+            log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
+            self._stopped.wait(backoff)
+            backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _pump(self, capture: cv2.VideoCapture) -> bool:
+        """Read until the stream ends or stalls; True if any frame arrived."""
+        interval = 1.0 / self.detect_fps
+        next_sample = time.monotonic()
+        delivered = False
+        while not self._stopped.is_set():
+            if not capture.grab():  # returns False at end of stream or after the read timeout
+                return delivered
+            if not delivered:
+                log.info("camera %s: receiving frames from %s", self.camera, self.display_url)
+            delivered = True
+            self.status.up = True
+            now = time.monotonic()
+            if now < next_sample:
+                continue
+            next_sample = max(next_sample + interval, now - interval)
+            ok, pixels = capture.retrieve()
+            if not ok or pixels is None or pixels.size == 0:
+                self.status.add(failed=1)
+                continue
+            self._put(Frame(self.camera, time.time(), pixels))
+        return delivered

@@ -1,0 +1,74 @@
+"""A real HTTP MJPEG camera for tests: the bundled clip as multipart JPEG at its own frame rate, looping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+
+from binarycop.democlip import CLIP, FPS
+
+
+def _clip_jpegs() -> list[bytes]:
+    capture = cv2.VideoCapture(str(CLIP))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+
+
+class MjpegCamera:
+    """Serves ``/video.mjpg`` on 127.0.0.1:``port`` until :meth:`stop` (which also cuts open streams)."""
+
+    def __init__(self, port: int, garbage_every: int = 0):
+        self.port = port
+        self.frames = _clip_jpegs()
+        self.garbage_every = garbage_every
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> MjpegCamera:
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                while not camera._stopping.is_set():
+                    payload = camera.frames[index % len(camera.frames)]
+                    if camera.garbage_every and index % camera.garbage_every == camera.garbage_every - 1:
+                        payload = payload[: len(payload) // 3] + b"\x00garbage\xff" * 50  # a corrupt JPEG
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                        self.wfile.write(f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload + b"\r\n")
+                    except OSError:
+                        return
+                    index += 1
+                    time.sleep(1 / FPS)
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._stopping.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/video.mjpg"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
