@@ -146,7 +146,7 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
-    return asyncio.run(_run(load_config(args.config)))
+    return asyncio.run(_run(load_config(args.config), config_path=args.config))
 
 
 def _demo(args) -> int:
@@ -155,7 +155,7 @@ def _demo(args) -> int:
     return asyncio.run(_run(demo_config(args.bind, args.port), demo=True))
 
 
-async def _run(config: Config, demo: bool = False) -> int:
+async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
     from binarycop.server import Server
     from stats.embedded import EmbeddedRedis, default_data_dir
 
@@ -166,7 +166,7 @@ async def _run(config: Config, demo: bool = False) -> int:
         embedded = EmbeddedRedis(str(directory) if directory else None)
         redis_url = embedded.url
         log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
-    server = Server(config, redis_url)
+    server = Server(config, redis_url, config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

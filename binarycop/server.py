@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -12,25 +13,28 @@ from redis.exceptions import RedisError
 
 from accel import make_classifier
 from binarycop import __version__
-from binarycop.config import Config, redact_url
+from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url
 from binarycop.pipeline import SharedClassifier, run_camera
 from binarycop.status import PAGE, camera_status
 from stats import CountRecorder, make_registry, read_counts
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
+RELOAD_POLL_SECONDS = 1.0
 
 
 class Server:
     """Runs every configured camera and serves what Redis holds."""
 
-    def __init__(self, config: Config, redis_url: str):
+    def __init__(self, config: Config, redis_url: str, config_path: Path | None = None):
         self.config = config
+        self.config_path = config_path
         self.redis_url = redis_url
         self.client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.recorder = CountRecorder(self.client)
         self.registry, self.collector = make_registry()
         self.tasks: list[asyncio.Task] = []
+        self.camera_tasks: dict[str, asyncio.Task] = {}
         self.classifier: SharedClassifier | None = None
         self.site: web.TCPSite | None = None
         self.runner: web.AppRunner | None = None
@@ -43,11 +47,61 @@ class Server:
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)
         await self._start_http()
         for camera in self.config.cameras:
-            task = asyncio.create_task(
-                run_camera(camera, self.config.detector, self.classifier, self.recorder), name=f"camera-{camera.name}"
-            )
-            self.tasks.append(task)
+            self._start_camera(camera)
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
+        if self.config_path is not None:
+            self.tasks.append(asyncio.create_task(self._watch_config(), name="reload"))
+
+    def _start_camera(self, camera: CameraConfig) -> None:
+        self.camera_tasks[camera.name] = asyncio.create_task(
+            run_camera(camera, self.config.detector, self.classifier, self.recorder), name=f"camera-{camera.name}"
+        )
+
+    async def _stop_camera(self, name: str) -> None:
+        task = self.camera_tasks.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def apply(self, new: Config) -> list[str]:
+        """Start, stop or restart cameras so they match ``new``; other sections need a restart.
+
+        Returns what changed, as sentences for the log."""
+        old = {camera.name: camera for camera in self.config.cameras}
+        wanted = {camera.name: camera for camera in new.cameras}
+        changes = []
+        for name in sorted(old.keys() - wanted.keys()):
+            await self._stop_camera(name)
+            changes.append(f"camera {name} removed")
+        for name in sorted(old.keys() & wanted.keys()):
+            if old[name] != wanted[name]:
+                await self._stop_camera(name)
+                self._start_camera(wanted[name])
+                changes.append(f"camera {name} restarted with its new settings")
+        for name in sorted(wanted.keys() - old.keys()):
+            self._start_camera(wanted[name])
+            changes.append(f"camera {name} added")
+        for section in ("redis", "http", "classifier", "detector"):
+            if getattr(new, section) != getattr(self.config, section):
+                changes.append(f"section {section!r} changed: takes effect after a restart")
+        self.config = self.config.model_copy(update={"cameras": list(new.cameras)})
+        return changes
+
+    async def _watch_config(self) -> None:
+        """Hot reload: apply a valid edit of the config file; reject an invalid one, keep running."""
+        last = _mtime(self.config_path)
+        while True:
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
+            current = _mtime(self.config_path)
+            if current == last:
+                continue
+            last = current
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as error:
+                log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
+                continue
+            for change in await self.apply(new):
+                log.info("config reloaded: %s", change)
 
     @property
     def port(self) -> int:
@@ -59,12 +113,13 @@ class Server:
 
     async def cameras_done(self) -> None:
         """Wait until every camera's source has ended (files without ``loop``)."""
-        await asyncio.gather(*[t for t in self.tasks if t.get_name().startswith("camera-")])
+        await asyncio.gather(*self.camera_tasks.values())
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        tasks = [*self.tasks, *self.camera_tasks.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.recorder.flush()
         if self.classifier is not None:
             self.classifier.close()
@@ -127,6 +182,13 @@ class Server:
         if self.classifier is None:
             return web.Response(status=503, text="not ready: classifier loading\n")
         return web.Response(text="ready\n")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _warm_up(classifier) -> None:
