@@ -99,6 +99,9 @@ class CameraConfig(Strict):
     site: str | None = Field(None, pattern=NAME_PATTERN, description="optional site label for grouping")
     loop: bool = Field(False, description="files only: start again at the end")
     realtime: bool = Field(True, description="files only: read at the clip's own pace (false: as fast as possible)")
+    zones: dict[str, list[tuple[float, float]]] | None = Field(
+        None, description="named polygons in relative coordinates (0..1); counts carry the zone of each face"
+    )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
 
@@ -106,12 +109,30 @@ class CameraConfig(Strict):
     def display_url(self) -> str:
         return redact_url(self.url)
 
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, zones: dict[str, list[tuple[float, float]]] | None):
+        for name, points in (zones or {}).items():
+            if not re.match(NAME_PATTERN, name) or name in ("all", "outside"):
+                raise ValueError(f"zone name {name!r}: lowercase letters, digits, - and _; not 'all' or 'outside'")
+            if len(points) < 3:
+                raise ValueError(f"zone {name!r} needs at least 3 points")
+            if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in points):
+                raise ValueError(f"zone {name!r}: coordinates are relative, between 0 and 1")
+        return zones
+
+
+class TrackingConfig(Strict):
+    min_hits: int = Field(3, ge=1, le=100, description="frames a face must be seen before it counts as a person")
+    lost_after_seconds: float = Field(1.0, gt=0, le=60, description="a face unseen this long has left")
+
 
 class Config(Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cameras: list[CameraConfig] = Field(min_length=1, description="the cameras this server reads")
 
     @model_validator(mode="after")

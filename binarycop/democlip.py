@@ -24,6 +24,7 @@ CLIP = ASSETS / "demo_clip.mp4"
 TRUTH = ASSETS / "demo_clip.json"
 WIDTH, HEIGHT, FPS = 640, 360, 10
 SEGMENT_FRAMES, SEGMENTS = 20, 4
+GAP_FRAMES = 15  # background only between face sets: the people leave before the next ones arrive
 SLOTS = ("correct", "nose", "nose_mouth", "chin")
 FACE_PX = 140
 
@@ -33,17 +34,29 @@ def demo_config(bind: str = "127.0.0.1", port: int = 8080, loop: bool = True, re
     return Config(http=HttpConfig(bind=bind, port=port), cameras=[camera])
 
 
+def sampled_frames(detect_fps: float = 5) -> list[int]:
+    """Indices of the clip frames a file source samples at ``detect_fps`` (by the clip's timestamps)."""
+    truth = json.loads(TRUTH.read_text())
+    step = truth["fps"] / detect_fps
+    return sorted(
+        {int(round(i * step)) for i in range(int(len(truth["frames"]) / step + 0.5))} & set(range(len(truth["frames"])))
+    )
+
+
 def expected_counts(detect_fps: float = 5) -> dict[str, int]:
     """Faces per class the pipeline reports for one pass over the clip at ``detect_fps``."""
     truth = json.loads(TRUTH.read_text())
-    step = truth["fps"] / detect_fps
     counts = dict.fromkeys(SLOTS, 0)
-    sampled = {int(round(i * step)) for i in range(int(len(truth["frames"]) / step + 0.5))}
-    for index in sorted(sampled):
-        if index < len(truth["frames"]):
-            for name in truth["frames"][index]:
-                counts[name] += 1
+    for index in sampled_frames(detect_fps):
+        for name in truth["frames"][index]:
+            counts[name] += 1
     return counts
+
+
+def expected_people() -> dict[str, int]:
+    """People per class in one pass over the clip: each face set appears once, one face per class."""
+    truth = json.loads(TRUTH.read_text())
+    return dict.fromkeys(truth["classes"], truth.get("segments", SEGMENTS))
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
@@ -122,7 +135,7 @@ def build(data: Path, seed: int = 0) -> None:
             chosen = [pools[name].pop(0) for name in SLOTS]
             for _attempt in range(40):
                 faces = [cv2.resize(cv2.imread(str(p)), (FACE_PX, FACE_PX), cv2.INTER_AREA) for p in chosen]
-                offset = segment * SEGMENT_FRAMES
+                offset = len(all_frames)
                 frames = [_render(background, faces, offset + i) for i in range(SEGMENT_FRAMES)]
                 _write(all_frames + frames, Path(tmp) / "clip.mp4")
                 decoded = _decode(Path(tmp) / "clip.mp4")[offset:]
@@ -134,11 +147,12 @@ def build(data: Path, seed: int = 0) -> None:
             else:
                 raise RuntimeError(f"segment {segment}: no face set passed detection and classification")
             print(f"segment {segment}: faces {[p.name for p in chosen]}", file=sys.stderr)
-            all_frames += frames
-            truth_frames += [list(SLOTS)] * SEGMENT_FRAMES
+            all_frames += frames + [background.copy() for _ in range(GAP_FRAMES)]
+            truth_frames += [list(SLOTS)] * SEGMENT_FRAMES + [[]] * GAP_FRAMES
     ASSETS.mkdir(exist_ok=True)
     _write(all_frames, CLIP)
-    TRUTH.write_text(json.dumps({"fps": FPS, "classes": list(SLOTS), "frames": truth_frames}) + "\n")
+    truth = {"fps": FPS, "classes": list(SLOTS), "segments": SEGMENTS, "frames": truth_frames}
+    TRUTH.write_text(json.dumps(truth) + "\n")
     print(f"wrote {CLIP} ({CLIP.stat().st_size} bytes) and {TRUTH}", file=sys.stderr)
 
 

@@ -1,16 +1,19 @@
-"""One camera's path: frames -> faces -> classes -> counts. Follow a frame through here."""
+"""One camera's path: frames -> faces -> classes -> zones and tracks -> counts. Follow a frame through here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from binarycop.config import CameraConfig, DetectorConfig
+from binarycop.config import CameraConfig, DetectorConfig, TrackingConfig
 from detector import make_detector
-from ingest import SourceError, open_source
+from detector.tracking import FaceTracker
+from detector.zones import Zones
+from ingest import Frame, SourceError, open_source
 from stats import CountRecorder
 
 log = logging.getLogger(__name__)
@@ -32,13 +35,57 @@ class SharedClassifier:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class CameraWorker:
+    """Detector (on its own thread), zones and tracker of one camera."""
+
+    def __init__(self, camera: CameraConfig, detector, tracking: TrackingConfig, classifier, recorder):
+        self.camera = camera
+        self.detector = detector
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{camera.name}")
+        self.zones = Zones(camera.zones)
+        max_misses = max(1, math.ceil(tracking.lost_after_seconds * camera.detect_fps))
+        self.tracker = FaceTracker(min_hits=tracking.min_hits, max_misses=max_misses)
+        self.classifier = classifier
+        self.recorder = recorder
+
+    async def process(self, frame: Frame) -> None:
+        loop = asyncio.get_running_loop()
+        name = frame.camera
+        try:
+            faces = await loop.run_in_executor(self.executor, self.detector.detect, frame.pixels)
+            classes: list[str] = []
+            if len(faces):
+                indices = await self.classifier.classify(faces.crops)
+                classes = [self.classifier.classes[i] for i in indices]
+            height, width = frame.pixels.shape[:2]
+            zones = self.zones.of_boxes(faces.boxes, width, height)
+        except Exception as error:  # noqa: BLE001 - one bad frame must not stop the camera
+            log.warning("camera %s: frame failed: %s", name, type(error).__name__)
+            self.recorder.add_frames(name, "failed")
+            return
+        self.recorder.add_faces(name, classes, zones)
+        confirmed, visible = self.tracker.update(faces.boxes, classes, zones)
+        self.recorder.add_people(name, confirmed)
+        self.recorder.set_visible(name, self.zones.labels, self.classifier.classes, visible)
+        self.recorder.add_frames(name, "processed")
+        self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
+
+    def close(self) -> None:
+        self.recorder.set_visible(self.camera.name, self.zones.labels, self.classifier.classes, {})
+        self.executor.submit(self.detector.close)
+        self.executor.shutdown(wait=False)
+
+
 async def run_camera(
-    camera: CameraConfig, detector_config: DetectorConfig, classifier: SharedClassifier, recorder: CountRecorder
+    camera: CameraConfig,
+    detector_config: DetectorConfig,
+    tracking: TrackingConfig,
+    classifier: SharedClassifier,
+    recorder: CountRecorder,
 ) -> None:
     """Process the camera until its source ends (files) or the task is cancelled."""
-    loop = asyncio.get_running_loop()
-    detect_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{camera.name}")
-    detector = await loop.run_in_executor(detect_executor, make_detector, detector_config)
+    detector = await asyncio.to_thread(make_detector, detector_config)
+    worker = CameraWorker(camera, detector, tracking, classifier, recorder)
     try:
         source = open_source(camera)
         source.start()
@@ -46,20 +93,19 @@ async def run_camera(
         log.error("%s", error)
         recorder.set_camera_up(camera.name, False)
         recorder.add_frames(camera.name, "failed")
-        detect_executor.shutdown(wait=False)
+        worker.close()
         return
     log.info("camera %s: reading %s", camera.name, camera.display_url)
     reporter = asyncio.create_task(_report_status(camera.name, source, recorder))
     try:
         async for frame in source.frames():
-            await _process(frame, detector, detect_executor, classifier, recorder)
+            await worker.process(frame)
     finally:
         reporter.cancel()
         source.stop()
         _take_status(camera.name, source, recorder)
         recorder.set_camera_up(camera.name, False)
-        detect_executor.submit(detector.close)
-        detect_executor.shutdown(wait=False)
+        worker.close()
         log.info("camera %s: stopped", camera.name)
 
 
@@ -76,18 +122,3 @@ async def _report_status(camera: str, source, recorder: CountRecorder) -> None:
     while True:
         _take_status(camera, source, recorder)
         await asyncio.sleep(STATUS_SECONDS)
-
-
-async def _process(frame, detector, detect_executor, classifier: SharedClassifier, recorder: CountRecorder) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        faces = await loop.run_in_executor(detect_executor, detector.detect, frame.pixels)
-        if len(faces):
-            indices = await classifier.classify(faces.crops)
-            recorder.add_faces(frame.camera, [classifier.classes[i] for i in indices])
-    except Exception as error:  # noqa: BLE001 - one bad frame must not stop the camera
-        log.warning("camera %s: frame failed: %s", frame.camera, type(error).__name__)
-        recorder.add_frames(frame.camera, "failed")
-        return
-    recorder.add_frames(frame.camera, "processed")
-    recorder.set_camera_up(frame.camera, True)  # a frame just arrived: up, whatever the last status report said

@@ -54,7 +54,8 @@ class Server:
 
     def _start_camera(self, camera: CameraConfig) -> None:
         self.camera_tasks[camera.name] = asyncio.create_task(
-            run_camera(camera, self.config.detector, self.classifier, self.recorder), name=f"camera-{camera.name}"
+            run_camera(camera, self.config.detector, self.config.tracking, self.classifier, self.recorder),
+            name=f"camera-{camera.name}",
         )
 
     async def _stop_camera(self, name: str) -> None:
@@ -80,7 +81,7 @@ class Server:
         for name in sorted(wanted.keys() - old.keys()):
             self._start_camera(wanted[name])
             changes.append(f"camera {name} added")
-        for section in ("redis", "http", "classifier", "detector"):
+        for section in ("redis", "http", "classifier", "detector", "tracking"):
             if getattr(new, section) != getattr(self.config, section):
                 changes.append(f"section {section!r} changed: takes effect after a restart")
         self.config = self.config.model_copy(update={"cameras": list(new.cameras)})

@@ -8,7 +8,16 @@ import time
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, CAMERA_UP_KEY, FACES_KEY, FRAMES_KEY, RECONNECTS_KEY
+from stats.redis_store import (
+    BUILD_KEY,
+    CAMERA_SEEN_KEY,
+    CAMERA_UP_KEY,
+    FACES_KEY,
+    FRAMES_KEY,
+    PEOPLE_KEY,
+    RECONNECTS_KEY,
+    VISIBLE_KEY,
+)
 
 STALE_AFTER_SECONDS = 30.0
 
@@ -38,6 +47,22 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     )
     for camera, value in sorted(counts.get(RECONNECTS_KEY, {}).items()):
         reconnects.add_metric([camera], float(value))
+    people = CounterMetricFamily(
+        "binarycop_people",
+        "People counted once each when their track is confirmed, by mask position",
+        labels=["camera", "zone", "mask_class"],
+    )
+    for name, value in sorted(counts.get(PEOPLE_KEY, {}).items()):
+        people.add_metric(name.split("|"), float(value))
+    visible = GaugeMetricFamily(
+        "binarycop_faces_visible",
+        "Faces in view now (confirmed tracks), by mask position",
+        labels=["camera", "zone", "mask_class"],
+    )
+    for name, value in sorted(counts.get(VISIBLE_KEY, {}).items()):
+        camera = name.split("|", 1)[0]
+        if now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
+            visible.add_metric(name.split("|"), float(value))
     build = GaugeMetricFamily(
         "binarycop_build_info",
         "Version, classifier backend and model of running ingesters",
@@ -46,7 +71,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for name, reported in sorted(counts.get(BUILD_KEY, {}).items()):
         if now - float(reported) < STALE_AFTER_SECONDS:
             build.add_metric(name.split("|"), 1.0)
-    return [faces, frames, up, reconnects, build]
+    return [faces, people, visible, frames, up, reconnects, build]
 
 
 class SnapshotCollector:

@@ -6,6 +6,8 @@ Keys (hashes; field names are '|'-joined label values, which config names cannot
 - ``binarycop:frames`` camera|outcome -> count
 - ``binarycop:camera_up`` camera -> 0 or 1; ``binarycop:camera_seen`` camera -> unix time
 - ``binarycop:camera_reconnects`` camera -> count
+- ``binarycop:people`` camera|zone|mask_class -> people counted once each
+- ``binarycop:faces_visible`` camera|zone|mask_class -> faces in view now (gauge)
 - ``binarycop:build_info`` version|backend|model -> unix time of the last report
 """
 
@@ -28,6 +30,8 @@ FRAMES_KEY = f"{PREFIX}:frames"
 CAMERA_UP_KEY = f"{PREFIX}:camera_up"
 CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
 RECONNECTS_KEY = f"{PREFIX}:camera_reconnects"
+PEOPLE_KEY = f"{PREFIX}:people"
+VISIBLE_KEY = f"{PREFIX}:faces_visible"
 BUILD_KEY = f"{PREFIX}:build_info"
 FRAME_OUTCOMES = ("processed", "dropped", "failed")
 DEFAULT_ZONE = "all"
@@ -47,13 +51,36 @@ class CountRecorder:
     client: aioredis.Redis
 
     def __post_init__(self):
-        self._pending: dict[str, Counter] = {FACES_KEY: Counter(), FRAMES_KEY: Counter(), RECONNECTS_KEY: Counter()}
-        self._gauges: dict[str, dict[str, str]] = {CAMERA_UP_KEY: {}, CAMERA_SEEN_KEY: {}, BUILD_KEY: {}}
+        self._pending: dict[str, Counter] = {
+            FACES_KEY: Counter(),
+            FRAMES_KEY: Counter(),
+            RECONNECTS_KEY: Counter(),
+            PEOPLE_KEY: Counter(),
+        }
+        self._gauges: dict[str, dict[str, str]] = {
+            CAMERA_UP_KEY: {},
+            CAMERA_SEEN_KEY: {},
+            BUILD_KEY: {},
+            VISIBLE_KEY: {},
+        }
         self._lock = asyncio.Lock()
 
-    def add_faces(self, camera: str, class_names: list[str], zone: str = DEFAULT_ZONE) -> None:
-        for name, count in Counter(class_names).items():
+    def add_faces(self, camera: str, class_names: list[str], zones: list[str] | None = None) -> None:
+        """Faces classified in one frame; ``zones`` gives each face's zone (default: the camera's only zone)."""
+        zones = zones or [DEFAULT_ZONE] * len(class_names)
+        for (zone, name), count in Counter(zip(zones, class_names)).items():
             self._pending[FACES_KEY][field(camera, zone, name)] += count
+
+    def add_people(self, camera: str, people: list[tuple[str, str]]) -> None:
+        """People confirmed by the tracker, as (zone, mask_class) pairs: each counted once."""
+        for zone, name in people:
+            self._pending[PEOPLE_KEY][field(camera, zone, name)] += 1
+
+    def set_visible(self, camera: str, zones: list[str], classes: tuple[str, ...], visible: Counter) -> None:
+        """Faces in view now, a full snapshot for the camera (zeros included)."""
+        for zone in zones:
+            for name in classes:
+                self._gauges[VISIBLE_KEY][field(camera, zone, name)] = str(visible.get((zone, name), 0))
 
     def add_frames(self, camera: str, outcome: str, count: int = 1) -> None:
         if outcome not in FRAME_OUTCOMES:
@@ -101,7 +128,7 @@ class CountRecorder:
 async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
     """Every count hash, as stored (field -> value)."""
     pipe = client.pipeline(transaction=False)
-    keys = (FACES_KEY, FRAMES_KEY, CAMERA_UP_KEY, CAMERA_SEEN_KEY, RECONNECTS_KEY, BUILD_KEY)
+    keys = (FACES_KEY, FRAMES_KEY, CAMERA_UP_KEY, CAMERA_SEEN_KEY, RECONNECTS_KEY, PEOPLE_KEY, VISIBLE_KEY, BUILD_KEY)
     for key in keys:
         pipe.hgetall(key)
     values = await pipe.execute()

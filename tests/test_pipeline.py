@@ -14,7 +14,7 @@ import urllib.request
 import redis
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
-from binarycop.democlip import CLIP, SLOTS, demo_config, expected_counts
+from binarycop.democlip import CLIP, SLOTS, demo_config, expected_counts, expected_people, sampled_frames
 from binarycop.server import Server
 from stats.redis_store import FACES_KEY, FRAMES_KEY
 from tests.conftest import free_port
@@ -25,6 +25,9 @@ ALLOWED_KEYS = {
     b"binarycop:camera_up",
     b"binarycop:camera_seen",
     b"binarycop:build_info",
+    b"binarycop:camera_reconnects",
+    b"binarycop:people",
+    b"binarycop:faces_visible",
 }
 
 
@@ -57,7 +60,11 @@ def test_clip_gives_exact_counts_in_redis(redis_server):
     frames = {k.decode(): int(v) for k, v in client.hgetall(FRAMES_KEY).items()}
     expected = expected_counts(detect_fps=5)
     assert faces == {f"demo|all|{name}": expected[name] for name in SLOTS}
-    assert frames == {"demo|processed": expected["correct"]}  # one face of each class per frame
+    assert frames == {"demo|processed": len(sampled_frames(5))}
+    people = {k.decode(): int(v) for k, v in client.hgetall("binarycop:people").items()}
+    assert people == {f"demo|all|{name}": count for name, count in expected_people().items()}
+    visible = {k.decode(): int(v) for k, v in client.hgetall("binarycop:faces_visible").items()}
+    assert visible and set(visible.values()) == {0}  # the camera ended: nobody in view
     # privacy: only the count keys exist, and nothing in them names the source
     assert set(client.keys("*")) <= ALLOWED_KEYS
     assert str(CLIP).encode() not in _everything_in(client) and b"mp4" not in _everything_in(client)
@@ -80,7 +87,7 @@ def test_bad_sources_are_counted_as_failed_and_others_keep_counting(redis_server
     client = redis.Redis.from_url(redis_server.url)
     frames = {k.decode(): int(v) for k, v in client.hgetall(FRAMES_KEY).items()}
     assert frames["garbage|failed"] >= 1 and frames["missing|failed"] == 1
-    assert frames["good|processed"] == expected_counts()["correct"]
+    assert frames["good|processed"] == len(sampled_frames(5))
     assert frames.get("truncated|processed", 0) < frames["good|processed"]
     assert {k: v for k, v in client.hgetall("binarycop:camera_up").items()} == {
         b"garbage": b"0",

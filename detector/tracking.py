@@ -1,0 +1,76 @@
+"""Faces followed across frames, so that people are counted once, not once per frame.
+
+A small IoU tracker: detections are matched greedily to live tracks by box overlap; a track
+is confirmed after ``min_hits`` matched frames and then counted once, with the class most of
+its frames voted for; it ends after ``max_misses`` frames without a match. Track ids exist
+only inside this object: they never reach Redis, metrics or logs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detector.faces import iou_matrix
+
+
+@dataclass
+class _Track:
+    box: np.ndarray
+    zone: str
+    votes: Counter = field(default_factory=Counter)
+    hits: int = 0
+    misses: int = 0
+    counted: bool = False
+
+    @property
+    def mask_class(self) -> str:
+        return self.votes.most_common(1)[0][0]
+
+
+class FaceTracker:
+    def __init__(self, min_hits: int = 3, max_misses: int = 3, min_iou: float = 0.3):
+        self.min_hits = min_hits
+        self.max_misses = max_misses
+        self.min_iou = min_iou
+        self._tracks: list[_Track] = []
+
+    def update(self, boxes: np.ndarray, classes: list[str], zones: list[str]) -> tuple[list[tuple[str, str]], Counter]:
+        """Feed one frame's faces. Returns (people confirmed now as (zone, class), faces in view by (zone, class))."""
+        matched_tracks, matched_faces = self._match(boxes)
+        for track_index, face_index in zip(matched_tracks, matched_faces):
+            track = self._tracks[track_index]
+            track.box, track.zone = boxes[face_index], zones[face_index]
+            track.votes[classes[face_index]] += 1
+            track.hits += 1
+            track.misses = 0
+        unmatched = set(range(len(self._tracks))) - set(matched_tracks)
+        for track_index in unmatched:
+            self._tracks[track_index].misses += 1
+        for face_index in sorted(set(range(len(boxes))) - set(matched_faces)):
+            self._tracks.append(_Track(boxes[face_index], zones[face_index], Counter([classes[face_index]]), hits=1))
+        self._tracks = [track for track in self._tracks if track.misses <= self.max_misses]
+        confirmed = []
+        for track in self._tracks:
+            if not track.counted and track.hits >= self.min_hits:
+                track.counted = True
+                confirmed.append((track.zone, track.mask_class))
+        visible = Counter((t.zone, t.mask_class) for t in self._tracks if t.counted and t.misses == 0)
+        return confirmed, visible
+
+    def _match(self, boxes: np.ndarray) -> tuple[list[int], list[int]]:
+        if not self._tracks or not len(boxes):
+            return [], []
+        overlaps = iou_matrix(np.array([t.box for t in self._tracks]), boxes)
+        tracks, faces = [], []
+        for flat in np.argsort(-overlaps, axis=None):
+            track_index, face_index = np.unravel_index(flat, overlaps.shape)
+            if overlaps[track_index, face_index] < self.min_iou:
+                break
+            if track_index in tracks or face_index in faces:
+                continue
+            tracks.append(int(track_index))
+            faces.append(int(face_index))
+        return tracks, faces

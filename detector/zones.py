@@ -1,0 +1,41 @@
+"""Zones: named polygons in relative frame coordinates; each face belongs to the first that holds its centre."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NO_ZONES = "all"  # the zone label when a camera has no zones
+OUTSIDE = "outside"  # faces outside every configured zone
+
+
+class Zones:
+    def __init__(self, polygons: dict[str, list[list[float]]] | None):
+        self.names = list(polygons or {})
+        self.polygons = [np.asarray(points, np.float64) for points in (polygons or {}).values()]
+
+    @property
+    def labels(self) -> list[str]:
+        """Every zone label this camera can report (a bounded set)."""
+        return [*self.names, OUTSIDE] if self.names else [NO_ZONES]
+
+    def of_boxes(self, boxes: np.ndarray, width: int, height: int) -> list[str]:
+        """The zone label of each xyxy box (by its centre)."""
+        if not self.names:
+            return [NO_ZONES] * len(boxes)
+        centres = (np.asarray(boxes, np.float64)[:, :2] + np.asarray(boxes, np.float64)[:, 2:]) / 2
+        centres = centres / [width, height]
+        labels = np.full(len(boxes), OUTSIDE, dtype=object)
+        for name, polygon in reversed(list(zip(self.names, self.polygons))):  # first zone wins
+            labels[inside(centres, polygon)] = name
+        return labels.tolist()
+
+
+def inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd ray casting: which of the (N, 2) points lie inside the polygon (M, 2)."""
+    x, y = points[:, 0][:, None], points[:, 1][:, None]
+    x1, y1 = polygon[:, 0][None], polygon[:, 1][None]
+    x2, y2 = np.roll(polygon[:, 0], -1)[None], np.roll(polygon[:, 1], -1)[None]
+    crosses = (y1 > y) != (y2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    return (crosses & (x < at_x)).sum(axis=1) % 2 == 1

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from binarycop.config import ConfigError, parse_config
+from detector.tracking import FaceTracker
+from detector.zones import Zones, inside
+
+SQUARE = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+
+
+def test_zone_of_each_face_by_its_centre():
+    zones = Zones({"left": SQUARE, "middle": [[0.4, 0.0], [0.8, 0.0], [0.8, 1.0], [0.4, 1.0]]})
+    boxes = np.array([[10, 10, 30, 30], [80, 10, 100, 30], [110, 10, 130, 30], [170, 10, 190, 30]], np.float32)
+    # centres at x = 0.1 (left), 0.45 (both: the first listed wins), 0.6 (middle), 0.9 (none)
+    assert zones.of_boxes(boxes, width=200, height=100) == ["left", "left", "middle", "outside"]
+    assert zones.labels == ["left", "middle", "outside"]
+    assert Zones(None).of_boxes(boxes, 200, 100) == ["all"] * 4
+
+
+def test_point_in_concave_polygon():
+    l_shape = np.array([[0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2]], float)
+    points = np.array([[0.5, 0.5], [1.5, 0.5], [0.5, 1.5], [1.5, 1.5], [3, 3]])
+    assert inside(points, l_shape).tolist() == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize(
+    "zones, problem",
+    [
+        ("{all: [[0,0],[1,0],[1,1]]}", "not 'all' or 'outside'"),
+        ("{door: [[0,0],[1,0]]}", "needs at least 3 points"),
+        ("{door: [[0,0],[1.5,0],[1,1]]}", "between 0 and 1"),
+    ],
+)
+def test_bad_zones_named(zones, problem):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(f"cameras: [{{name: a, url: x.mp4, zones: {zones}}}]", environ={})
+    assert any(p.startswith("cameras.0.zones") and problem in p for p in raised.value.problems), raised.value.problems
+
+
+def _box(x: float) -> np.ndarray:
+    return np.array([x, 10, x + 40, 50], np.float32)
+
+
+def test_each_person_counted_once_with_the_class_most_frames_voted_for():
+    tracker = FaceTracker(min_hits=3, max_misses=2)
+    confirmed_all = []
+    votes = ["nose", "correct", "correct", "correct", "nose", "correct"]
+    for step, vote in enumerate(votes):
+        boxes = np.stack([_box(100 + 2 * step), _box(300)])  # one walks slowly, one stands still
+        confirmed, visible = tracker.update(boxes, [vote, "no_mask"], ["all", "all"])
+        confirmed_all += confirmed
+    assert sorted(confirmed_all) == [("all", "correct"), ("all", "no_mask")]  # walker: 2 of 3 votes at confirmation
+    assert visible == {("all", "correct"): 1, ("all", "no_mask"): 1}
+
+
+def test_a_person_who_leaves_and_a_new_one_who_arrives_are_two_people():
+    tracker = FaceTracker(min_hits=2, max_misses=1)
+    counted = []
+    frames = [[_box(100)], [_box(100)], [], [], [_box(100)], [_box(100)]]  # gap longer than max_misses
+    for boxes in frames:
+        confirmed, _ = tracker.update(
+            np.array(boxes, np.float32).reshape(-1, 4), ["chin"] * len(boxes), ["all"] * len(boxes)
+        )
+        counted += confirmed
+    assert counted == [("all", "chin"), ("all", "chin")]
+
+
+def test_short_glimpses_are_not_people():
+    tracker = FaceTracker(min_hits=3, max_misses=0)
+    counted = []
+    for x in (0, 200, 400, 600):  # a different place every frame: never the same face twice
+        confirmed, visible = tracker.update(np.stack([_box(x)]), ["nose"], ["all"])
+        counted += confirmed
+    assert counted == [] and not visible
