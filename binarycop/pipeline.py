@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -52,10 +53,15 @@ class CameraWorker:
         loop = asyncio.get_running_loop()
         name = frame.camera
         try:
+            started = time.perf_counter()
             faces = await loop.run_in_executor(self.executor, self.detector.detect, frame.pixels)
+            self.recorder.observe("detect", time.perf_counter() - started)
             classes: list[str] = []
             if len(faces):
+                started = time.perf_counter()
                 indices = await self.classifier.classify(faces.crops)
+                self.recorder.observe("classify", time.perf_counter() - started)
+                self.recorder.add_crops(self.classifier.classifier.backend, len(faces))
                 classes = [self.classifier.classes[i] for i in indices]
             height, width = frame.pixels.shape[:2]
             zones = self.zones.of_boxes(faces.boxes, width, height)
@@ -68,6 +74,9 @@ class CameraWorker:
         self.recorder.add_people(name, confirmed)
         self.recorder.set_visible(name, self.zones.labels, self.classifier.classes, visible)
         self.recorder.add_frames(name, "processed")
+        self.recorder.observe("decode", frame.decode_seconds)
+        if frame.captured:
+            self.recorder.observe("end_to_end", time.monotonic() - frame.captured)
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ class Server:
         self.redis_url = redis_url
         self.client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.recorder = CountRecorder(self.client)
-        self.registry, self.collector = make_registry()
+        self.registry, self.collector = make_registry(lambda: self.recorder.pending)
         self.tasks: list[asyncio.Task] = []
         self.camera_tasks: dict[str, asyncio.Task] = {}
         self.classifier: SharedClassifier | None = None
@@ -166,10 +166,10 @@ class Server:
         return web.json_response(camera_status(counts))
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        """Totals from Redis; while Redis is away, only this process's own gauges (pending counts)."""
         counts = await self._counts()
-        if counts is None:
-            return web.Response(status=503, text="Redis unreachable\n")
-        self.collector.counts = counts
+        self.collector.redis_up = counts is not None
+        self.collector.counts = counts or {}
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -19,11 +19,14 @@ BUFFER_FRAMES = 2
 
 @dataclass
 class Frame:
-    """One decoded frame: camera name, when it was captured (unix seconds), BGR pixels."""
+    """One decoded frame: camera name, when it was captured (unix seconds), BGR pixels,
+    seconds spent decoding it, and the monotonic clock at capture (for end-to-end latency)."""
 
     camera: str
     timestamp: float
     pixels: np.ndarray
+    decode_seconds: float = 0.0
+    captured: float = 0.0
 
 
 class SourceError(RuntimeError):

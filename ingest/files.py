@@ -58,7 +58,9 @@ class FileSource(BufferedSource):
                 if position + 1e-9 < next_sample:
                     continue
                 next_sample += interval * max(1, int((position - next_sample) // interval) + 1)
+                decode_started = time.perf_counter()
                 ok, pixels = capture.retrieve()
+                decode_seconds = time.perf_counter() - decode_started
                 if not ok or pixels is None or pixels.size == 0:
                     self.status.add(failed=1)
                     continue
@@ -66,6 +68,6 @@ class FileSource(BufferedSource):
                     delay = started + position - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                self._put(Frame(self.camera, time.time(), pixels))
+                self._put(Frame(self.camera, time.time(), pixels, decode_seconds, time.monotonic()))
         finally:
             capture.release()

@@ -95,8 +95,9 @@ class StreamSource(BufferedSource):
                 continue
             next_sample = max(next_sample + interval, now - interval)
             ok, pixels = capture.retrieve()
+            decode_seconds = time.monotonic() - now
             if not ok or pixels is None or pixels.size == 0:
                 self.status.add(failed=1)
                 continue
-            self._put(Frame(self.camera, time.time(), pixels))
+            self._put(Frame(self.camera, time.time(), pixels, decode_seconds, now))
         return delivered

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 from stats.redis_store import (
     BUILD_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
+    CROPS_KEY,
     FACES_KEY,
     FRAMES_KEY,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    STAGE_BUCKETS,
+    STAGES,
+    STAGES_KEY,
     VISIBLE_KEY,
 )
 
@@ -63,6 +67,9 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
         camera = name.split("|", 1)[0]
         if now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
             visible.add_metric(name.split("|"), float(value))
+    crops = CounterMetricFamily("binarycop_classifier_crops", "Face crops classified", labels=["backend"])
+    for backend, value in sorted(counts.get(CROPS_KEY, {}).items()):
+        crops.add_metric([backend], float(value))
     build = GaugeMetricFamily(
         "binarycop_build_info",
         "Version, classifier backend and model of running ingesters",
@@ -71,21 +78,50 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for name, reported in sorted(counts.get(BUILD_KEY, {}).items()):
         if now - float(reported) < STALE_AFTER_SECONDS:
             build.add_metric(name.split("|"), 1.0)
-    return [faces, people, visible, frames, up, reconnects, build]
+    stages = _stage_histogram(counts.get(STAGES_KEY, {}))
+    return [faces, people, visible, frames, up, reconnects, stages, crops, build]
+
+
+def _stage_histogram(stored: dict[str, str]) -> HistogramMetricFamily:
+    histogram = HistogramMetricFamily(
+        "binarycop_stage_duration_seconds", "Time per frame in each pipeline stage", labels=["stage"]
+    )
+    for stage in STAGES:
+        count = int(stored.get(f"{stage}|count", 0))
+        if not count:
+            continue
+        cumulative, buckets = 0, []
+        for index, bound in enumerate((*STAGE_BUCKETS, float("inf"))):
+            cumulative += int(stored.get(f"{stage}|{index}", 0))
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
+        histogram.add_metric([stage], buckets, sum_value=int(stored.get(f"{stage}|sum_us", 0)) / 1e6)
+    return histogram
 
 
 class SnapshotCollector:
-    """A collector over the latest snapshot (refreshed by the server before each exposition)."""
+    """A collector over the latest snapshot (refreshed by the server before each exposition), plus
+    what only this process knows: counts waiting for Redis, and whether Redis answered."""
 
-    def __init__(self):
+    def __init__(self, pending=lambda: 0):
         self.counts: dict[str, dict[str, str]] = {}
+        self.redis_up = True
+        self._pending = pending
 
     def collect(self):
-        yield from metric_families(self.counts)
+        if self.redis_up:
+            yield from metric_families(self.counts)
+        pending = GaugeMetricFamily(
+            "binarycop_counts_pending", "Counts held in this process because Redis has not taken them yet"
+        )
+        pending.add_metric([], float(self._pending()))
+        yield pending
+        redis_up = GaugeMetricFamily("binarycop_redis_up", "1 if Redis answered the last scrape")
+        redis_up.add_metric([], 1.0 if self.redis_up else 0.0)
+        yield redis_up
 
 
-def make_registry() -> tuple[CollectorRegistry, SnapshotCollector]:
+def make_registry(pending=lambda: 0) -> tuple[CollectorRegistry, SnapshotCollector]:
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector()
+    collector = SnapshotCollector(pending)
     registry.register(collector)
     return registry, collector

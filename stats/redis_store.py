@@ -8,12 +8,15 @@ Keys (hashes; field names are '|'-joined label values, which config names cannot
 - ``binarycop:camera_reconnects`` camera -> count
 - ``binarycop:people`` camera|zone|mask_class -> people counted once each
 - ``binarycop:faces_visible`` camera|zone|mask_class -> faces in view now (gauge)
+- ``binarycop:stage_duration`` stage|bucket-index (observations in that bucket), stage|sum_us, stage|count
+- ``binarycop:classifier_crops`` backend -> crops classified
 - ``binarycop:build_info`` version|backend|model -> unix time of the last report
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import Counter
@@ -32,6 +35,10 @@ CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
 RECONNECTS_KEY = f"{PREFIX}:camera_reconnects"
 PEOPLE_KEY = f"{PREFIX}:people"
 VISIBLE_KEY = f"{PREFIX}:faces_visible"
+STAGES_KEY = f"{PREFIX}:stage_duration"
+CROPS_KEY = f"{PREFIX}:classifier_crops"
+STAGES = ("decode", "detect", "classify", "end_to_end")
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BUILD_KEY = f"{PREFIX}:build_info"
 FRAME_OUTCOMES = ("processed", "dropped", "failed")
 DEFAULT_ZONE = "all"
@@ -56,6 +63,8 @@ class CountRecorder:
             FRAMES_KEY: Counter(),
             RECONNECTS_KEY: Counter(),
             PEOPLE_KEY: Counter(),
+            STAGES_KEY: Counter(),
+            CROPS_KEY: Counter(),
         }
         self._gauges: dict[str, dict[str, str]] = {
             CAMERA_UP_KEY: {},
@@ -70,6 +79,18 @@ class CountRecorder:
         zones = zones or [DEFAULT_ZONE] * len(class_names)
         for (zone, name), count in Counter(zip(zones, class_names)).items():
             self._pending[FACES_KEY][field(camera, zone, name)] += count
+
+    def observe(self, stage: str, seconds: float) -> None:
+        """One duration of a pipeline stage, into a histogram (bucket counts, sum in microseconds, count)."""
+        bucket = bisect.bisect_left(STAGE_BUCKETS, seconds)  # == len(STAGE_BUCKETS) for +Inf
+        pending = self._pending[STAGES_KEY]
+        pending[field(stage, str(bucket))] += 1
+        pending[field(stage, "sum_us")] += int(round(seconds * 1e6))
+        pending[field(stage, "count")] += 1
+
+    def add_crops(self, backend: str, count: int) -> None:
+        if count:
+            self._pending[CROPS_KEY][backend] += count
 
     def add_people(self, camera: str, people: list[tuple[str, str]]) -> None:
         """People confirmed by the tracker, as (zone, mask_class) pairs: each counted once."""
@@ -101,7 +122,9 @@ class CountRecorder:
 
     @property
     def pending(self) -> int:
-        return sum(sum(counter.values()) for counter in self._pending.values())
+        """Counts (faces, people, frames, reconnects) waiting to be written; timings are not counted."""
+        keys = (FACES_KEY, FRAMES_KEY, RECONNECTS_KEY, PEOPLE_KEY)
+        return sum(sum(self._pending[key].values()) for key in keys)
 
     async def flush(self) -> bool:
         """Write what is pending; False (and everything kept) if Redis cannot be reached."""
@@ -128,7 +151,18 @@ class CountRecorder:
 async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
     """Every count hash, as stored (field -> value)."""
     pipe = client.pipeline(transaction=False)
-    keys = (FACES_KEY, FRAMES_KEY, CAMERA_UP_KEY, CAMERA_SEEN_KEY, RECONNECTS_KEY, PEOPLE_KEY, VISIBLE_KEY, BUILD_KEY)
+    keys = (
+        FACES_KEY,
+        FRAMES_KEY,
+        CAMERA_UP_KEY,
+        CAMERA_SEEN_KEY,
+        RECONNECTS_KEY,
+        PEOPLE_KEY,
+        VISIBLE_KEY,
+        STAGES_KEY,
+        CROPS_KEY,
+        BUILD_KEY,
+    )
     for key in keys:
         pipe.hgetall(key)
     values = await pipe.execute()

@@ -28,6 +28,8 @@ ALLOWED_KEYS = {
     b"binarycop:camera_reconnects",
     b"binarycop:people",
     b"binarycop:faces_visible",
+    b"binarycop:stage_duration",
+    b"binarycop:classifier_crops",
 }
 
 
@@ -131,7 +133,8 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
     try:
         deadline = time.monotonic() + 120
         counts: dict[str, float] = {}
-        while time.monotonic() < deadline and len(counts) < len(SLOTS):
+        people = 0.0
+        while time.monotonic() < deadline and (len(counts) < len(SLOTS) or not people):
             time.sleep(1)
             assert server.poll() is None, server.stderr.read()
             status, text = _get(f"{base}/metrics")
@@ -143,7 +146,25 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
                 for s in f.samples
                 if s.name == "binarycop_faces_classified_total" and s.value > 0
             }
+            people = sum(
+                s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.name == "binarycop_people_total"
+            )
         assert set(counts) == set(SLOTS), counts
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+        for stage in ("decode", "detect", "classify", "end_to_end"):
+            assert samples[("binarycop_stage_duration_seconds_count", (("stage", stage),))] > 0
+        assert samples[("binarycop_classifier_crops_total", (("backend", "cpu"),))] >= 4
+        assert (
+            samples[("binarycop_people_total", (("camera", "entrance"), ("mask_class", "nose"), ("zone", "all")))] >= 1
+        )
+        assert ("binarycop_counts_pending", ()) in samples and samples[("binarycop_redis_up", ())] == 1
         assert _get(f"{base}/healthz")[0] == 200
         assert _get(f"{base}/readyz") == (200, "ready\n")
         page_status, page = _get(f"{base}/")

@@ -116,3 +116,31 @@ def test_embedded_redis_is_a_real_server(tmp_path):
     finally:
         embedded.close()
     assert value == b"2" and info["redis_version"].startswith("6.")
+
+
+def test_metrics_while_redis_is_away_still_show_pending_counts():
+    """With Redis unreachable the exposition keeps this process's own gauges, so an alert can fire."""
+    registry, collector = make_registry(pending=lambda: 7)
+    collector.redis_up = False
+    collector.counts = {}
+    samples = _samples(generate_latest(registry).decode())
+    assert samples[("binarycop_counts_pending", ())] == 7
+    assert samples[("binarycop_redis_up", ())] == 0
+
+
+def test_stage_histogram_from_redis_fields():
+    """Durations recorded by the recorder come back as a cumulative Prometheus histogram."""
+    recorder = CountRecorder(client=None)
+    for seconds in (0.0004, 0.003, 0.003, 0.2, 7.0):
+        recorder.observe("detect", seconds)
+    stored = {key: str(value) for key, value in recorder._pending["binarycop:stage_duration"].items()}
+    registry, collector = make_registry()
+    collector.counts = {"binarycop:stage_duration": stored}
+    samples = _samples(generate_latest(registry).decode())
+    bucket = "binarycop_stage_duration_seconds_bucket"
+    assert samples[(bucket, (("le", "0.001"), ("stage", "detect")))] == 1
+    assert samples[(bucket, (("le", "0.005"), ("stage", "detect")))] == 3
+    assert samples[(bucket, (("le", "5.0"), ("stage", "detect")))] == 4
+    assert samples[(bucket, (("le", "+Inf"), ("stage", "detect")))] == 5
+    assert samples[("binarycop_stage_duration_seconds_count", (("stage", "detect"),))] == 5
+    assert samples[("binarycop_stage_duration_seconds_sum", (("stage", "detect"),))] == pytest.approx(7.2064)
