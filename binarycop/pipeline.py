@@ -22,17 +22,78 @@ STATUS_SECONDS = 1.0
 
 
 class SharedClassifier:
-    """The classifier behind one worker thread: numba's parallel kernels must not run concurrently."""
+    """One classifier for every camera: crops from concurrent frames are batched into one call.
 
-    def __init__(self, classifier):
+    A call waits at most ``max_wait_ms`` for others to join its batch (or until ``max_batch`` crops
+    are waiting). The classifier runs on one worker thread (numba's parallel kernels must not run
+    concurrently); at most ``max_batch`` crops queue behind a running batch, so a camera that
+    outpaces the classifier waits here, and its source drops its oldest frames (back-pressure).
+    """
+
+    def __init__(self, classifier, max_batch: int = 256, max_wait_ms: float = 20):
         self.classifier = classifier
         self.classes = classifier.classes
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.calls = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+        self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._waiting_crops = 0
+        self._space = asyncio.Condition()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
 
     async def classify(self, crops: np.ndarray) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.classifier.classify, crops)
+        if self._task is None:
+            self._task = asyncio.create_task(self._batches(), name="classify-batches")
+        async with self._space:
+            await self._space.wait_for(lambda: self._waiting_crops < self.max_batch)
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.append((crops, future))
+            self._waiting_crops += len(crops)
+        self._wakeup.set()
+        return await future
+
+    async def _batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            deadline = loop.time() + self.max_wait
+            while self._waiting_crops < self.max_batch and loop.time() < deadline:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+                except TimeoutError:
+                    break
+            async with self._space:
+                batch, self._waiting = self._waiting, []
+                self._waiting_crops = 0
+                self._wakeup.clear()
+                self._space.notify_all()
+            if batch:
+                await self._run(batch)
+
+    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.calls += 1
+        try:
+            classes = await loop.run_in_executor(
+                self._executor, self.classifier.classify, np.concatenate([crops for crops, _ in batch])
+            )
+        except Exception as error:  # noqa: BLE001 - every waiting frame learns of the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        start = 0
+        for crops, future in batch:
+            if not future.done():
+                future.set_result(classes[start : start + len(crops)])
+            start += len(crops)
 
     def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -43,7 +43,7 @@ class Server:
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(make_classifier, classifier_config.backend, classifier_config.model)
         await asyncio.to_thread(_warm_up, classifier)
-        self.classifier = SharedClassifier(classifier)
+        self.classifier = SharedClassifier(classifier, classifier_config.max_batch, classifier_config.max_wait_ms)
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)
         await self._start_http()
         for camera in self.config.cameras:
