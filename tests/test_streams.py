@@ -96,3 +96,83 @@ def test_corrupt_frames_do_not_stop_the_camera(redis_server):
     frames = _hash(client, "frames")
     assert int(frames["noisy|processed"]) >= 10
     assert _hash(client, "camera_up")["noisy"] == "0"  # stopped cleanly with the server
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-gi and gst-rtsp-server live
+
+
+class RtspCamera:
+    """gst-rtsp-server in a subprocess serving the bundled clip's frames; stopped with SIGKILL (a crash)."""
+
+    def __init__(self, port: int, frame_dir):
+        self.port, self.frame_dir, self.process = port, frame_dir, None
+
+    def start(self) -> RtspCamera:
+        import subprocess
+        from pathlib import Path
+
+        script = Path(__file__).with_name("rtsp_server.py")
+        self.process = subprocess.Popen(
+            [SYSTEM_PYTHON, str(script), str(self.port), str(self.frame_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        assert line.strip() == "ready", self.process.stderr.read()
+        return self
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_server, tmp_path, caplog):
+    import logging
+
+    import cv2
+
+    frame_dir = tmp_path / "frames"
+    frame_dir.mkdir()
+    capture = cv2.VideoCapture(str(CLIP))
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        cv2.imwrite(str(frame_dir / f"frame{index:05d}.jpg"), frame)
+        index += 1
+    port = free_port()
+    camera = RtspCamera(port, frame_dir).start()
+    url = f"rtsp://viewer:s3cr3t-pw@127.0.0.1:{port}/cam"
+    cameras = [CameraConfig(name="gate", url=url, detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)]
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+
+    def processed() -> int:
+        return int(_hash(client, "frames").get("gate|processed", 0))
+
+    def people() -> int:
+        return sum(int(v) for k, v in _hash(client, "people").items() if k.startswith("gate|"))
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await _until(lambda: processed() >= 10 and _hash(client, "camera_up").get("gate") == "1", 60, "RTSP frames")
+            camera.kill()
+            await _until(lambda: _hash(client, "camera_up").get("gate") == "0", 15, "camera_up to drop")
+            before = processed()
+            camera.start()
+            await _until(lambda: processed() > before + 5, 40, "frames after the camera came back")
+            await _until(lambda: people() >= 4, 40, "people from the stream")
+        finally:
+            await server.stop()
+            camera.kill()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(scenario())
+    assert int(_hash(client, "camera_reconnects")["gate"]) >= 1
+    assert "viewer:***@127.0.0.1" in caplog.text and "s3cr3t-pw" not in caplog.text
+    everything = b"".join(k + b"".join(a + b for a, b in client.hgetall(k).items()) for k in client.keys("*"))
+    assert b"s3cr3t" not in everything and b"rtsp" not in everything

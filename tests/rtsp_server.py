@@ -1,0 +1,36 @@
+"""A real RTSP camera for tests: JPEG frames as RTP/MJPEG from gst-rtsp-server.
+
+Run by the system Python (Debian's python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good):
+    /usr/bin/python3 tests/rtsp_server.py PORT FRAME_DIR
+serves rtsp://127.0.0.1:PORT/cam, looping over FRAME_DIR/frame00000.jpg ... at 10 fps.
+"""
+
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> None:
+    port, frames = sys.argv[1], sys.argv[2]
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f"( multifilesrc location={frames}/frame%05d.jpg loop=true caps=image/jpeg,framerate=10/1 "
+        "! jpegparse ! rtpjpegpay name=pay0 pt=26 )"
+    )
+    factory.set_shared(True)
+    server.get_mount_points().add_factory("/cam", factory)
+    server.attach(None)
+    print("ready", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()
