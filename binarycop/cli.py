@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     bench_slice.add_argument("--repeat", type=int, default=3)
     bench_slice.add_argument("--json", action="store_true")
     bench_slice.set_defaults(handler=_bench_slice)
+    bench_pipeline = bench_kinds.add_parser("pipeline", help="how many real camera streams this machine sustains")
+    bench_pipeline.add_argument("--cameras", type=int, help="run this many only (default: search)")
+    bench_pipeline.add_argument("--seconds", type=float, default=15, help="measured seconds per trial")
+    bench_pipeline.add_argument("--json", action="store_true")
+    bench_pipeline.set_defaults(handler=_bench_pipeline)
     bench_classifier = bench_kinds.add_parser("classifier", help="CPU engine vs onnxruntime and torch, side by side")
     bench_classifier.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
     bench_classifier.add_argument("--batch", type=int, default=256)
@@ -92,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
     bench_classifier.add_argument("--json", action="store_true")
     bench_classifier.set_defaults(handler=_bench_classifier)
     return parser
+
+
+def _bench_pipeline(args) -> int:
+    from binarycop.bench_pipeline import bench_pipeline
+
+    result = bench_pipeline(args.cameras, args.seconds)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"cameras sustained: {result['cameras_sustained']} (decode alone: {result['decode_only_cameras']}); "
+            f"drop {result['drop_ratio']:.2%}, p95 latency {result['p95_latency_s']} s, "
+            f"{result['crops_per_s']:.0f} crops/s"
+        )
+    return 0
 
 
 def _bench_classifier(args) -> int:

@@ -9,10 +9,10 @@ import redis
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
 from binarycop.democlip import CLIP
+from binarycop.mjpeg import MjpegCamera
 from binarycop.server import Server
 from ingest import FileSource, StreamSource, open_source
 from tests.conftest import free_port
-from tests.mjpeg_server import MjpegCamera
 
 
 def _hash(client: redis.Redis, key: str) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""A real HTTP MJPEG camera for tests: the bundled clip as multipart JPEG at its own frame rate, looping."""
+"""A real HTTP MJPEG camera on loopback: JPEG frames as multipart at 10 fps, looping.
+
+Used by the tests (a camera that can die and come back) and by ``bench pipeline`` (many cameras).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ def _clip_jpegs() -> list[bytes]:
 class MjpegCamera:
     """Serves ``/video.mjpg`` on 127.0.0.1:``port`` until :meth:`stop` (which also cuts open streams)."""
 
-    def __init__(self, port: int, garbage_every: int = 0):
+    def __init__(self, port: int, garbage_every: int = 0, frames: list[bytes] | None = None):
         self.port = port
-        self.frames = _clip_jpegs()
+        self.frames = frames if frames is not None else _clip_jpegs()
         self.garbage_every = garbage_every
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None

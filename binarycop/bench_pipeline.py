@@ -1,0 +1,201 @@
+"""``binarycop bench pipeline``: how many real camera streams this machine sustains.
+
+N HTTP MJPEG streams (1280x720, 10 fps, the bundled clip's frames in a 2x2 grid: 16 faces in
+view, none between face sets, about 9 on average) are served on loopback; the whole server
+reads them at detect fps 5. A count of cameras is sustained when under 1 % of the sampled
+frames are dropped and the 95th percentile of capture-to-count latency is under 1 s. The
+reference is decoding alone: the same streams read by the same sources, frames thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
+from binarycop.democlip import CLIP
+from binarycop.mjpeg import MjpegCamera
+
+DETECT_FPS = 5
+MAX_DROP_RATIO = 0.01
+MAX_P95_SECONDS = 1.0
+
+
+def crowd_frames() -> list[bytes]:
+    """JPEGs of 1280x720 frames: the demo clip tiled 2x2."""
+    capture = cv2.VideoCapture(str(CLIP))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        grid = np.vstack([np.hstack([frame, frame[:, ::-1]]), np.hstack([frame[:, ::-1], frame])])
+        frames.append(cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _trial(cameras: int, seconds: float, decode_only: bool, frames: list[bytes]) -> dict:
+    from binarycop.server import Server
+    from ingest import open_source
+    from stats import read_counts
+    from stats.embedded import EmbeddedRedis
+
+    streams = [MjpegCamera(_free_port(), frames=frames).start() for _ in range(cameras)]
+    configs = [
+        CameraConfig(name=f"cam-{i}", url=s.url, detect_fps=DETECT_FPS, stall_seconds=5) for i, s in enumerate(streams)
+    ]
+    try:
+        if decode_only:
+            return await _decode_only(configs, seconds, open_source)
+        embedded = EmbeddedRedis()
+        server = Server(
+            Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs), embedded.url
+        )
+        try:
+            await server.start()
+            await asyncio.sleep(3)  # warm-up: connections, first frames
+            await server.recorder.flush()
+            before = await read_counts(server.client)
+            started = time.monotonic()
+            await asyncio.sleep(seconds)
+            await server.recorder.flush()
+            after = await read_counts(server.client)
+            elapsed = time.monotonic() - started
+        finally:
+            await server.stop()
+            embedded.close()
+        return _summary(before, after, elapsed)
+    finally:
+        for stream in streams:
+            stream.stop()
+
+
+async def _decode_only(configs, seconds: float, open_source) -> dict:
+    sources = [open_source(c) for c in configs]
+    for source in sources:
+        source.start()
+    taken = [0] * len(sources)
+
+    async def drain(index, source):
+        async for _ in source.frames():
+            taken[index] += 1
+
+    tasks = [asyncio.create_task(drain(i, s)) for i, s in enumerate(sources)]
+    await asyncio.sleep(3)
+    for source in sources:
+        source.status.take()
+    start_taken = sum(taken)
+    await asyncio.sleep(seconds)
+    dropped = sum(source.status.take()[0] for source in sources)
+    processed = sum(taken) - start_taken
+    for source in sources:
+        source.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    total = processed + dropped
+    return {
+        "processed": processed,
+        "dropped": dropped,
+        "drop_ratio": dropped / total if total else 1.0,
+        "p95_latency_s": 0.0,
+        "crops_per_s": 0.0,
+    }
+
+
+def _delta(before: dict, after: dict, key: str) -> dict[str, int]:
+    old = before.get(key, {})
+    return {name: int(value) - int(old.get(name, 0)) for name, value in after.get(key, {}).items()}
+
+
+def _summary(before: dict, after: dict, elapsed: float) -> dict:
+    from stats.redis_store import STAGE_BUCKETS
+
+    frames = _delta(before, after, "binarycop:frames")
+    processed = sum(v for k, v in frames.items() if k.endswith("|processed"))
+    dropped = sum(v for k, v in frames.items() if k.endswith("|dropped"))
+    stages = _delta(before, after, "binarycop:stage_duration")
+    counts = [stages.get(f"end_to_end|{i}", 0) for i in range(len(STAGE_BUCKETS) + 1)]
+    total = sum(counts)
+    p95 = float("inf")
+    running = 0
+    for bound, count in zip((*STAGE_BUCKETS, float("inf")), counts):
+        running += count
+        if total and running >= 0.95 * total:
+            p95 = bound  # the bucket's upper bound: a conservative p95
+            break
+    crops = sum(_delta(before, after, "binarycop:classifier_crops").values())
+    seen = processed + dropped
+    return {
+        "processed": processed,
+        "dropped": dropped,
+        "drop_ratio": dropped / seen if seen else 1.0,
+        "p95_latency_s": p95,
+        "crops_per_s": crops / elapsed,
+    }
+
+
+def _sustained(result: dict, decode_only: bool) -> bool:
+    if result["processed"] == 0:
+        return False
+    return result["drop_ratio"] < MAX_DROP_RATIO and (decode_only or result["p95_latency_s"] < MAX_P95_SECONDS)
+
+
+def search(decode_only: bool, seconds: float, frames: list[bytes], cameras: int | None, limit: int) -> tuple[int, dict]:
+    """Largest camera count sustained (doubling, then bisection), with the figures of that run."""
+
+    def run(n: int) -> dict:
+        result = asyncio.run(_trial(n, seconds, decode_only, frames))
+        kind = "decode only" if decode_only else "pipeline"
+        print(
+            f"{kind}: {n} cameras -> drop {result['drop_ratio']:.3%}, p95 {result['p95_latency_s']} s, "
+            f"{result['crops_per_s']:.0f} crops/s",
+            file=sys.stderr,
+        )
+        return result
+
+    if cameras is not None:
+        result = run(cameras)
+        return (cameras if _sustained(result, decode_only) else 0), result
+    good, good_result, bad = 0, {}, None
+    n = 1
+    while n <= limit:
+        result = run(n)
+        if not _sustained(result, decode_only):
+            bad = n
+            break
+        good, good_result = n, result
+        n *= 2
+    high = bad if bad is not None else limit + 1
+    while high - good > 1:
+        middle = (good + high) // 2
+        result = run(middle)
+        if _sustained(result, decode_only):
+            good, good_result = middle, result
+        else:
+            high = middle
+    return good, good_result
+
+
+def bench_pipeline(cameras: int | None = None, seconds: float = 15, limit: int = 64) -> dict:
+    frames = crowd_frames()
+    sustained, result = search(False, seconds, frames, cameras, limit)
+    decode_cameras, _ = search(True, seconds, frames, cameras, limit)
+    return {
+        "cameras_sustained": sustained,
+        "drop_ratio": result.get("drop_ratio", 1.0),
+        "p95_latency_s": result.get("p95_latency_s", float("inf")),
+        "decode_only_cameras": decode_cameras,
+        "crops_per_s": result.get("crops_per_s", 0.0),
+    }
