@@ -24,9 +24,10 @@ STATUS_SECONDS = 1.0
 class SharedClassifier:
     """One classifier for every camera: crops from concurrent frames are batched into one call.
 
-    A call waits at most ``max_wait_ms`` for others to join its batch (or until ``max_batch`` crops
-    are waiting). The classifier runs on one worker thread (numba's parallel kernels must not run
-    concurrently); at most ``max_batch`` crops queue behind a running batch, so a camera that
+    A call waits at most ``max_wait_ms`` for others to join its batch, and not at all once
+    ``max_batch`` crops are waiting or every one of the ``callers`` (the running cameras, when
+    known) has a call in. The classifier runs on one worker thread (numba's parallel kernels must
+    not run concurrently); at most ``max_batch`` crops queue behind a running batch, so a camera that
     outpaces the classifier waits here, and its source drops its oldest frames (back-pressure).
     """
 
@@ -36,6 +37,7 @@ class SharedClassifier:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.calls = 0
+        self.callers: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
         self._waiting_crops = 0
@@ -59,7 +61,7 @@ class SharedClassifier:
         while True:
             await self._wakeup.wait()
             deadline = loop.time() + self.max_wait
-            while self._waiting_crops < self.max_batch and loop.time() < deadline:
+            while self._waiting_crops < self.max_batch and loop.time() < deadline and not self._everyone_in():
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
@@ -72,6 +74,9 @@ class SharedClassifier:
                 self._space.notify_all()
             if batch:
                 await self._run(batch)
+
+    def _everyone_in(self) -> bool:
+        return self.callers is not None and len(self._waiting) >= self.callers
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()

@@ -53,6 +53,7 @@ class Server:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="reload"))
 
     def _start_camera(self, camera: CameraConfig) -> None:
+        self.classifier.callers = len(self.camera_tasks) + 1
         self.camera_tasks[camera.name] = asyncio.create_task(
             run_camera(camera, self.config.detector, self.config.tracking, self.classifier, self.recorder),
             name=f"camera-{camera.name}",
@@ -60,6 +61,7 @@ class Server:
 
     async def _stop_camera(self, name: str) -> None:
         task = self.camera_tasks.pop(name)
+        self.classifier.callers = len(self.camera_tasks)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -45,3 +45,24 @@ def test_a_full_batch_goes_without_waiting_and_the_rest_follows():
     assert calls == 3  # 24 crops in batches of 8: back-pressure held the rest until there was room
     for crops, classes in zip(frames, results):
         np.testing.assert_array_equal(classes, engine.classify(crops))
+
+
+def test_no_waiting_once_every_camera_has_a_frame_in():
+    """With the callers known, a batch closes as soon as each has a call waiting, not after max_wait."""
+    import time
+
+    engine = make_classifier("cpu", "n-cnv")
+    frames = [np.random.default_rng(i).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8) for i in range(3)]
+
+    async def scenario():
+        shared = SharedClassifier(engine, max_batch=256, max_wait_ms=5_000)
+        shared.callers = 3
+        try:
+            started = time.monotonic()
+            await asyncio.wait_for(asyncio.gather(*[shared.classify(c) for c in frames]), 4)
+            return time.monotonic() - started, shared.calls
+        finally:
+            shared.close()
+
+    elapsed, calls = asyncio.run(scenario())
+    assert calls == 1 and elapsed < 2
