@@ -14,6 +14,7 @@ import time
 
 import cv2
 
+from ingest import mjpeg
 from ingest.buffer import BufferedSource, Frame
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,17 @@ class StreamSource(BufferedSource):
             if attempts:
                 self.status.add(reconnects=1)
             attempts += 1
-            capture = self._open()
-            delivered = False
-            try:
-                if capture.isOpened():
-                    delivered = self._pump(capture)
-            except cv2.error as error:  # a decoder error must not end the camera
-                log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
-            finally:
-                capture.release()
+            delivered = self._read_mjpeg() if self.url.startswith(("http://", "https://")) else None
+            if delivered is None:  # not an MJPEG stream: FFmpeg reads it
+                capture = self._open()
+                delivered = False
+                try:
+                    if capture.isOpened():
+                        delivered = self._pump(capture)
+                except cv2.error as error:  # a decoder error must not end the camera
+                    log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
+                finally:
+                    capture.release()
             self.status.up = False
             if delivered:
                 backoff = FIRST_BACKOFF_SECONDS
@@ -77,6 +80,38 @@ class StreamSource(BufferedSource):
             log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
             self._stopped.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _read_mjpeg(self) -> bool | None:
+        """Read an HTTP MJPEG stream part by part; None if the URL serves something else."""
+        try:
+            response = mjpeg.open_stream(self.url, self.stall_seconds)
+        except OSError:
+            return False
+        with response:
+            boundary = mjpeg.boundary_of(response.headers.get("Content-Type", ""))
+            if boundary is None:
+                return None
+            interval = 1.0 / self.detect_fps
+            next_sample = time.monotonic()
+            delivered = False
+            try:
+                for body in mjpeg.parts(response, boundary):
+                    if self._stopped.is_set():
+                        break
+                    delivered = True
+                    self.status.up = True
+                    now = time.monotonic()
+                    if now < next_sample:
+                        continue
+                    next_sample = max(next_sample + interval, now - interval)
+                    pixels = mjpeg.decode_jpeg(body)
+                    if pixels is None:
+                        self.status.add(failed=1)
+                        continue
+                    self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
+            except OSError:  # timeout (a stall) or a dropped connection
+                pass
+            return delivered
 
     def _pump(self, capture: cv2.VideoCapture) -> bool:
         """Read until the stream ends or stalls; True if any frame arrived."""
