@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
-from binarycop.democlip import CLIP
+from binarycop.democlip import clip_frames
 from binarycop.mjpeg import MjpegCamera
 
 DETECT_FPS = 5
@@ -27,14 +27,11 @@ MAX_P95_SECONDS = 1.0
 
 def crowd_frames() -> list[bytes]:
     """JPEGs of 1280x720 frames: the demo clip tiled 2x2."""
-    capture = cv2.VideoCapture(str(CLIP))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
+    jpegs = []
+    for frame in clip_frames():
         grid = np.vstack([np.hstack([frame, frame[:, ::-1]]), np.hstack([frame[:, ::-1], frame])])
-        frames.append(cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+        jpegs.append(cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+    return jpegs
 
 
 def _free_port() -> int:

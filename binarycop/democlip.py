@@ -86,7 +86,12 @@ def _write(frames: list[np.ndarray], path: Path) -> None:
     writer.release()
 
 
-def _decode(path: Path) -> list[np.ndarray]:
+def clip_frames() -> list[np.ndarray]:
+    """Every frame of the bundled clip, decoded (BGR)."""
+    return decode_video(CLIP)
+
+
+def decode_video(path: Path) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     frames = []
     while True:
@@ -138,7 +143,7 @@ def build(data: Path, seed: int = 0) -> None:
                 offset = len(all_frames)
                 frames = [_render(background, faces, offset + i) for i in range(SEGMENT_FRAMES)]
                 _write(all_frames + frames, Path(tmp) / "clip.mp4")
-                decoded = _decode(Path(tmp) / "clip.mp4")[offset:]
+                decoded = decode_video(Path(tmp) / "clip.mp4")[offset:]
                 failing = _failing_slots(decoded, detector, classifier, offset)
                 if not failing:
                     break

@@ -11,17 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 
-from binarycop.democlip import CLIP, FPS
+from binarycop.democlip import FPS, clip_frames
 
 
 def _clip_jpegs() -> list[bytes]:
-    capture = cv2.VideoCapture(str(CLIP))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return [cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for frame in clip_frames()]
 
 
 class MjpegCamera:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import redis
 
 from binarycop.config import load_config
 from binarycop.democlip import CLIP
 from binarycop.server import Server
+from tests.conftest import wait_until
 
 
 def _config_text(redis_url: str, cameras: list[str], detect_fps: str = "5") -> str:
@@ -23,15 +23,6 @@ def _processed(client: redis.Redis, camera: str) -> int:
     return int(client.hget("binarycop:frames", f"{camera}|processed") or 0)
 
 
-async def _until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_edit_adds_and_removes_cameras_and_bad_edit_is_rejected(redis_server, tmp_path, caplog):
     path = tmp_path / "binarycop.yaml"
     path.write_text(_config_text(redis_server.url, ["keep", "drop"]))
@@ -41,9 +32,11 @@ def test_edit_adds_and_removes_cameras_and_bad_edit_is_rejected(redis_server, tm
         server = Server(load_config(path), redis_server.url, config_path=path)
         await server.start()
         try:
-            await _until(lambda: _processed(client, "keep") > 3 and _processed(client, "drop") > 3, 60, "two cameras")
+            await wait_until(
+                lambda: _processed(client, "keep") > 3 and _processed(client, "drop") > 3, 60, "two cameras"
+            )
             path.write_text(_config_text(redis_server.url, ["keep", "added"]))
-            await _until(lambda: _processed(client, "added") > 3, 30, "the added camera to count")
+            await wait_until(lambda: _processed(client, "added") > 3, 30, "the added camera to count")
             dropped_at, kept_at = _processed(client, "drop"), _processed(client, "keep")
             await asyncio.sleep(2.5)
             assert _processed(client, "drop") == dropped_at  # stopped
@@ -52,7 +45,7 @@ def test_edit_adds_and_removes_cameras_and_bad_edit_is_rejected(redis_server, tm
 
             with caplog.at_level(logging.ERROR, logger="binarycop.server"):
                 path.write_text(_config_text(redis_server.url, ["keep", "added", "broken"], detect_fps="-1"))
-                await _until(lambda: "config edit rejected" in caplog.text, 10, "the bad edit to be rejected")
+                await wait_until(lambda: "config edit rejected" in caplog.text, 10, "the bad edit to be rejected")
             assert "cameras.0.detect_fps" in caplog.text
             added_at = _processed(client, "added")
             await asyncio.sleep(2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import redis
 
@@ -12,20 +11,11 @@ from binarycop.democlip import CLIP
 from binarycop.mjpeg import MjpegCamera
 from binarycop.server import Server
 from ingest import FileSource, StreamSource, open_source
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 
 def _hash(client: redis.Redis, key: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in client.hgetall(f"binarycop:{key}").items()}
-
-
-async def _until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_sources_chosen_by_url():
@@ -56,17 +46,17 @@ def test_camera_dies_and_comes_back_while_others_keep_counting(redis_server):
         server = Server(config, redis_server.url)
         await server.start()
         try:
-            await _until(lambda: processed("street") >= 10 and up("street"), 60, "frames from the stream")
+            await wait_until(lambda: processed("street") >= 10 and up("street"), 60, "frames from the stream")
             faces = _hash(client, "faces_classified")
             assert sum(int(v) for k, v in faces.items() if k.startswith("street|")) >= 10 * 4 - 4
             camera.stop()
-            await _until(lambda: not up("street"), 15, "camera_up to drop after the server died")
+            await wait_until(lambda: not up("street"), 15, "camera_up to drop after the server died")
             lobby_before, street_before = processed("lobby"), processed("street")
             await asyncio.sleep(3)
             assert processed("lobby") > lobby_before + 5  # the other camera is unaffected
             assert processed("street") == street_before  # nothing counted from a dead camera
             camera.start()
-            await _until(lambda: up("street") and processed("street") > street_before + 5, 30, "reconnect")
+            await wait_until(lambda: up("street") and processed("street") > street_before + 5, 30, "reconnect")
             assert int(_hash(client, "camera_reconnects")["street"]) >= 1
         finally:
             await server.stop()
@@ -86,7 +76,7 @@ def test_corrupt_frames_are_counted_as_failed_and_the_camera_goes_on(redis_serve
         server = Server(config, redis_server.url)
         await server.start()
         try:
-            await _until(lambda: int(_hash(client, "frames").get("noisy|processed", 0)) >= 10, 60, "frames")
+            await wait_until(lambda: int(_hash(client, "frames").get("noisy|processed", 0)) >= 10, 60, "frames")
         finally:
             await server.stop()
             camera.stop()
@@ -160,13 +150,15 @@ def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_
         server = Server(config, redis_server.url)
         await server.start()
         try:
-            await _until(lambda: processed() >= 10 and _hash(client, "camera_up").get("gate") == "1", 60, "RTSP frames")
+            await wait_until(
+                lambda: processed() >= 10 and _hash(client, "camera_up").get("gate") == "1", 60, "RTSP frames"
+            )
             camera.kill()
-            await _until(lambda: _hash(client, "camera_up").get("gate") == "0", 15, "camera_up to drop")
+            await wait_until(lambda: _hash(client, "camera_up").get("gate") == "0", 15, "camera_up to drop")
             before = processed()
             camera.start()
-            await _until(lambda: processed() > before + 5, 40, "frames after the camera came back")
-            await _until(lambda: people() >= 4, 40, "people from the stream")
+            await wait_until(lambda: processed() > before + 5, 40, "frames after the camera came back")
+            await wait_until(lambda: people() >= 4, 40, "people from the stream")
         finally:
             await server.stop()
             camera.kill()
