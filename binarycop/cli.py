@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--bind", default="127.0.0.1")
     demo.set_defaults(handler=_demo)
 
+    exporter = commands.add_parser("exporter", help="/metrics and the status page from Redis, without cameras")
+    exporter.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
+    exporter.add_argument("--bind", default="127.0.0.1")
+    exporter.add_argument("--port", type=int, default=9108)
+    exporter.set_defaults(handler=_exporter)
+
     validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=_validate)
@@ -153,6 +159,40 @@ def _bench_slice(args) -> int:
             f"backend {result['backend']}); per frame: decode {result['decode_ms']:.2f} ms, "
             f"detect+crop {result['detect_and_crop_ms']:.2f} ms, classify {result['classify_ms']:.3f} ms"
         )
+    return 0
+
+
+def _exporter(args) -> int:
+    if not args.redis_url:
+        print(
+            "exporter needs --redis-url or REDIS_URL: it serves what ingesters wrote to a shared Redis", file=sys.stderr
+        )
+        return 2
+    return asyncio.run(_run_exporter(args.redis_url, args.bind, args.port))
+
+
+async def _run_exporter(redis_url: str, bind: str, port: int) -> int:
+    import redis.asyncio as aioredis
+
+    from stats.web import CountsWeb
+
+    client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    web = CountsWeb(client, redact_url(redis_url))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await web.start(bind, port)
+        print(
+            f"metrics      http://{bind}:{web.port}/metrics\nredis        {redact_url(redis_url)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await web.stop()
+        await client.aclose()
     return 0
 
 

@@ -7,16 +7,13 @@ import logging
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from accel import make_classifier
 from binarycop import __version__
 from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url
 from binarycop.pipeline import SharedClassifier, run_camera
-from binarycop.status import PAGE, camera_status
-from stats import CountRecorder, make_registry, read_counts
+from stats import CountRecorder
+from stats.web import CountsWeb
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
@@ -32,12 +29,10 @@ class Server:
         self.redis_url = redis_url
         self.client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.recorder = CountRecorder(self.client)
-        self.registry, self.collector = make_registry(lambda: self.recorder.pending)
         self.tasks: list[asyncio.Task] = []
         self.camera_tasks: dict[str, asyncio.Task] = {}
         self.classifier: SharedClassifier | None = None
-        self.site: web.TCPSite | None = None
-        self.runner: web.AppRunner | None = None
+        self.web: CountsWeb | None = None
 
     async def start(self) -> None:
         classifier_config = self.config.classifier
@@ -108,7 +103,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return self.site._server.sockets[0].getsockname()[1]
+        return self.web.port
 
     @property
     def base_url(self) -> str:
@@ -126,8 +121,8 @@ class Server:
         await self.recorder.flush()
         if self.classifier is not None:
             self.classifier.close()
-        if self.runner is not None:
-            await self.runner.cleanup()
+        if self.web is not None:
+            await self.web.stop()
         await self.client.aclose()
 
     async def _flush_forever(self) -> None:
@@ -140,51 +135,13 @@ class Server:
                 )
 
     async def _start_http(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self._page)
-        app.router.add_get("/api/status", self._status)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        self.site = web.TCPSite(self.runner, self.config.http.bind, self.config.http.port)
-        await self.site.start()
-
-    async def _counts(self) -> dict | None:
-        try:
-            return await read_counts(self.client)
-        except (RedisError, OSError) as error:
-            log.warning("Redis unreachable at %s: %s", redact_url(self.redis_url), type(error).__name__)
-            return None
-
-    async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
-
-    async def _status(self, request: web.Request) -> web.Response:
-        counts = await self._counts()
-        if counts is None:
-            return web.json_response({"error": "Redis unreachable"}, status=503)
-        return web.json_response(camera_status(counts))
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        """Totals from Redis; while Redis is away, only this process's own gauges (pending counts)."""
-        counts = await self._counts()
-        self.collector.redis_up = counts is not None
-        self.collector.counts = counts or {}
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        try:
-            await self.client.ping()
-        except (RedisError, OSError):
-            return web.Response(status=503, text="not ready: Redis unreachable\n")
-        if self.classifier is None:
-            return web.Response(status=503, text="not ready: classifier loading\n")
-        return web.Response(text="ready\n")
+        self.web = CountsWeb(
+            self.client,
+            redact_url(self.redis_url),
+            pending=lambda: self.recorder.pending,
+            not_ready=lambda: None if self.classifier is not None else "classifier loading",
+        )
+        await self.web.start(self.config.http.bind, self.config.http.port)
 
 
 def _mtime(path: Path) -> float | None:

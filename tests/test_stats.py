@@ -144,3 +144,48 @@ def test_stage_histogram_from_redis_fields():
     assert samples[(bucket, (("le", "+Inf"), ("stage", "detect")))] == 5
     assert samples[("binarycop_stage_duration_seconds_count", (("stage", "detect"),))] == 5
     assert samples[("binarycop_stage_duration_seconds_sum", (("stage", "detect"),))] == pytest.approx(7.2064)
+
+
+def test_exporter_command_serves_what_ingesters_wrote(redis_server):
+    """`binarycop exporter` (a separate process, no cameras) exposes the counts in a shared Redis."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    async def write():
+        client = aioredis.from_url(redis_server.url)
+        recorder = CountRecorder(client)
+        recorder.add_faces("gate-1", ["correct", "correct", "chin"])
+        recorder.add_people("gate-1", [("all", "correct")])
+        assert await recorder.flush()
+        await client.aclose()
+
+    asyncio.run(write())
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "binarycop.cli", "exporter", "--redis-url", redis_server.url, "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        text = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    text = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        samples = _samples(text)
+        labels = (("camera", "gate-1"), ("mask_class", "correct"), ("zone", "all"))
+        assert samples[("binarycop_faces_classified_total", labels)] == 2
+        assert samples[("binarycop_people_total", labels)] == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            assert response.read() == b"ready\n"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert process.returncode == 0

@@ -12,7 +12,14 @@ def camera_status(counts: dict[str, dict[str, str]]) -> dict:
 
     def entry(name: str) -> dict:
         return cameras.setdefault(
-            name, {"up": False, "classes": dict.fromkeys(CLASSES, 0), "frames": {}, "compliance": None}
+            name,
+            {
+                "up": False,
+                "classes": dict.fromkeys(CLASSES, 0),
+                "people": dict.fromkeys(CLASSES, 0),
+                "frames": {},
+                "compliance": None,
+            },
         )
 
     for family in metric_families(counts):
@@ -21,6 +28,9 @@ def camera_status(counts: dict[str, dict[str, str]]) -> dict:
             if family.name == "binarycop_faces_classified":
                 classes = entry(labels["camera"])["classes"]
                 classes[labels["mask_class"]] = classes.get(labels["mask_class"], 0) + int(sample.value)
+            elif family.name == "binarycop_people":
+                people = entry(labels["camera"])["people"]
+                people[labels["mask_class"]] = people.get(labels["mask_class"], 0) + int(sample.value)
             elif family.name == "binarycop_frames":
                 entry(labels["camera"])["frames"][labels["outcome"]] = int(sample.value)
             elif family.name == "binarycop_camera_up":
@@ -42,8 +52,9 @@ th:first-child,td:first-child{text-align:left}.up{color:#2a7}.down{color:#c33}
 <p>Faces classified per camera (every detect frame counts). Refreshes every 2 s.
 Raw figures: <a href="/metrics">/metrics</a>.</p>
 <table><thead><tr><th>camera</th><th>state</th><th>correct</th><th>nose</th><th>nose_mouth</th>
-<th>chin</th><th>no_mask</th><th>compliance</th><th>frames processed</th><th>dropped</th><th>failed</th></tr></thead>
-<tbody id="rows"><tr><td colspan="11">loading…</td></tr></tbody></table>
+<th>chin</th><th>no_mask</th><th>compliance</th><th>people</th><th>frames processed</th><th>dropped</th>
+<th>failed</th></tr></thead>
+<tbody id="rows"><tr><td colspan="12">loading…</td></tr></tbody></table>
 <script>
 const cell = v => `<td>${v}</td>`;
 async function refresh(){
@@ -53,9 +64,10 @@ async function refresh(){
       `<td class="${c.up ? 'up' : 'down'}">${c.up ? 'up' : 'down'}</td>` +
       ['correct','nose','nose_mouth','chin','no_mask'].map(k => cell(c.classes[k] ?? 0)).join('') +
       cell(c.compliance === null ? '–' : (100 * c.compliance).toFixed(1) + ' %') +
+      cell(Object.values(c.people).reduce((a, b) => a + b, 0)) +
       ['processed','dropped','failed'].map(k => cell(c.frames[k] ?? 0)).join('') + '</tr>');
-    document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="11">no cameras yet</td></tr>';
-  }catch(e){document.getElementById('rows').innerHTML='<tr><td colspan="11">server unreachable</td></tr>';}
+    document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="12">no cameras yet</td></tr>';
+  }catch(e){document.getElementById('rows').innerHTML='<tr><td colspan="12">server unreachable</td></tr>';}
 }
 refresh(); setInterval(refresh, 2000);
 </script></body></html>
