@@ -175,7 +175,8 @@ def _six_taps_at_most(planes, size, span, weights, limit, channel, bits):
 
 @njit(cache=True)
 def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, out):
-    """3x3 binary conv for narrow inputs (``channels`` <= 32): ``group`` horizontal taps share a word.
+    """3x3 binary conv for narrow inputs (``channels`` <= 32): ``group`` (2 or 3) horizontal taps share a word,
+    so each row of the kernel is one or two words.
 
     inputs: packed (B, 1, S, S); weights: (Cout, 3, n_groups) with tap ``kx`` of group ``j`` in bits
     ``channels * (kx - j * group)``. Per output: 3 * n_groups popcounts instead of 9.
@@ -185,7 +186,6 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
     n_groups = weights.shape[2]
     span = (out_size - 1) * size + out_size
     grouped = np.zeros((n_groups, size * size), np.uint64)
-    acc = np.empty(span, np.int64)
     bits = np.zeros(span, np.uint64)
     for i in range(out.shape[0]):
         flat = inputs[i, 0].reshape(size * size)
@@ -206,17 +206,8 @@ def conv_binary_grouped(inputs, weights, thresholds, fan_in, channels, group, ou
             limit = (fan_in - thresholds[co]) // 2
             if n_groups == 1:  # all 9 taps in 3 words: one fused pass, no accumulator array
                 _three_taps_at_most(grouped[0], size, span, weights[co, :, 0, 0], limit, co, bits)
-            elif n_groups == 2:
-                _six_taps_at_most(grouped, size, span, weights[co, :, :, 0], limit, co, bits)
             else:
-                acc[:] = 0
-                for ky in range(3):
-                    for j in range(n_groups):
-                        weight = weights[co, ky, j, 0]
-                        row = grouped[j, ky * size : ky * size + span]
-                        for p in range(span):
-                            acc[p] += popcount64(row[p] ^ weight)
-                _collect_at_most(acc, limit, co, bits)
+                _six_taps_at_most(grouped, size, span, weights[co, :, :, 0], limit, co, bits)
             if (co & 63) == 63 or co == weights.shape[0] - 1:
                 _merge_bits(bits, size, np.uint64(0), out[i, co >> 6])
                 bits[:] = 0

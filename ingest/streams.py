@@ -91,19 +91,16 @@ class StreamSource(BufferedSource):
             boundary = mjpeg.boundary_of(response.headers.get("Content-Type", ""))
             if boundary is None:
                 return None
-            interval = 1.0 / self.detect_fps
-            next_sample = time.monotonic()
+            sampler = _Sampler(self.detect_fps)
             delivered = False
             try:
                 for body in mjpeg.parts(response, boundary):
                     if self._stopped.is_set():
                         break
-                    delivered = True
-                    self.status.up = True
+                    delivered = self._arrived(delivered)
                     now = time.monotonic()
-                    if now < next_sample:
+                    if not sampler.due(now):
                         continue
-                    next_sample = max(next_sample + interval, now - interval)
                     pixels = mjpeg.decode_jpeg(body)
                     if pixels is None:
                         self.status.add(failed=1)
@@ -115,20 +112,15 @@ class StreamSource(BufferedSource):
 
     def _pump(self, capture: cv2.VideoCapture) -> bool:
         """Read until the stream ends or stalls; True if any frame arrived."""
-        interval = 1.0 / self.detect_fps
-        next_sample = time.monotonic()
+        sampler = _Sampler(self.detect_fps)
         delivered = False
         while not self._stopped.is_set():
             if not capture.grab():  # returns False at end of stream or after the read timeout
                 return delivered
-            if not delivered:
-                log.info("camera %s: receiving frames from %s", self.camera, self.display_url)
-            delivered = True
-            self.status.up = True
+            delivered = self._arrived(delivered)
             now = time.monotonic()
-            if now < next_sample:
+            if not sampler.due(now):
                 continue
-            next_sample = max(next_sample + interval, now - interval)
             ok, pixels = capture.retrieve()
             decode_seconds = time.monotonic() - now
             if not ok or pixels is None or pixels.size == 0:
@@ -136,3 +128,24 @@ class StreamSource(BufferedSource):
                 continue
             self._put(Frame(self.camera, time.time(), pixels, decode_seconds, now))
         return delivered
+
+    def _arrived(self, delivered_before: bool) -> bool:
+        """A frame came in: the camera is up (logged once per connection)."""
+        if not delivered_before:
+            log.info("camera %s: receiving frames from %s", self.camera, self.display_url)
+        self.status.up = True
+        return True
+
+
+class _Sampler:
+    """Wall-clock sampling at the detect fps; after a pause it resumes, it does not catch up."""
+
+    def __init__(self, fps: float):
+        self.interval = 1.0 / fps
+        self.next = time.monotonic()
+
+    def due(self, now: float) -> bool:
+        if now < self.next:
+            return False
+        self.next = max(self.next + self.interval, now - self.interval)
+        return True

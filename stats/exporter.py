@@ -24,52 +24,53 @@ from stats.redis_store import (
 )
 
 STALE_AFTER_SECONDS = 30.0
+CLASS_LABELS = ["camera", "zone", "mask_class"]
+
+
+def _counter(counts: dict, key: str, name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:
+    """A counter family from one Redis hash whose fields are '|'-joined label values."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for field, value in sorted(counts.get(key, {}).items()):
+        family.add_metric(field.split("|"), float(value))
+    return family
 
 
 def metric_families(counts: dict[str, dict[str, str]], now: float | None = None) -> list:
     """Prometheus metric families for a snapshot read by :func:`stats.redis_store.read_counts`."""
     now = time.time() if now is None else now
-    faces = CounterMetricFamily(
-        "binarycop_faces_classified",
-        "Faces classified, per frame, by mask position",
-        labels=["camera", "zone", "mask_class"],
+    faces = _counter(
+        counts, FACES_KEY, "binarycop_faces_classified", "Faces classified, per frame, by mask position", CLASS_LABELS
     )
-    for name, value in sorted(counts.get(FACES_KEY, {}).items()):
-        faces.add_metric(name.split("|"), float(value))
-    frames = CounterMetricFamily(
-        "binarycop_frames", "Frames sampled for detection, by outcome", labels=["camera", "outcome"]
+    frames = _counter(
+        counts, FRAMES_KEY, "binarycop_frames", "Frames sampled for detection, by outcome", ["camera", "outcome"]
     )
-    for name, value in sorted(counts.get(FRAMES_KEY, {}).items()):
-        frames.add_metric(name.split("|"), float(value))
     up = GaugeMetricFamily("binarycop_camera_up", "1 while the camera delivers frames", labels=["camera"])
     seen = counts.get(CAMERA_SEEN_KEY, {})
     for camera, value in sorted(counts.get(CAMERA_UP_KEY, {}).items()):
         fresh = now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS
         up.add_metric([camera], 1.0 if value == "1" and fresh else 0.0)
-    reconnects = CounterMetricFamily(
-        "binarycop_camera_reconnects", "Times a stream was reopened after a stall or disconnect", labels=["camera"]
+    reconnects = _counter(
+        counts,
+        RECONNECTS_KEY,
+        "binarycop_camera_reconnects",
+        "Times a stream was reopened after a stall or disconnect",
+        ["camera"],
     )
-    for camera, value in sorted(counts.get(RECONNECTS_KEY, {}).items()):
-        reconnects.add_metric([camera], float(value))
-    people = CounterMetricFamily(
+    people = _counter(
+        counts,
+        PEOPLE_KEY,
         "binarycop_people",
         "People counted once each when their track is confirmed, by mask position",
-        labels=["camera", "zone", "mask_class"],
+        CLASS_LABELS,
     )
-    for name, value in sorted(counts.get(PEOPLE_KEY, {}).items()):
-        people.add_metric(name.split("|"), float(value))
     visible = GaugeMetricFamily(
-        "binarycop_faces_visible",
-        "Faces in view now (confirmed tracks), by mask position",
-        labels=["camera", "zone", "mask_class"],
+        "binarycop_faces_visible", "Faces in view now (confirmed tracks), by mask position", labels=CLASS_LABELS
     )
     for name, value in sorted(counts.get(VISIBLE_KEY, {}).items()):
         camera = name.split("|", 1)[0]
         if now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
             visible.add_metric(name.split("|"), float(value))
-    crops = CounterMetricFamily("binarycop_classifier_crops", "Face crops classified", labels=["backend"])
-    for backend, value in sorted(counts.get(CROPS_KEY, {}).items()):
-        crops.add_metric([backend], float(value))
+    crops = _counter(counts, CROPS_KEY, "binarycop_classifier_crops", "Face crops classified", ["backend"])
     build = GaugeMetricFamily(
         "binarycop_build_info",
         "Version, classifier backend and model of running ingesters",
