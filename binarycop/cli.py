@@ -11,8 +11,11 @@ import signal
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
 from binarycop import __version__
-from binarycop.config import Config, ConfigError, config_schema, load_config, redact_url
+from binarycop.config import Config, ConfigError, RedisConfig, config_schema, load_config, redact_url, redis_client
 
 log = logging.getLogger("binarycop")
 
@@ -50,10 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     exporter = commands.add_parser("exporter", help="/metrics and the status page from Redis, without cameras")
-    exporter.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
+    _redis_arguments(exporter)
     exporter.add_argument("--bind", default="127.0.0.1")
     exporter.add_argument("--port", type=int, default=9108)
     exporter.set_defaults(handler=_exporter)
+
+    status = commands.add_parser("status", help="ingesters, their cameras, lease ages and pending counts")
+    _redis_arguments(status)
+    status.add_argument("--config", type=Path, help="also list the config's cameras that no ingester runs")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
 
     validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
     validate.add_argument("file", type=Path)
@@ -103,6 +112,51 @@ def _parser() -> argparse.ArgumentParser:
     bench_classifier.add_argument("--json", action="store_true")
     bench_classifier.set_defaults(handler=_bench_classifier)
     return parser
+
+
+def _redis_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
+    parser.add_argument("--tls-ca", type=Path, help="CA file to verify a rediss:// server with")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", type=Path, help="client certificate's key")
+    parser.set_defaults(redis_password=os.environ.get("REDIS_PASSWORD") or None)
+
+
+def _redis_config(args) -> RedisConfig:
+    """The Redis settings of ``exporter`` and ``status``: URL and TLS files from flags, password from
+    $REDIS_PASSWORD (never a flag: command lines are visible to every user of the machine)."""
+    tls = None
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        tls = {"ca_file": args.tls_ca, "cert_file": args.tls_cert, "key_file": args.tls_key}
+    try:
+        return RedisConfig.model_validate({"url": args.redis_url, "password": args.redis_password, "tls": tls})
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, item['loc'])) or 'redis'}: {item['msg']}" for item in error.errors()]
+        raise ConfigError("command line", problems) from None
+
+
+def _status(args) -> int:
+    from stats.fleet import fleet_status, format_status
+
+    if not args.redis_url:
+        print("status needs --redis-url or REDIS_URL: the Redis the ingesters share", file=sys.stderr)
+        return 2
+    cameras = [camera.name for camera in load_config(args.config).cameras] if args.config else None
+
+    async def read() -> dict:
+        client = redis_client(_redis_config(args), timeout=5)
+        try:
+            return await fleet_status(client, cameras)
+        finally:
+            await client.aclose()
+
+    try:
+        status = asyncio.run(read())
+    except (RedisError, OSError) as error:
+        print(f"Redis at {redact_url(args.redis_url)} unreachable: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(status) if args.json else format_status(status))
+    return 0
 
 
 def _bench_pipeline(args) -> int:
@@ -168,15 +222,14 @@ def _exporter(args) -> int:
             "exporter needs --redis-url or REDIS_URL: it serves what ingesters wrote to a shared Redis", file=sys.stderr
         )
         return 2
-    return asyncio.run(_run_exporter(args.redis_url, args.bind, args.port))
+    return asyncio.run(_run_exporter(_redis_config(args), args.bind, args.port))
 
 
-async def _run_exporter(redis_url: str, bind: str, port: int) -> int:
-    import redis.asyncio as aioredis
-
+async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
     from stats.web import CountsWeb
 
-    client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis_url = redis.url
+    client = redis_client(redis)
     web = CountsWeb(client, redact_url(redis_url))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,6 +278,7 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
         directory = None if demo else default_data_dir()
         embedded = EmbeddedRedis(str(directory) if directory else None)
         redis_url = embedded.url
+        config = config.model_copy(update={"redis": RedisConfig()})  # the embedded one has no password
         log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
     server = Server(config, redis_url, config_path)
     stop = asyncio.Event()

@@ -45,10 +45,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RedisTlsConfig(Strict):
+    ca_file: Path | None = Field(None, description="CA certificate(s) to verify the server with (PEM)")
+    cert_file: Path | None = Field(None, description="client certificate for mutual TLS (PEM)")
+    key_file: Path | None = Field(None, description="the client certificate's private key (PEM)")
+    check_hostname: bool = Field(True, description="the server certificate must name the host in the URL")
+
+    @model_validator(mode="after")
+    def _pair(self) -> RedisTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class RedisConfig(Strict):
     url: str | None = Field(
-        None, description="redis:// or rediss:// URL; absent or empty: an embedded Redis is started", repr=False
+        None, description="redis:// or rediss:// (TLS) URL; absent or empty: an embedded Redis is started", repr=False
     )
+    password: str | None = Field(
+        None, description="password (AUTH); better from the environment: '${REDIS_PASSWORD}'", repr=False
+    )
+    username: str | None = Field(None, description="ACL user name (Redis 6+); absent: the default user")
+    tls: RedisTlsConfig | None = Field(None, description="TLS settings; needs a rediss:// URL")
 
     @field_validator("url")
     @classmethod
@@ -57,10 +75,41 @@ class RedisConfig(Strict):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return url or None
 
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> RedisConfig:
+        if self.tls is not None and self.url and urlsplit(self.url).scheme != "rediss":
+            raise ValueError("tls settings need a rediss:// url")
+        return self
+
+
+def redis_client(config: RedisConfig, url: str | None = None, timeout: float = 5):
+    """An asyncio Redis client for ``url`` (default: the configured one) with the password and TLS settings."""
+    import redis.asyncio as aioredis
+
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if config.password:
+        options["password"] = config.password
+    if config.username:
+        options["username"] = config.username
+    if config.tls is not None:
+        tls = config.tls
+        options["ssl_check_hostname"] = tls.check_hostname
+        if tls.ca_file:
+            options["ssl_ca_certs"] = str(tls.ca_file)
+        if tls.cert_file:
+            options["ssl_certfile"] = str(tls.cert_file)
+            options["ssl_keyfile"] = str(tls.key_file)
+    return aioredis.from_url(url or config.url, **options)
+
 
 class HttpConfig(Strict):
     bind: str = Field("127.0.0.1", description="address the status page, /metrics and probes listen on")
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    metrics: Literal["all", "local"] = Field(
+        "all",
+        description="all: /metrics serves every count in Redis (one process alone); local: only this process's "
+        "own gauges (counts pending, Redis up) when a separate `binarycop exporter` serves the counts",
+    )
 
 
 class ClassifierConfig(Strict):
@@ -127,12 +176,19 @@ class TrackingConfig(Strict):
     lost_after_seconds: float = Field(1.0, gt=0, le=60, description="a face unseen this long has left")
 
 
+class IngesterConfig(Strict):
+    lease_seconds: float = Field(
+        15, ge=1, le=600, description="camera lease time: a dead ingester's cameras move to others after this long"
+    )
+
+
 class Config(Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    ingester: IngesterConfig = Field(default_factory=IngesterConfig)
     cameras: list[CameraConfig] = Field(min_length=1, description="the cameras this server reads")
 
     @model_validator(mode="after")

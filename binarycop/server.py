@@ -1,4 +1,7 @@
-"""Server wiring: cameras -> pipeline -> Redis; HTTP: status page, /metrics, /healthz, /readyz."""
+"""Server wiring: cameras -> pipeline -> Redis; HTTP: status page, /metrics, /healthz, /readyz.
+
+Cameras run where this ingester holds their lease (:mod:`stats.leases`): one ingester alone runs them all,
+several share them."""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ import asyncio
 import logging
 from pathlib import Path
 
-import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from accel import make_classifier
 from binarycop import __version__
-from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url
+from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url, redis_client
 from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
+from stats.leases import Leases
 from stats.web import CountsWeb
 
 log = logging.getLogger(__name__)
@@ -27,61 +31,112 @@ class Server:
         self.config = config
         self.config_path = config_path
         self.redis_url = redis_url
-        self.client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.client = redis_client(config.redis, redis_url)
         self.recorder = CountRecorder(self.client)
+        self.leases = Leases(self.client, self.recorder.ingester, config.ingester.lease_seconds)
+        self.recorder.heartbeat_extra["lease_seconds"] = str(config.ingester.lease_seconds)
         self.tasks: list[asyncio.Task] = []
         self.camera_tasks: dict[str, asyncio.Task] = {}
         self.classifier: SharedClassifier | None = None
         self.web: CountsWeb | None = None
+        self._cameras_lock = asyncio.Lock()
+        self._redis_warned = False
 
     async def start(self) -> None:
+        await self._check_redis()
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(make_classifier, classifier_config.backend, classifier_config.model)
         await asyncio.to_thread(_warm_up, classifier)
         self.classifier = SharedClassifier(classifier, classifier_config.max_batch, classifier_config.max_wait_ms)
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)
         await self._start_http()
-        for camera in self.config.cameras:
-            self._start_camera(camera)
+        await self.recorder.flush()  # the first heartbeat: other ingesters count this one from now
+        await self._lease_round()
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
+        self.tasks.append(asyncio.create_task(self._lease_forever(), name="leases"))
         if self.config_path is not None:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="reload"))
 
+    async def _check_redis(self) -> None:
+        """Refuse to start on settings Redis will never accept (password, TLS); start anyway while it is away
+        (counts wait in memory)."""
+        shown = redact_url(self.redis_url)
+        try:
+            await self.client.ping()
+        except (AuthenticationError, ResponseError) as error:
+            raise ConfigError("redis", [f"redis.password: Redis at {shown} refused the credentials: {error}"]) from None
+        except (RedisError, OSError) as error:
+            if "SSL" in str(error) or "certificate" in str(error).lower():
+                raise ConfigError("redis", [f"redis.tls: TLS with Redis at {shown} failed: {error}"]) from None
+            log.warning("Redis at %s unreachable at start, counts will wait for it: %s", shown, error)
+
     def _start_camera(self, camera: CameraConfig) -> None:
         self.classifier.callers = len(self.camera_tasks) + 1
+        self.recorder.set_site(camera.name, camera.site)
         self.camera_tasks[camera.name] = asyncio.create_task(
             run_camera(camera, self.config.detector, self.config.tracking, self.classifier, self.recorder),
             name=f"camera-{camera.name}",
         )
+        self.recorder.cameras = sorted(self.camera_tasks)
 
     async def _stop_camera(self, name: str) -> None:
         task = self.camera_tasks.pop(name)
         self.classifier.callers = len(self.camera_tasks)
+        self.recorder.cameras = sorted(self.camera_tasks)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+    async def _lease_round(self) -> None:
+        """Renew this ingester's leases, give back or take cameras (see :class:`stats.leases.Leases`)."""
+        async with self._cameras_lock:
+            wanted = [camera.name for camera in self.config.cameras]
+            try:
+                plan = await self.leases.plan(wanted, list(self.camera_tasks))
+            except (RedisError, OSError) as error:
+                if not self._redis_warned:
+                    log.warning("Redis unreachable, keeping cameras %s as they are: %s", list(self.camera_tasks), error)
+                self._redis_warned = True
+                return
+            self._redis_warned = False
+            by_name = {camera.name: camera for camera in self.config.cameras}
+            for name in plan.stop:
+                if name in self.camera_tasks:
+                    log.info("camera %s: handed over (lease given back or held by another ingester)", name)
+                    await self._stop_camera(name)
+            for name in plan.start:
+                log.info("camera %s: lease taken by ingester %s", name, self.recorder.ingester)
+                self._start_camera(by_name[name])
+
+    async def _lease_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ingester.lease_seconds / 3)
+            await self._lease_round()
 
     async def apply(self, new: Config) -> list[str]:
         """Start, stop or restart cameras so they match ``new``; other sections need a restart.
 
-        Returns what changed, as sentences for the log."""
-        old = {camera.name: camera for camera in self.config.cameras}
-        wanted = {camera.name: camera for camera in new.cameras}
+        Returns what changed, as sentences for the log. Added cameras start where their lease is won."""
         changes = []
-        for name in sorted(old.keys() - wanted.keys()):
-            await self._stop_camera(name)
-            changes.append(f"camera {name} removed")
-        for name in sorted(old.keys() & wanted.keys()):
-            if old[name] != wanted[name]:
-                await self._stop_camera(name)
-                self._start_camera(wanted[name])
-                changes.append(f"camera {name} restarted with its new settings")
-        for name in sorted(wanted.keys() - old.keys()):
-            self._start_camera(wanted[name])
-            changes.append(f"camera {name} added")
-        for section in ("redis", "http", "classifier", "detector", "tracking"):
-            if getattr(new, section) != getattr(self.config, section):
-                changes.append(f"section {section!r} changed: takes effect after a restart")
-        self.config = self.config.model_copy(update={"cameras": list(new.cameras)})
+        async with self._cameras_lock:
+            old = {camera.name: camera for camera in self.config.cameras}
+            wanted = {camera.name: camera for camera in new.cameras}
+            for name in sorted(old.keys() - wanted.keys()):
+                if name in self.camera_tasks:
+                    await self._stop_camera(name)
+                    await _quietly(self.leases.release(name))
+                changes.append(f"camera {name} removed")
+            for name in sorted(old.keys() & wanted.keys()):
+                if old[name] != wanted[name]:
+                    if name in self.camera_tasks:
+                        await self._stop_camera(name)
+                        self._start_camera(wanted[name])
+                    changes.append(f"camera {name} changed: restarted with its new settings where it runs")
+            changes += [f"camera {name} added" for name in sorted(wanted.keys() - old.keys())]
+            for section in ("redis", "http", "classifier", "detector", "tracking", "ingester"):
+                if getattr(new, section) != getattr(self.config, section):
+                    changes.append(f"section {section!r} changed: takes effect after a restart")
+            self.config = self.config.model_copy(update={"cameras": list(new.cameras)})
+        await self._lease_round()
         return changes
 
     async def _watch_config(self) -> None:
@@ -118,7 +173,12 @@ class Server:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.recorder.flush()
+        held = list(self.camera_tasks)
+        self.camera_tasks.clear()
+        if await self.recorder.flush():
+            # Counts are in; hand the cameras over at once rather than after the lease time.
+            await _quietly(self.leases.release_all(held))
+            await _quietly(self.recorder.say_goodbye())
         if self.classifier is not None:
             self.classifier.close()
         if self.web is not None:
@@ -140,8 +200,17 @@ class Server:
             redact_url(self.redis_url),
             pending=lambda: self.recorder.pending,
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
+            counts_in_metrics=self.config.http.metrics == "all",
         )
         await self.web.start(self.config.http.bind, self.config.http.port)
+
+
+async def _quietly(step) -> None:
+    """A best-effort Redis step (the lease expires by itself if Redis is away)."""
+    try:
+        await step
+    except (RedisError, OSError) as error:
+        log.warning("Redis unreachable: %s", error)
 
 
 def _mtime(path: Path) -> float | None:

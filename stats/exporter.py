@@ -15,8 +15,11 @@ from stats.redis_store import (
     CROPS_KEY,
     FACES_KEY,
     FRAMES_KEY,
+    INGESTERS_KEY,
+    NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    SITE_KEY,
     STAGE_BUCKETS,
     STAGES,
     STAGES_KEY,
@@ -80,7 +83,16 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
         if now - float(reported) < STALE_AFTER_SECONDS:
             build.add_metric(name.split("|"), 1.0)
     stages = _stage_histogram(counts.get(STAGES_KEY, {}))
-    return [faces, people, visible, frames, up, reconnects, stages, crops, build]
+    info = GaugeMetricFamily(
+        "binarycop_camera_info", "Each camera's site, for grouping by site (join on camera)", labels=["camera", "site"]
+    )
+    sites = counts.get(SITE_KEY, {})
+    for camera in sorted(set(sites) | set(counts.get(CAMERA_UP_KEY, {}))):
+        info.add_metric([camera, sites.get(camera, NO_SITE)], 1.0)
+    ingesters = GaugeMetricFamily("binarycop_ingesters", "Ingester processes with a recent heartbeat")
+    beats = counts.get(INGESTERS_KEY, {}).values()
+    ingesters.add_metric([], float(sum(now - float(seen) < STALE_AFTER_SECONDS for seen in beats)))
+    return [faces, people, visible, frames, up, reconnects, stages, crops, build, info, ingesters]
 
 
 def _stage_histogram(stored: dict[str, str]) -> HistogramMetricFamily:

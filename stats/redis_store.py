@@ -11,6 +11,17 @@ Keys (hashes; field names are '|'-joined label values, which config names cannot
 - ``binarycop:stage_duration`` stage|bucket-index (observations in that bucket), stage|sum_us, stage|count
 - ``binarycop:classifier_crops`` backend -> crops classified
 - ``binarycop:build_info`` version|backend|model -> unix time of the last report
+- ``binarycop:camera_site`` camera -> site (for per-site compliance)
+- ``binarycop:history:<unix minute>`` faces|camera|zone|mask_class and people|... -> counts recorded in
+  that minute (expire after ``HISTORY_SECONDS``)
+- ``binarycop:ingesters`` (sorted set) ingester id -> unix time of its last heartbeat;
+  ``binarycop:ingester:<id>`` (hash, expiring) host, pid, version, backend, model, started, seen, pending,
+  cameras; ``binarycop:ingester:<id>:seq`` the last flush applied (exactly-once)
+- ``binarycop:lease:<camera>`` -> id of the ingester processing the camera (see :mod:`stats.leases`)
+
+Exactly once: counts are sealed into numbered batches; a Lua script applies a batch only if its number is
+above the ingester's last applied one and records the number in the same atomic step. A flush whose reply
+was lost is retried with the same number and applied once.
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import os
+import secrets
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -48,54 +62,105 @@ def field(*labels: str) -> str:
     return "|".join(labels)
 
 
-@dataclass
-class CountRecorder:
-    """Accumulates counts in memory and flushes them to Redis in one pipelined round trip.
+# Applies one sealed batch unless already applied. KEYS[1]: the ingester's sequence key; KEYS[2..]: the
+# hashes. ARGV: batch number, sequence key expiry (s), then (hash index into KEYS, field, increment) triples.
+APPLY_BATCH = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seq = tonumber(ARGV[1])
+if seq <= last then return 0 end
+for i = 3, #ARGV, 3 do
+  redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+SEQ_KEEP_SECONDS = 7 * 24 * 3600
+HISTORY_SECONDS = 48 * 3600
+HEARTBEAT_SECONDS = 30
+INGESTERS_KEY = f"{PREFIX}:ingesters"
+SITE_KEY = f"{PREFIX}:camera_site"
+NO_SITE = "none"
+COUNTED_KEYS = (FACES_KEY, FRAMES_KEY, RECONNECTS_KEY, PEOPLE_KEY)
 
-    What a failed flush could not write stays pending and goes out with the next one.
+
+def history_key(minute: int) -> str:
+    return f"{PREFIX}:history:{minute}"
+
+
+def ingester_key(ingester: str) -> str:
+    return f"{PREFIX}:ingester:{ingester}"
+
+
+def new_ingester_id() -> str:
+    """Host, process and a random suffix: unique across restarts and machines, and says where it runs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _empty_counts() -> dict[str, Counter]:
+    return {key: Counter() for key in (*COUNTED_KEYS, STAGES_KEY, CROPS_KEY)}
+
+
+@dataclass
+class _Batch:
+    seq: int
+    counts: dict[str, Counter]
+    history: dict[int, Counter]
+
+
+class CountRecorder:
+    """Accumulates counts in memory and writes them to Redis exactly once, in pipelined batches.
+
+    While Redis is unreachable, counts keep accumulating (memory is bounded: one counter per configured
+    camera, zone and class, whatever the outage's length) and ``pending`` says how many wait. A batch that
+    may or may not have reached Redis is retried under its own number until Redis confirms it.
     """
 
-    client: aioredis.Redis
-
-    def __post_init__(self):
-        self._pending: dict[str, Counter] = {
-            FACES_KEY: Counter(),
-            FRAMES_KEY: Counter(),
-            RECONNECTS_KEY: Counter(),
-            PEOPLE_KEY: Counter(),
-            STAGES_KEY: Counter(),
-            CROPS_KEY: Counter(),
-        }
+    def __init__(self, client: aioredis.Redis, ingester: str | None = None):
+        self.client = client
+        self.ingester = ingester or new_ingester_id()
+        self.started = time.time()
+        self.cameras: list[str] = []
+        self._open = _empty_counts()
+        self._history: dict[int, Counter] = {}
+        self._sealed: _Batch | None = None
+        self._seq = 0
         self._gauges: dict[str, dict[str, str]] = {
             CAMERA_UP_KEY: {},
             CAMERA_SEEN_KEY: {},
             BUILD_KEY: {},
             VISIBLE_KEY: {},
+            SITE_KEY: {},
         }
+        self._build: dict[str, str] = {}
+        self.heartbeat_extra: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     def add_faces(self, camera: str, class_names: list[str], zones: list[str] | None = None) -> None:
         """Faces classified in one frame; ``zones`` gives each face's zone (default: the camera's only zone)."""
         zones = zones or [DEFAULT_ZONE] * len(class_names)
+        history = self._history_now()
         for (zone, name), count in Counter(zip(zones, class_names)).items():
-            self._pending[FACES_KEY][field(camera, zone, name)] += count
+            self._open[FACES_KEY][field(camera, zone, name)] += count
+            history[field("faces", camera, zone, name)] += count
 
     def observe(self, stage: str, seconds: float) -> None:
         """One duration of a pipeline stage, into a histogram (bucket counts, sum in microseconds, count)."""
         bucket = bisect.bisect_left(STAGE_BUCKETS, seconds)  # == len(STAGE_BUCKETS) for +Inf
-        pending = self._pending[STAGES_KEY]
+        pending = self._open[STAGES_KEY]
         pending[field(stage, str(bucket))] += 1
         pending[field(stage, "sum_us")] += int(round(seconds * 1e6))
         pending[field(stage, "count")] += 1
 
     def add_crops(self, backend: str, count: int) -> None:
         if count:
-            self._pending[CROPS_KEY][backend] += count
+            self._open[CROPS_KEY][backend] += count
 
     def add_people(self, camera: str, people: list[tuple[str, str]]) -> None:
         """People confirmed by the tracker, as (zone, mask_class) pairs: each counted once."""
+        history = self._history_now() if people else None
         for zone, name in people:
-            self._pending[PEOPLE_KEY][field(camera, zone, name)] += 1
+            self._open[PEOPLE_KEY][field(camera, zone, name)] += 1
+            history[field("people", camera, zone, name)] += 1
 
     def set_visible(self, camera: str, zones: list[str], classes: tuple[str, ...], visible: Counter) -> None:
         """Faces in view now, a full snapshot for the camera (zeros included)."""
@@ -107,49 +172,105 @@ class CountRecorder:
         if outcome not in FRAME_OUTCOMES:
             raise ValueError(f"frame outcome {outcome!r} is not one of {FRAME_OUTCOMES}")
         if count:
-            self._pending[FRAMES_KEY][field(camera, outcome)] += count
+            self._open[FRAMES_KEY][field(camera, outcome)] += count
 
     def add_reconnects(self, camera: str, count: int) -> None:
         if count:
-            self._pending[RECONNECTS_KEY][camera] += count
+            self._open[RECONNECTS_KEY][camera] += count
 
     def set_camera_up(self, camera: str, up: bool) -> None:
         self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"
         self._gauges[CAMERA_SEEN_KEY][camera] = f"{time.time():.3f}"
 
+    def set_site(self, camera: str, site: str | None) -> None:
+        self._gauges[SITE_KEY][camera] = site or NO_SITE
+
     def set_build_info(self, version: str, backend: str, model: str) -> None:
+        self._build = {"version": version, "backend": backend, "model": model}
         self._gauges[BUILD_KEY][field(version, backend, model)] = f"{time.time():.3f}"
+
+    def _history_now(self) -> Counter:
+        return self._history.setdefault(int(time.time() // 60), Counter())
 
     @property
     def pending(self) -> int:
-        """Counts (faces, people, frames, reconnects) waiting to be written; timings are not counted."""
-        keys = (FACES_KEY, FRAMES_KEY, RECONNECTS_KEY, PEOPLE_KEY)
-        return sum(sum(self._pending[key].values()) for key in keys)
+        """Counts (faces, people, frames, reconnects) not yet confirmed by Redis; timings are not counted."""
+        batches = [self._open] + ([self._sealed.counts] if self._sealed else [])
+        return sum(sum(batch[key].values()) for batch in batches for key in COUNTED_KEYS)
+
+    def _seal(self) -> None:
+        if self._sealed is None and (any(self._open.values()) or self._history):
+            self._seq += 1
+            self._sealed = _Batch(self._seq, self._open, self._history)
+            self._open, self._history = _empty_counts(), {}
 
     async def flush(self) -> bool:
-        """Write what is pending; False (and everything kept) if Redis cannot be reached."""
+        """Write what is pending and the latest gauges and heartbeat; False (everything kept) if Redis is away."""
         async with self._lock:
-            taken = {key: counter.copy() for key, counter in self._pending.items()}
-            gauges = {key: dict(values) for key, values in self._gauges.items() if values}
-            pipe = self.client.pipeline(transaction=True)
-            for key, counter in taken.items():
-                for name, count in counter.items():
-                    pipe.hincrby(key, name, count)
-            for key, values in gauges.items():
-                pipe.hset(key, mapping=values)
             try:
-                await pipe.execute()
+                for _ in range(2):  # the batch left from an outage, then what came in meanwhile
+                    self._seal()
+                    if self._sealed is None:
+                        break
+                    await self._apply(self._sealed)
+                    self._sealed = None
+                await self._write_gauges()
             except (RedisError, OSError) as error:
                 log.warning("Redis unreachable, %d counts pending: %s", self.pending, error)
                 return False
-            for key, counter in taken.items():
-                self._pending[key].subtract(counter)
-                self._pending[key] = +self._pending[key]
             return True
+
+    async def _apply(self, batch: _Batch) -> None:
+        keys = [f"{ingester_key(self.ingester)}:seq"]
+        argv: list = [batch.seq, SEQ_KEEP_SECONDS]
+        tables = [(key, counter) for key, counter in batch.counts.items()]
+        tables += [(history_key(minute), counter) for minute, counter in sorted(batch.history.items())]
+        for key, counter in tables:
+            if not counter:
+                continue
+            keys.append(key)
+            for name, count in counter.items():
+                if count:
+                    argv += [len(keys), name, count]
+        await self.client.eval(APPLY_BATCH, len(keys), *keys, *argv)
+        if batch.history:
+            pipe = self.client.pipeline(transaction=False)
+            for minute in batch.history:
+                pipe.expire(history_key(minute), HISTORY_SECONDS)
+            await pipe.execute()
+
+    async def _write_gauges(self) -> None:
+        now = time.time()
+        pipe = self.client.pipeline(transaction=True)
+        for key, values in self._gauges.items():
+            if values:
+                pipe.hset(key, mapping=dict(values))
+        heartbeat = {
+            "host": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "started": f"{self.started:.3f}",
+            "seen": f"{now:.3f}",
+            "pending": str(self.pending),
+            "cameras": ",".join(sorted(self.cameras)),
+            **self._build,
+            **self.heartbeat_extra,
+        }
+        pipe.hset(ingester_key(self.ingester), mapping=heartbeat)
+        pipe.expire(ingester_key(self.ingester), HEARTBEAT_SECONDS * 10)
+        pipe.zadd(INGESTERS_KEY, {self.ingester: now})
+        pipe.zremrangebyscore(INGESTERS_KEY, "-inf", now - HEARTBEAT_SECONDS * 10)
+        await pipe.execute()
+
+    async def say_goodbye(self) -> None:
+        """A clean shutdown: this ingester leaves the list at once (its counts were flushed before)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(INGESTERS_KEY, self.ingester)
+        pipe.delete(ingester_key(self.ingester))
+        await pipe.execute()
 
 
 async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
-    """Every count hash, as stored (field -> value)."""
+    """Every count hash, as stored (field -> value), and the ingesters' heartbeats (id -> unix time)."""
     pipe = client.pipeline(transaction=False)
     keys = (
         FACES_KEY,
@@ -162,11 +283,15 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
         STAGES_KEY,
         CROPS_KEY,
         BUILD_KEY,
+        SITE_KEY,
     )
     for key in keys:
         pipe.hgetall(key)
-    values = await pipe.execute()
-    return {key: {_text(k): _text(v) for k, v in value.items()} for key, value in zip(keys, values)}
+    pipe.zrange(INGESTERS_KEY, 0, -1, withscores=True)
+    *values, ingesters = await pipe.execute()
+    counts = {key: {_text(k): _text(v) for k, v in value.items()} for key, value in zip(keys, values)}
+    counts[INGESTERS_KEY] = {_text(name): repr(score) for name, score in ingesters}
+    return counts
 
 
 def _text(value) -> str:

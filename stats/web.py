@@ -29,8 +29,10 @@ class CountsWeb:
         redis_display: str,
         pending: Callable[[], int] = lambda: 0,
         not_ready: Callable[[], str | None] = lambda: None,
+        counts_in_metrics: bool = True,
     ):
         self.client = client
+        self.counts_in_metrics = counts_in_metrics
         self.redis_display = redis_display
         self.not_ready = not_ready
         self.registry, self.collector = make_registry(pending)
@@ -74,8 +76,12 @@ class CountsWeb:
         return web.json_response(camera_status(counts))
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        """Totals from Redis; while Redis is away, only this process's own gauges (pending counts)."""
-        counts = await self._counts()
+        """Totals from Redis (unless a separate exporter serves them); while Redis is away, only this
+        process's own gauges (pending counts)."""
+        if self.counts_in_metrics:
+            counts = await self._counts()
+        else:
+            counts = {} if await self._ping() else None
         self.collector.redis_up = counts is not None
         self.collector.counts = counts or {}
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -83,10 +89,15 @@ class CountsWeb:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _ping(self) -> bool:
         try:
             await self.client.ping()
         except (RedisError, OSError):
+            return False
+        return True
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not await self._ping():
             return web.Response(status=503, text="not ready: Redis unreachable\n")
         reason = self.not_ready()
         if reason:

@@ -90,3 +90,19 @@ async def wait_until(condition, timeout: float, what: str) -> None:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def redis_dump(client) -> bytes:
+    """Every key and value in Redis, whatever its type, as one byte string to search."""
+    dump = b""
+    for key in client.keys("*"):
+        kind = client.type(key)
+        if kind == b"hash":
+            dump += key + b"".join(k + v for k, v in client.hgetall(key).items())
+        elif kind == b"zset":
+            dump += key + b"".join(member for member, _ in client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"string":
+            dump += key + client.get(key)
+        else:
+            raise AssertionError(f"unexpected {kind!r} key {key!r}")
+    return dump

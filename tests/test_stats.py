@@ -133,7 +133,7 @@ def test_stage_histogram_from_redis_fields():
     recorder = CountRecorder(client=None)
     for seconds in (0.0004, 0.003, 0.003, 0.2, 7.0):
         recorder.observe("detect", seconds)
-    stored = {key: str(value) for key, value in recorder._pending["binarycop:stage_duration"].items()}
+    stored = {key: str(value) for key, value in recorder._open["binarycop:stage_duration"].items()}
     registry, collector = make_registry()
     collector.counts = {"binarycop:stage_duration": stored}
     samples = _samples(generate_latest(registry).decode())

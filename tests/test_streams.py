@@ -11,7 +11,7 @@ from binarycop.democlip import CLIP
 from binarycop.mjpeg import MjpegCamera
 from binarycop.server import Server
 from ingest import FileSource, StreamSource, open_source
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, redis_dump, wait_until
 
 
 def _hash(client: redis.Redis, key: str) -> dict[str, str]:
@@ -167,5 +167,5 @@ def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_
         asyncio.run(scenario())
     assert int(_hash(client, "camera_reconnects")["gate"]) >= 1
     assert "viewer:***@127.0.0.1" in caplog.text and "s3cr3t-pw" not in caplog.text
-    everything = b"".join(k + b"".join(a + b for a, b in client.hgetall(k).items()) for k in client.keys("*"))
+    everything = redis_dump(client)
     assert b"s3cr3t" not in everything and b"rtsp" not in everything

@@ -1,0 +1,78 @@
+"""What ``binarycop status`` shows: the ingesters sharing a Redis, their cameras, lease ages, pending counts."""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from stats.leases import lease_key
+from stats.redis_store import INGESTERS_KEY, PREFIX, ingester_key
+
+LEASE_PREFIX = f"{PREFIX}:lease:"
+
+
+async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None) -> dict:
+    """``{"ingesters": [...], "leases": [...]}``; ``cameras`` (from a config) also lists unleased ones."""
+    now = time.time()
+    beats = await client.zrange(INGESTERS_KEY, 0, -1, withscores=True)
+    ingesters = []
+    for name, seen in beats:
+        ingester = _text(name)
+        info = {_text(k): _text(v) for k, v in (await client.hgetall(ingester_key(ingester))).items()}
+        ingesters.append(
+            {
+                "id": ingester,
+                "host": info.get("host"),
+                "pid": int(info["pid"]) if "pid" in info else None,
+                "version": info.get("version"),
+                "model": info.get("model"),
+                "backend": info.get("backend"),
+                "seen_ago_s": round(now - seen, 1),
+                "up_s": round(now - float(info["started"]), 1) if "started" in info else None,
+                "pending": int(info.get("pending", 0)),
+                "cameras": [c for c in info.get("cameras", "").split(",") if c],
+                "lease_seconds": float(info["lease_seconds"]) if "lease_seconds" in info else None,
+            }
+        )
+    names = set(cameras or [])
+    async for key in client.scan_iter(match=f"{LEASE_PREFIX}*", count=500):
+        names.add(_text(key)[len(LEASE_PREFIX) :])
+    lease_seconds = {ingester["id"]: ingester["lease_seconds"] for ingester in ingesters}
+    leases = []
+    for camera in sorted(names):
+        holder = await client.get(lease_key(camera))
+        ttl = await client.pttl(lease_key(camera))
+        holder = _text(holder) if holder is not None else None
+        expires = round(max(ttl, 0) / 1000, 1) if holder else None
+        seconds = lease_seconds.get(holder)
+        leases.append(
+            {
+                "camera": camera,
+                "holder": holder,
+                "expires_in_s": expires,
+                "renewed_ago_s": round(seconds - expires, 1) if seconds and expires is not None else None,
+            }
+        )
+    return {"ingesters": ingesters, "leases": leases}
+
+
+def format_status(status: dict) -> str:
+    lines = [f"ingesters: {len(status['ingesters'])}"]
+    for item in status["ingesters"]:
+        lines.append(
+            f"  {item['id']}  seen {item['seen_ago_s']} s ago, up {item['up_s']} s, pending {item['pending']}, "
+            f"{item['backend']}/{item['model']} {item['version']}; cameras: {', '.join(item['cameras']) or '-'}"
+        )
+    lines.append(f"cameras: {len(status['leases'])}")
+    for item in status["leases"]:
+        if item["holder"] is None:
+            lines.append(f"  {item['camera']}  not leased: no ingester runs it")
+        else:
+            renewed = f"renewed {item['renewed_ago_s']} s ago, " if item["renewed_ago_s"] is not None else ""
+            lines.append(f"  {item['camera']}  {item['holder']}  {renewed}expires in {item['expires_in_s']} s")
+    return "\n".join(lines)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

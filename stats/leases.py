@@ -1,0 +1,138 @@
+"""Camera leases in Redis: many ingesters share one camera list, each camera processed by one of them.
+
+A lease is a key ``binarycop:lease:<camera>`` holding the ingester's id, set only if absent and
+expiring after the lease time. Its holder renews it well before that (every third of it) and deletes it
+on a clean shutdown; an ingester that dies (SIGKILL, power) stops renewing and its cameras go to the
+others once the lease expires. Each ingester aims at its fair share, ``ceil(cameras / live ingesters)``,
+so a newcomer gets work: one above its share gives one camera back per round.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from stats.redis_store import INGESTERS_KEY, PREFIX
+
+# Renew if still ours, or take it back if it expired meanwhile (e.g. Redis was away); 0 if another holds it.
+RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def lease_key(camera: str) -> str:
+    return f"{PREFIX}:lease:{camera}"
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    camera: str
+    holder: str | None
+    expires_in: float | None  # seconds
+    renewed_ago: float | None  # seconds since the holder last renewed it
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one round decided: cameras to stop (lease lost or given back) and to start (lease won)."""
+
+    stop: list[str]
+    start: list[str]
+
+
+class Leases:
+    def __init__(self, client: aioredis.Redis, ingester: str, seconds: float):
+        self.client = client
+        self.ingester = ingester
+        self.seconds = seconds
+        self._unowned_rounds: dict[str, int] = {}
+
+    @property
+    def _ms(self) -> int:
+        return int(self.seconds * 1000)
+
+    async def acquire(self, camera: str) -> bool:
+        return bool(await self.client.set(lease_key(camera), self.ingester, nx=True, px=self._ms))
+
+    async def renew(self, camera: str) -> bool:
+        return bool(await self.client.eval(RENEW, 1, lease_key(camera), self.ingester, self._ms))
+
+    async def release(self, camera: str) -> None:
+        await self.client.eval(RELEASE, 1, lease_key(camera), self.ingester)
+
+    async def live_ingesters(self) -> int:
+        """Ingesters whose heartbeat is younger than a lease (this one included)."""
+        return max(1, await self.client.zcount(INGESTERS_KEY, time.time() - self.seconds, "+inf"))
+
+    async def plan(self, wanted: list[str], held: list[str]) -> Plan:
+        """One round: renew what we hold, give back above our fair share, take free cameras up to it.
+
+        ``wanted`` is the configured camera list, ``held`` what this ingester runs now. Raises RedisError
+        or OSError when Redis is away; the caller keeps running what it has.
+        """
+        stop = [camera for camera in held if camera not in wanted]
+        kept = []
+        for camera in held:
+            if camera in wanted:
+                (kept if await self.renew(camera) else stop).append(camera)
+        for camera in stop:
+            await self.release(camera)
+        fair = math.ceil(len(wanted) / await self.live_ingesters())
+        if len(kept) > fair:
+            extra = kept.pop()  # one per round, so the others have time to pick it up
+            await self.release(extra)
+            stop.append(extra)
+            return Plan(stop, [])
+        start = []
+        holders = await self.holders(wanted)
+        for camera in wanted:
+            if camera in kept or holders[camera].holder is not None:
+                self._unowned_rounds.pop(camera, None)
+                continue
+            rounds = self._unowned_rounds[camera] = self._unowned_rounds.get(camera, 0) + 1
+            # Up to our share; beyond it only for a camera nobody took for two rounds (no one else has room).
+            if (len(kept) + len(start) < fair or rounds > 2) and await self.acquire(camera):
+                start.append(camera)
+                self._unowned_rounds.pop(camera, None)
+        return Plan(stop, start)
+
+    async def release_all(self, cameras: list[str]) -> None:
+        for camera in cameras:
+            await self.release(camera)
+
+    async def holders(self, cameras: list[str]) -> dict[str, LeaseView]:
+        pipe = self.client.pipeline(transaction=False)
+        for camera in cameras:
+            pipe.get(lease_key(camera))
+            pipe.pttl(lease_key(camera))
+        values = await pipe.execute()
+        return {
+            camera: _view(camera, holder, ttl, self.seconds)
+            for camera, holder, ttl in zip(cameras, values[::2], values[1::2])
+        }
+
+
+def _view(camera: str, holder, ttl_ms: int, seconds: float) -> LeaseView:
+    if holder is None:
+        return LeaseView(camera, None, None, None)
+    holder = holder.decode() if isinstance(holder, bytes) else str(holder)
+    expires_in = max(ttl_ms, 0) / 1000
+    return LeaseView(camera, holder, expires_in, max(0.0, seconds - expires_in))
