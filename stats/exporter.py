@@ -14,6 +14,7 @@ from stats.redis_store import (
     CAMERA_UP_KEY,
     CROPS_KEY,
     FACES_KEY,
+    FRAME_OUTCOMES,
     FRAMES_KEY,
     INGESTERS_KEY,
     NO_SITE,
@@ -24,17 +25,22 @@ from stats.redis_store import (
     STAGES,
     STAGES_KEY,
     VISIBLE_KEY,
+    field,
 )
 
 STALE_AFTER_SECONDS = 30.0
 CLASS_LABELS = ["camera", "zone", "mask_class"]
 
 
-def _counter(counts: dict, key: str, name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:
-    """A counter family from one Redis hash whose fields are '|'-joined label values."""
+def _counter(
+    counts: dict, key: str, name: str, documentation: str, labels: list[str], zeros: set[str] = frozenset()
+) -> CounterMetricFamily:
+    """A counter family from one Redis hash whose fields are '|'-joined label values; ``zeros`` are fields
+    shown as 0 until counted, so rates of rare events (drops, reconnects) exist before the first one."""
     family = CounterMetricFamily(name, documentation, labels=labels)
-    for field, value in sorted(counts.get(key, {}).items()):
-        family.add_metric(field.split("|"), float(value))
+    stored = counts.get(key, {})
+    for name_ in sorted(set(stored) | set(zeros)):
+        family.add_metric(name_.split("|"), float(stored.get(name_, 0)))
     return family
 
 
@@ -44,8 +50,14 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     faces = _counter(
         counts, FACES_KEY, "binarycop_faces_classified", "Faces classified, per frame, by mask position", CLASS_LABELS
     )
+    known = set(counts.get(CAMERA_UP_KEY, {}))  # cameras seen: their counters start at 0, not absent
     frames = _counter(
-        counts, FRAMES_KEY, "binarycop_frames", "Frames sampled for detection, by outcome", ["camera", "outcome"]
+        counts,
+        FRAMES_KEY,
+        "binarycop_frames",
+        "Frames sampled for detection, by outcome",
+        ["camera", "outcome"],
+        {field(camera, outcome) for camera in known for outcome in FRAME_OUTCOMES},
     )
     up = GaugeMetricFamily("binarycop_camera_up", "1 while the camera delivers frames", labels=["camera"])
     seen = counts.get(CAMERA_SEEN_KEY, {})
@@ -58,6 +70,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
         "binarycop_camera_reconnects",
         "Times a stream was reopened after a stall or disconnect",
         ["camera"],
+        known,
     )
     people = _counter(
         counts,
