@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
 
+    dashboards = commands.add_parser("dashboards", help="Grafana dashboards")
+    dashboard_actions = dashboards.add_subparsers(required=True, metavar="ACTION")
+    push = dashboard_actions.add_parser("push", help="create or update the dashboards through Grafana's API")
+    push.add_argument("--url", required=True, help="Grafana base URL, e.g. https://grafana.example:3000")
+    push.add_argument(
+        "--token", default=os.environ.get("GRAFANA_TOKEN"), help="service account token (default: $GRAFANA_TOKEN)"
+    )
+    push.add_argument("--prometheus-url", help="also create the datasource the dashboards use, if absent")
+    push.add_argument("--json", action="store_true")
+    push.set_defaults(handler=_dashboards_push)
+
     validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=_validate)
@@ -156,6 +167,22 @@ def _status(args) -> int:
         print(f"Redis at {redact_url(args.redis_url)} unreachable: {error}", file=sys.stderr)
         return 1
     print(json.dumps(status) if args.json else format_status(status))
+    return 0
+
+
+def _dashboards_push(args) -> int:
+    from binarycop.grafana import PushError, push_dashboards
+
+    try:
+        results = push_dashboards(args.url, args.token, args.prometheus_url)
+    except PushError as error:
+        print(f"dashboards push failed: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for result in results:
+            print(f"{result['uid']}: {result['status']} version {result['version']} {result['url']}")
     return 0
 
 
