@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--prometheus-url", help="also create the datasource the dashboards use, if absent")
     push.add_argument("--json", action="store_true")
     push.set_defaults(handler=_dashboards_push)
+    render = dashboard_actions.add_parser("render", help="draw each dashboard as a PNG from a real Prometheus")
+    render.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    render.add_argument("--out", type=Path, required=True, help="folder for <dashboard uid>.png")
+    render.add_argument("--minutes", type=float, default=10, help="time range drawn")
+    render.set_defaults(handler=_dashboards_render)
 
     validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
     validate.add_argument("file", type=Path)
@@ -183,6 +188,16 @@ def _dashboards_push(args) -> int:
     else:
         for result in results:
             print(f"{result['uid']}: {result['status']} version {result['version']} {result['url']}")
+    return 0
+
+
+def _dashboards_render(args) -> int:
+    from binarycop.dashboard_render import render_all
+    from binarycop.grafana import load_dashboards
+
+    for path, drawn in render_all(load_dashboards(), args.prometheus, args.out, args.minutes).items():
+        empty = [title for title, count in drawn.items() if not count]
+        print(f"{path}: {len(drawn)} panels" + (f", no data in: {', '.join(empty)}" if empty else ""))
     return 0
 
 

@@ -14,10 +14,12 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
 from binarycop.config import Config, HttpConfig, RedisConfig
+from binarycop.dashboard_render import render_all
 from binarycop.democlip import CLIP
 from binarycop.grafana import DASHBOARDS, DATASOURCE_UID, PushError, load_dashboards, push_dashboards
 from binarycop.server import Server
@@ -133,6 +135,11 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(redis_server, tmp
                 _get_json, f"{prometheus}/api/v1/series?" + urllib.parse.urlencode({"match[]": "binarycop_camera_info"})
             )
             assert {(s["camera"], s["site"]) for s in series["data"]} == {("entrance", "hall-a")}
+            drawn = await asyncio.to_thread(render_all, load_dashboards(), prometheus, tmp_path / "png", 1)
+            for path, panels in drawn.items():
+                picture = cv2.imread(path)
+                assert picture is not None and picture.shape[1] == 24 * 56, path
+                assert all(panels.values()), (path, panels)
         finally:
             process.terminate()
             process.wait(timeout=30)
