@@ -7,9 +7,10 @@ import time
 import redis.asyncio as aioredis
 
 from stats.leases import lease_key
-from stats.redis_store import INGESTERS_KEY, PREFIX, ingester_key
+from stats.redis_store import INGESTERS_KEY, PREFIX, history_key, ingester_key
 
 LEASE_PREFIX = f"{PREFIX}:lease:"
+RECENT_MINUTES = 15
 
 
 async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None) -> dict:
@@ -54,7 +55,26 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
                 "renewed_ago_s": round(seconds - expires, 1) if seconds and expires is not None else None,
             }
         )
-    return {"ingesters": ingesters, "leases": leases}
+    return {"ingesters": ingesters, "leases": leases, "recent": await recent_counts(client, now)}
+
+
+async def recent_counts(client: aioredis.Redis, now: float, minutes: int = RECENT_MINUTES) -> dict:
+    """Per camera over the last ``minutes`` (from the per-minute history buckets): faces and people by class
+    and the share of faces worn correctly."""
+    this_minute = int(now // 60)
+    pipe = client.pipeline(transaction=False)
+    for minute in range(this_minute - minutes + 1, this_minute + 1):
+        pipe.hgetall(history_key(minute))
+    cameras: dict[str, dict] = {}
+    for bucket in await pipe.execute():
+        for name, value in bucket.items():
+            kind, camera, _zone, mask_class = _text(name).split("|")
+            entry = cameras.setdefault(camera, {"faces": {}, "people": {}})
+            entry[kind][mask_class] = entry[kind].get(mask_class, 0) + int(value)
+    for entry in cameras.values():
+        total = sum(entry["faces"].values())
+        entry["compliance"] = round(entry["faces"].get("correct", 0) / total, 4) if total else None
+    return {"minutes": minutes, "cameras": dict(sorted(cameras.items()))}
 
 
 def format_status(status: dict) -> str:
@@ -71,6 +91,14 @@ def format_status(status: dict) -> str:
         else:
             renewed = f"renewed {item['renewed_ago_s']} s ago, " if item["renewed_ago_s"] is not None else ""
             lines.append(f"  {item['camera']}  {item['holder']}  {renewed}expires in {item['expires_in_s']} s")
+    recent = status["recent"]
+    lines.append(f"last {recent['minutes']} min:")
+    for camera, entry in recent["cameras"].items():
+        compliance = "-" if entry["compliance"] is None else f"{100 * entry['compliance']:.1f} %"
+        lines.append(
+            f"  {camera}  compliance {compliance}, {sum(entry['faces'].values())} faces, "
+            f"{sum(entry['people'].values())} people"
+        )
     return "\n".join(lines)
 
 

@@ -199,6 +199,8 @@ def test_three_ingesters_share_cameras_and_take_over_from_a_killed_one(redis_ser
         holders = {lease_["camera"]: lease_["holder"] for lease_ in report["leases"]}
         assert sorted(holders) == names and set(holders.values()) == {live[pid]["id"] for pid in survivors}
         assert all(0 <= lease_["expires_in_s"] <= lease for lease_ in report["leases"])
+        recent = report["recent"]["cameras"]  # from the per-minute history buckets
+        assert sorted(recent) == names and all(sum(entry["faces"].values()) > 0 for entry in recent.values())
     finally:
         for process in processes:
             if process.poll() is None:
