@@ -56,7 +56,9 @@ def render_dashboard(dashboard: dict, prometheus: Prometheus, minutes: float = 1
         x0, y0 = grid["x"] * COLUMN + 4, grid["y"] * ROW + 50
         box = image[y0 : y0 + grid["h"] * ROW - 6, x0 : x0 + grid["w"] * COLUMN - 6]
         box[:] = PANEL
-        cv2.putText(box, panel["title"], (8, 20), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+        cv2.putText(
+            box, panel["title"], (8, 20), FONT, _fit(panel["title"], 0.5, box.shape[1] - 16, 1), TEXT, 1, cv2.LINE_AA
+        )
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
         results = []
         for target in panel["targets"]:
@@ -74,7 +76,8 @@ def render_dashboard(dashboard: dict, prometheus: Prometheus, minutes: float = 1
         elif panel["type"] == "piechart":
             _pie(body, results)
         else:
-            _values(body, results, unit, big=panel["type"] == "stat")
+            steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
+            _values(body, results, unit, big=panel["type"] == "stat", steps=steps)
     return image, drawn
 
 
@@ -98,6 +101,12 @@ def _substitute(expr: str, variables: dict) -> str:
 
 def _label(legend: str, metric: dict) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: metric.get(m.group(1), ""), legend) or json.dumps(metric)
+
+
+def _fit(text: str, scale: float, width: int, thickness: int) -> float:
+    """The font scale, at most ``scale``, at which ``text`` fits in ``width`` pixels."""
+    needed = cv2.getTextSize(text, FONT, scale, thickness)[0][0]
+    return scale if needed <= width else scale * width / needed
 
 
 def _format(value: float, unit: str | None) -> str:
@@ -143,7 +152,10 @@ def _timeseries(body: np.ndarray, results: list, unit: str | None, start: float,
         cv2.putText(body, _label(legend, series["metric"])[:18], (w - right + 26, y), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
 
 
-def _values(body: np.ndarray, results: list, unit: str | None, big: bool) -> None:
+THRESHOLD_COLOURS = {"red": (80, 80, 230), "orange": (60, 160, 250), "green": (114, 199, 115)}
+
+
+def _values(body: np.ndarray, results: list, unit: str | None, big: bool, steps: list | None = None) -> None:
     if not results:
         cv2.putText(body, "no data", (10, 30), FONT, 0.5, DIM, 1, cv2.LINE_AA)
         return
@@ -153,8 +165,15 @@ def _values(body: np.ndarray, results: list, unit: str | None, big: bool) -> Non
         value = _format(float(series["value"][1]), unit)
         label = _label(legend, series["metric"])
         color = PALETTE[index % len(PALETTE)] if big else TEXT
+        if steps:  # Grafana's threshold colours: the last step the value reaches
+            number = float(series["value"][1])
+            reached = [step for step in steps if step["value"] is None or number >= step["value"]]
+            color = THRESHOLD_COLOURS.get(reached[-1]["color"], color) if reached else color
         y = 10 + step * (index + 1) - (step // 4)
-        cv2.putText(body, f"{label}: {value}", (10, y), FONT, scale, color, 2 if big else 1, cv2.LINE_AA)
+        text = f"{label}: {value}"
+        thickness = 2 if big else 1
+        size = _fit(text, scale, body.shape[1] - 20, thickness)
+        cv2.putText(body, text, (10, y), FONT, size, color, thickness, cv2.LINE_AA)
 
 
 def _pie(body: np.ndarray, results: list) -> None:
