@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="qonnx", choices=["qonnx"])
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
+    export.add_argument(
+        "--head", default="topk", choices=["topk", "scores"], help="end in TopK(1) class indices (FINN) or raw scores"
+    )
+    export.add_argument(
+        "--random-weights", action="store_true", help="--model names an architecture: export it with seeded weights"
+    )
     export.set_defaults(handler=_export)
 
     bench = commands.add_parser("bench", help="measurements")
@@ -143,7 +149,7 @@ def _bench_classifier(args) -> int:
 def _export(args) -> int:
     from accel.export import export_qonnx
 
-    print(export_qonnx(args.model, args.out, args.batch))
+    print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
     return 0
 
 
