@@ -90,6 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_export)
 
+    fpga = commands.add_parser("fpga", help="the FINN accelerator: throughput estimate and folding search")
+    fpga_kinds = fpga.add_subparsers(required=True, metavar="KIND")
+    fpga_estimate = fpga_kinds.add_parser("estimate", help="cycles per layer, bottleneck and crops/s of a folding")
+    fpga_estimate.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    fpga_estimate.add_argument("--folding", type=Path, help="FINN folding JSON (default: finn/folding/ARCH.json)")
+    fpga_estimate.add_argument("--clock-mhz", type=float, default=100.0)
+    fpga_estimate.add_argument("--target-fps", type=float, help="search the smallest folding reaching this crops/s")
+    fpga_estimate.add_argument("--out", type=Path, help="with --target-fps: write the found folding JSON here")
+    fpga_estimate.add_argument("--json", action="store_true")
+    fpga_estimate.set_defaults(handler=_fpga_estimate)
+
     bench = commands.add_parser("bench", help="measurements")
     bench_kinds = bench.add_subparsers(required=True, metavar="KIND")
     bench_slice = bench_kinds.add_parser("slice", help="frames/s of the whole slice on the bundled clip")
@@ -143,6 +154,22 @@ def _bench_classifier(args) -> int:
         f"  engine / best onnxruntime: {result['ratio_vs_onnxruntime']:.2f}x; "
         f"batch-1 latency {result['batch1_latency_ms']:.3f} ms; model {result['engine_model_bytes']:,} bytes"
     )
+    return 0
+
+
+def _fpga_estimate(args) -> int:
+    from accel.folding import FoldingError
+    from accel.fpga_estimate import print_estimate, run_estimate
+
+    try:
+        result = run_estimate(args.arch, args.folding, args.clock_mhz, args.target_fps, args.out)
+    except (FoldingError, ValueError) as error:
+        print(f"fpga estimate: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_estimate(result)
     return 0
 
 
