@@ -268,3 +268,44 @@ def bench_classifier(arch: str = "n-cnv", batch: int = 256, rounds: int = 5, sec
         "threads": threads,
         "model": source,
     }
+
+
+def bench_finn(
+    model: str, bitfile: str, batch: int = 256, rounds: int = 5, seconds: float = 1.0, classifier=None
+) -> dict:
+    """crops/s of the FINN accelerator on a board beside the CPU engine in the same process, and
+    whether the accelerator's classes equal the engine's on real crops (they must: same network).
+    ``classifier`` replaces the board's (tests only). Needs a PYNQ board and the ``fpga`` extra."""
+    from accel.cpu import CpuClassifier
+    from accel.finn import FinnClassifier
+
+    fpga = classifier or FinnClassifier(model, bitfile, max_batch=batch)
+    real = calibration_crops()
+    rng = np.random.default_rng(0)
+    crops = np.concatenate([real, rng.integers(0, 256, (max(0, batch - len(real)), 32, 32, 3), dtype=np.uint8)])
+    runners = {"fpga": fpga.classify}
+    engine = None
+    if resolve_model_path(model).is_file():  # the same trained network on the CPU, where its weights ship
+        engine = CpuClassifier(model)
+        runners["engine"] = engine.classify
+    agreement = float(np.mean(fpga.classify(real) == engine.classify(real))) if engine else None
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(rounds):
+        for name, run in runners.items():
+            rates[name].append(_rate(run, crops[:batch], seconds))
+        print(
+            f"round {round_index + 1}/{rounds}: " + ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()),
+            file=sys.stderr,
+        )
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    arch = fpga.arch
+    return {
+        "arch": arch,
+        "batch": batch,
+        "fpga_crops_per_s": median["fpga"],
+        "engine_crops_per_s": median.get("engine"),
+        "fpga_paper_crops_per_s": FPGA_PAPER_CROPS_PER_S[arch],
+        "ratio_to_paper": median["fpga"] / FPGA_PAPER_CROPS_PER_S[arch],
+        "classes_equal_engine": agreement,
+        "real_crops": len(real),
+    }

@@ -117,6 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     bench_classifier.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
     bench_classifier.add_argument("--batch", type=int, default=256)
     bench_classifier.add_argument("--rounds", type=int, default=5)
+    bench_classifier.add_argument(
+        "--backend", default="cpu", choices=["cpu", "finn"], help="cpu: engine vs anchors; finn: the FPGA on a board"
+    )
+    bench_classifier.add_argument("--bitfile", help="finn: the accelerator's .bit (its .hwh beside it)")
     bench_classifier.add_argument("--json", action="store_true")
     bench_classifier.set_defaults(handler=_bench_classifier)
     return parser
@@ -140,6 +144,8 @@ def _bench_pipeline(args) -> int:
 def _bench_classifier(args) -> int:
     from accel.bench import bench_classifier
 
+    if args.backend == "finn":
+        return _bench_finn(args)
     result = bench_classifier(args.arch, args.batch, args.rounds)
     if args.json:
         print(json.dumps(result))
@@ -173,10 +179,38 @@ def _fpga_estimate(args) -> int:
     return 0
 
 
+def _bench_finn(args) -> int:
+    from accel.bench import bench_finn
+    from accel.finn import FpgaUnavailable
+
+    try:
+        result = bench_finn(args.arch, args.bitfile, args.batch, args.rounds)
+    except (FpgaUnavailable, FileNotFoundError, ValueError) as error:
+        print(f"bench classifier --backend finn: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    engine = result["engine_crops_per_s"]
+    print(f"{result['arch']} on the FPGA, medians of {args.rounds} alternating rounds, batch {result['batch']}:")
+    print(f"  fpga        {result['fpga_crops_per_s']:>10,.0f} crops/s")
+    print(f"  paper       {result['fpga_paper_crops_per_s']:>10,.0f} crops/s (ratio {result['ratio_to_paper']:.2f})")
+    if engine is not None:
+        print(f"  cpu engine  {engine:>10,.0f} crops/s on the board's CPU")
+        agreement = result["classes_equal_engine"]
+        print(f"  classes equal to the engine's on {result['real_crops']} real crops: {agreement:.2%}")
+    return 0
+
+
 def _export(args) -> int:
     from accel.export import export_qonnx
+    from accel.model_file import ModelFileError
 
-    print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
+    try:
+        print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
+    except ModelFileError as error:
+        print(f"export: {error}; for an untrained architecture add --random-weights", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from accel import ARCHS, CLASSES, make_classifier
 from accel.arch import get_arch
 from accel.cpu import CpuClassifier
+from accel.finn import FinnClassifier, FpgaUnavailable
+from accel.finn_io import StreamType, io_from_driver, io_from_folding, pack, pack_crops, unpack
 from accel.folding import Fold, FoldingError, check_config, default_config_path, finn_config, read_config
 from accel.fpga_estimate import PAPER_CROPS_PER_S, estimate, search
 
@@ -228,3 +231,259 @@ def test_search_lower_target_never_costs_more():
 def test_search_for_an_unreachable_target_names_the_limiting_layer():
     with pytest.raises(FoldingError, match=r"conv0 needs at least 8100 cycles per crop at full parallelism"):
         search("n-cnv", 50_000)
+
+
+# --- the PYNQ backend: layout, packing, DMA flow, errors without a board -------------------------
+
+
+BITFILE_ENV = "BINARYCOP_FINN_BITFILE"
+
+
+def _finn_reference_pack(vector, dtype) -> bytes:
+    """FINN's driver packing, spelled out with qonnx's DataType: the innermost vector reversed, each
+    value as a ``bitwidth``-bit two's-complement field, most significant first, left-padded to whole
+    bytes (``pack_innermost_dim_as_hex_string`` with ``reverse_inner``), then the bytes reversed
+    (``reverse_endian``)."""
+    bits = dtype.bitwidth()
+    fields = []
+    for value in reversed(list(vector)):
+        assert dtype.allowed(value)
+        if dtype.name == "BIPOLAR":
+            value = (value + 1) / 2
+        fields.append(format(int(value) & ((1 << bits) - 1), f"0{bits}b"))
+    word = "".join(fields)
+    word = word.zfill(-(-len(word) // 8) * 8)
+    return int(word, 2).to_bytes(len(word) // 8, "big")[::-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("UINT8", (4, 2, 3)),
+        ("UINT3", (7, 1)),
+        ("INT9", (5, 5)),
+        ("INT4", (3, 6)),
+        ("BINARY", (4, 13)),
+        ("BIPOLAR", (6, 8)),
+    ],
+)
+def test_packing_matches_finn_layout_and_round_trips(name, shape):
+    """Against the qonnx DataType definitions (qonnx 1.0.0 ships no packing helpers of its own)."""
+    pytest.importorskip("qonnx", reason="the reference datatypes come from qonnx (train extra)")
+    from qonnx.core.datatype import DataType
+    from qonnx.util.basic import gen_finn_dt_tensor
+
+    dtype = DataType[name]
+    np.random.seed(len(name) + shape[-1])
+    values = gen_finn_dt_tensor(dtype, shape).astype(np.int64)
+    packed = pack(values, StreamType(name))
+    reference = np.array([list(_finn_reference_pack(row, dtype)) for row in values.reshape(-1, shape[-1])], np.uint8)
+    np.testing.assert_array_equal(packed.reshape(-1, packed.shape[-1]), reference)
+    np.testing.assert_array_equal(unpack(packed, StreamType(name), shape[-1]), values)
+
+
+def test_packing_hand_example():
+    """[1, 1, 1, 0] as BINARY: FINN's docstring packs it to 0x0e MSB-first; reversed inner -> 0b0111."""
+    assert pack(np.array([1, 1, 1, 0]), StreamType("BINARY")).tolist() == [0x07]
+    assert pack(np.array([-3, 2]), StreamType("INT4")).tolist() == [0x2D]  # -3 = 0b1101 low, 2 high
+
+
+def test_packing_refuses_values_outside_the_type():
+    with pytest.raises(ValueError, match=r"outside UINT3 \[0, 7\]"):
+        pack(np.array([8]), StreamType("UINT3"))
+
+
+@pytest.mark.parametrize(("simd", "folded"), [(3, (1, 32, 32, 1, 3)), (1, (1, 32, 32, 3, 1))])
+def test_input_layout_from_the_first_layer_simd(simd, folded):
+    io = io_from_folding(simd)
+    assert io.input.folded == folded and io.input.packed == folded  # UINT8: one byte per value
+    assert (io.output.dtype.name, io.output.folded, io.output.packed) == ("UINT3", (1, 1, 1), (1, 1, 1))
+    crops = np.random.default_rng(simd).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(pack_crops(crops, io).reshape(5, 32, 32, 3), crops)  # RGB bytes in order
+
+
+def test_input_simd_must_divide_the_channels():
+    with pytest.raises(ValueError, match="first-layer SIMD 2 does not divide the 3 input channels"):
+        io_from_folding(2)
+
+
+FINN_DRIVER = """
+from qonnx.core.datatype import DataType
+from driver_base import FINNExampleOverlay
+
+io_shape_dict = {
+    # FINN DataType for input and output tensors
+    "idt" : [DataType['UINT8']],
+    "odt" : [DataType['UINT3']],
+    # shapes for input and output tensors (NHWC layout)
+    "ishape_normal" : [(1, 32, 32, 3)],
+    "oshape_normal" : [(1, 1)],
+    "ishape_folded" : [(1, 32, 32, 1, 3)],
+    "oshape_folded" : [(1, 1, 1)],
+    "ishape_packed" : [(1, 32, 32, 1, 3)],
+    "oshape_packed" : [(1, 1, 1)],
+    "input_dma_name" : ['idma0'],
+    "output_dma_name" : ['odma0'],
+    "number_of_external_weights": 0,
+    "num_inputs" : 1,
+    "num_outputs" : 1,
+}
+"""
+
+
+def test_layout_read_from_finn_generated_driver(tmp_path):
+    """The io_shape_dict format of FINN's MakePYNQDriver output (text of its template)."""
+    (tmp_path / "driver.py").write_text(FINN_DRIVER)
+    io = io_from_driver(tmp_path / "driver.py")
+    assert (
+        io.input.dtype.name == "UINT8" and io.input.folded == (1, 32, 32, 1, 3) and io.input.packed == (1, 32, 32, 1, 3)
+    )
+    assert io.output.dtype.name == "UINT3" and io.output.packed == (1, 1, 1)
+    assert (io.input_dma, io.output_dma) == ("idma0", "odma0")
+    assert io == io_from_folding(3)
+
+
+class FakeBuffer(np.ndarray):
+    def flush(self):
+        self.flushes += 1
+
+    def invalidate(self):
+        self.invalidations += 1
+
+
+class FakeBoard:
+    """Stands in for pynq: no FPGA board can run here. It keeps FINN's IODMA register protocol
+    (address, count, start; idle/done bits) and computes what the accelerator computes, the
+    network's top-1 class, with the CPU engine, packing the result as FINN's LabelSelect stream."""
+
+    def __init__(self):
+        self.buffers: dict[int, FakeBuffer] = {}
+        self.engine = CpuClassifier("n-cnv")
+        self.idma0, self.odma0 = FakeDma(self, "in"), FakeDma(self, "out")
+        self.runs: list[int] = []
+
+    def allocate(self, shape, dtype, cacheable):
+        buffer = np.zeros(shape, dtype).view(FakeBuffer)
+        buffer.device_address = 0x1_0000_0000 * (len(self.buffers) + 1) + 0x1000
+        buffer.flushes = buffer.invalidations = 0
+        self.buffers[buffer.device_address] = buffer
+        return buffer
+
+    def stream(self):
+        count = self.idma0.registers[0x1C]
+        assert self.odma0.registers[0x1C] == count, "both DMAs must move the same number of crops"
+        source = self.buffers[self.idma0.address()]
+        assert source.flushes, "the input buffer must be flushed to the device before the DMA reads it"
+        crops = np.array(source[:count]).reshape(count, 32, 32, 3)  # UINT8, SIMD 3: bytes are RGB
+        classes = self.engine.classify(crops)
+        sink = self.buffers[self.odma0.address()]
+        sink[:count] = np.array([list(_finn_reference_pack([c], _qonnx_type("UINT3"))) for c in classes])[:, None, :]
+        self.runs.append(count)
+        self.odma0.done = True
+
+
+def _qonnx_type(name):
+    from qonnx.core.datatype import DataType
+
+    return DataType[name]
+
+
+class FakeDma:
+    def __init__(self, board: FakeBoard, side: str):
+        self.board, self.side, self.registers, self.done = board, side, {}, False
+
+    def address(self) -> int:
+        return self.registers[0x10] | self.registers[0x14] << 32
+
+    def write(self, offset: int, value: int):
+        self.registers[offset] = value
+        if offset == 0x00 and value & 1:
+            self.done = False
+            if self.side == "in":
+                assert self.board.odma0.registers.get(0x00) == 1, "start the output DMA before the input DMA"
+                self.board.stream()
+
+    def read(self, offset: int) -> int:
+        assert offset == 0x00
+        return 0x4 | (0x2 if self.done else 0)
+
+
+def test_dma_flow_with_a_fake_board(tmp_path):
+    """No board can run here: a fake pynq overlay (see FakeBoard) checks the packing, buffer sync,
+    register sequence and unpacking; the classes must equal the CPU engine's, over several batches."""
+    pytest.importorskip("qonnx", reason="the fake accelerator packs with qonnx datatypes (train extra)")
+    board = FakeBoard()
+    classifier = FinnClassifier(
+        "n-cnv", tmp_path / "finn-accel.bit", max_batch=64, overlay=board, allocate=board.allocate
+    )
+    crops = np.random.default_rng(9).integers(0, 256, (150, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(classifier.classify(crops), CpuClassifier("n-cnv").classify(crops))
+    assert board.runs == [64, 64, 22]
+    assert classifier.out_buffer.invalidations == 3
+    with pytest.raises(NotImplementedError, match="returns classes, not scores"):
+        classifier.scores(crops)
+
+
+def test_finn_backend_without_a_board_says_so_and_names_cpu(tmp_path):
+    """On this machine (no PYNQ board; pynq absent or raising No Devices Found) the backend stops
+    with a clear error, through the real import and Overlay path."""
+    bitfile = tmp_path / "finn-accel.bit"
+    bitfile.write_bytes(b"\0")
+    bitfile.with_suffix(".hwh").write_text("<hwh/>")
+    with pytest.raises(FpgaUnavailable, match=r"no FPGA found .*use the cpu backend"):
+        make_classifier("finn", "n-cnv", str(bitfile))
+
+
+@pytest.mark.parametrize(
+    ("bitfile", "error", "message"),
+    [(None, ValueError, "needs the accelerator's bitfile"), ("missing.bit", FileNotFoundError, "bitfile not found")],
+)
+def test_finn_backend_bitfile_errors(tmp_path, bitfile, error, message):
+    with pytest.raises(error, match=message):
+        make_classifier("finn", "n-cnv", str(tmp_path / bitfile) if bitfile else None)
+
+
+def test_config_finn_backend_needs_a_bitfile():
+    from binarycop.config import ClassifierConfig
+
+    with pytest.raises(ValueError, match="backend finn needs bitfile"):
+        ClassifierConfig(backend="finn")
+    assert ClassifierConfig(backend="finn", bitfile="/boot/finn-accel.bit").bitfile == "/boot/finn-accel.bit"
+
+
+def test_cli_fpga_estimate_json_is_one_document(capsys):
+    from binarycop.cli import main
+
+    assert main(["fpga", "estimate", "--arch", "u-cnv", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["arch"] == "u-cnv" and result["paper_crops_per_s"] == 1646 and result["bottleneck"]
+
+
+def test_cli_fpga_estimate_rejects_broken_folding(tmp_path, capsys):
+    from binarycop.cli import main
+
+    config = json.loads(default_config_path("cnv").read_text())
+    config["MVAU_hls_1"]["PE"] = 7
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    assert main(["fpga", "estimate", "--arch", "cnv", "--folding", str(tmp_path / "bad.json")]) == 2
+    assert "MVAU_hls_1 (conv1" in capsys.readouterr().err
+
+
+def test_cli_bench_finn_without_a_board(tmp_path, capsys):
+    from binarycop.cli import main
+
+    bitfile = tmp_path / "finn-accel.bit"
+    bitfile.write_bytes(b"\0")
+    bitfile.with_suffix(".hwh").write_text("<hwh/>")
+    assert main(["bench", "classifier", "--backend", "finn", "--bitfile", str(bitfile)]) == 2
+    assert "no FPGA found" in capsys.readouterr().err
+
+
+@pytest.mark.board
+@pytest.mark.skipif(
+    not os.environ.get(BITFILE_ENV), reason=f"needs a PYNQ board with a FINN-built bitfile in ${BITFILE_ENV}"
+)
+def test_board_classes_equal_the_engine_on_real_crops(shared_data):
+    classifier = make_classifier("finn", "n-cnv", os.environ[BITFILE_ENV])
+    crops = _real_crops(shared_data, 512)
+    np.testing.assert_array_equal(classifier.classify(crops), CpuClassifier("n-cnv").classify(crops))
