@@ -198,7 +198,7 @@ def _bench_finn(args) -> int:
     if engine is not None:
         print(f"  cpu engine  {engine:>10,.0f} crops/s on the board's CPU")
         agreement = result["classes_equal_engine"]
-        print(f"  classes equal to the engine's on {result['real_crops']} real crops: {agreement:.2%}")
+        print(f"  classes equal to the engine's on {result['checked_crops']} {result['checked_on']}: {agreement:.2%}")
     return 0
 
 

@@ -34,11 +34,14 @@ def _export_tools():
     return export, fold
 
 
-def _real_crops(shared_data, limit: int) -> np.ndarray:
-    from accel.dataset import load_source
+def _real_crops(shared_data, per_class: int) -> np.ndarray:
+    """Face crops framed by the detector from MaskedFace-Net pictures, ``per_class`` of each class."""
+    from accel.dataset import CropMaker, load_source
 
-    crops = load_source(str(shared_data / "maskedface")).crops
-    return crops[np.random.default_rng(0).permutation(len(crops))[:limit]]
+    maker = CropMaker()
+    folders = ("correct", "nose", "nose_mouth", "chin")
+    sets = [load_source(f"{name}={shared_data / 'maskedface' / name}", maker, per_class) for name in folders]
+    return np.concatenate([crop_set.crops for crop_set in sets])
 
 
 @needs_train
@@ -46,10 +49,10 @@ def test_export_gives_the_engine_classes_on_real_crops(tmp_path, shared_data):
     """qonnx's executor runs the FINN export (uint8 pixels in, TopK class out) on real MaskedFace-Net
     crops and returns exactly the CPU engine's classes."""
     export, _ = _export_tools()
-    crops = _real_crops(shared_data, 600)
-    path = export.export_qonnx("n-cnv", tmp_path / "n-cnv.onnx", batch=200)
+    crops = _real_crops(shared_data, per_class=60)
+    path = export.export_qonnx("n-cnv", tmp_path / "n-cnv.onnx", batch=80)
     classes = export.run_qonnx(path, crops)
-    assert classes.shape == (600, 1)
+    assert classes.shape == (240, 1)
     expected = make_classifier("cpu", "n-cnv").classify(crops)
     np.testing.assert_array_equal(classes[:, 0], expected)
     assert len(np.unique(expected)) >= 3  # real crops reach several classes, not one
@@ -424,6 +427,19 @@ def test_dma_flow_with_a_fake_board(tmp_path):
         classifier.scores(crops)
 
 
+def test_bench_finn_flow_with_a_fake_board(tmp_path):
+    """No board can run here: the bench's path (real clip crops, classes compared with the engine,
+    alternating rounds) over the fake overlay of FakeBoard; its crops/s figure means nothing here."""
+    pytest.importorskip("qonnx", reason="the fake accelerator packs with qonnx datatypes (train extra)")
+    from accel.bench import bench_finn
+
+    board = FakeBoard()
+    fpga = FinnClassifier("n-cnv", tmp_path / "finn-accel.bit", max_batch=64, overlay=board, allocate=board.allocate)
+    result = bench_finn("n-cnv", None, batch=64, rounds=1, seconds=0.05, classifier=fpga)
+    assert result["classes_equal_engine"] == 1.0 and result["checked_on"].startswith("real face crops")
+    assert result["checked_crops"] > 0 and result["fpga_paper_crops_per_s"] == 6460
+
+
 def test_finn_backend_without_a_board_says_so_and_names_cpu(tmp_path):
     """On this machine (no PYNQ board; pynq absent or raising No Devices Found) the backend stops
     with a clear error, through the real import and Overlay path."""
@@ -485,5 +501,5 @@ def test_cli_bench_finn_without_a_board(tmp_path, capsys):
 )
 def test_board_classes_equal_the_engine_on_real_crops(shared_data):
     classifier = make_classifier("finn", "n-cnv", os.environ[BITFILE_ENV])
-    crops = _real_crops(shared_data, 512)
+    crops = _real_crops(shared_data, per_class=128)
     np.testing.assert_array_equal(classifier.classify(crops), CpuClassifier("n-cnv").classify(crops))
