@@ -46,6 +46,11 @@ class Layer:
         return self.kernel > 1
 
     @property
+    def index(self) -> int:
+        """Position among the layers of its kind: conv2 -> 2."""
+        return int(self.name.removeprefix("conv").removeprefix("fc"))
+
+    @property
     def matrix_width(self) -> int:  # MW
         return self.kernel * self.kernel * self.in_channels
 
@@ -99,7 +104,7 @@ def finn_config(arch: Arch | str, folds: list[Fold], pool_pe: list[int] | None =
             config[f"ConvolutionInputGenerator_rtl_{swg}"] = {"SIMD": fold.simd, "ram_style": "distributed"}
             swg += 1
         config[f"MVAU_hls_{index}"] = {"PE": fold.pe, "SIMD": fold.simd, "ram_style": "auto", "resType": "lut"}
-        conv_index = int(layer.name[4:]) if layer.is_conv else -1
+        conv_index = layer.index if layer.is_conv else -1
         if conv_index in arch.pool_after:
             pool = sorted(arch.pool_after).index(conv_index)
             config[f"ConvolutionInputGenerator_rtl_{swg}"] = {"SIMD": pool_pe[pool], "ram_style": "distributed"}
@@ -165,8 +170,8 @@ def check_config(arch: Arch | str, config: dict) -> None:
                     f"{what}: SIMD {simd} does not divide the {layer.in_channels} input channels its window streams"
                 )
             swg += 1
-            if int(layer.name[4:]) in arch.pool_after:
-                swg = _check_pool(config, arch, int(layer.name[4:]), layer.out_channels, swg)
+            if layer.index in arch.pool_after:
+                swg = _check_pool(config, arch, layer.index, layer.out_channels, swg)
     labels = _positive(config, "LabelSelect_hls_0", "PE")
     if len(CLASSES) % labels:
         raise FoldingError(f"LabelSelect_hls_0: PE {labels} does not divide the {len(CLASSES)} classes")

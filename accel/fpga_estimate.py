@@ -15,8 +15,10 @@ of FINN's MVAU estimate: 300 control + 1.1 x PE x (SIMD-wide multiply and adder 
 operands, an accumulator and one threshold comparator); weights (MW x MH bits) sit in
 LUTRAM when the memory is shallow (< 128 words), else in the fewest BRAM18 of one aspect ratio
 (16Kx1 ... 512x36); window generators buffer K rows of their input (LUTRAM under 4 Kbit, else
-BRAM18). A fixed 4,000 LUTs and 4 BRAM18 stand for the DMA/AXI shell (an assumption). Totals are
-compared with the Z7020 (53,200 LUTs, 140 BRAM36).
+BRAM18); pool and label-select units count a few dozen LUTs. A fixed 4,000 LUTs and 4 BRAM18 stand
+for the DMA/AXI shell (an assumption). Totals are compared with the Z7020 (53,200 LUTs, 140 BRAM36).
+The search minimises, per layer, the share of the Z7020 the unit takes (LUTs/53,200 + BRAM18/280):
+shallow weight memories move to LUTRAM, so a wider unit can come out cheaper than a narrower one.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def units(arch: str, config: dict) -> list[Unit]:
     result, swg = [], 0
     for index, (layer, fold) in enumerate(zip(layers(arch), folds)):
         if layer.is_conv:
-            conv = int(layer.name[4:])
+            conv = layer.index
             simd = config[f"ConvolutionInputGenerator_rtl_{swg}"]["SIMD"]
             in_size = shapes[conv][2]
             luts, bram = _buffer_cost(KERNEL * in_size * layer.in_channels * layer.input_bits)
@@ -111,8 +113,8 @@ def units(arch: str, config: dict) -> list[Unit]:
                 mvau_bram18(layer, fold),
             )
         )
-        if layer.is_conv and int(layer.name[4:]) in arch_spec.pool_after:
-            pool_index = sorted(arch_spec.pool_after).index(int(layer.name[4:]))
+        if layer.is_conv and layer.index in arch_spec.pool_after:
+            pool_index = sorted(arch_spec.pool_after).index(layer.index)
             result.extend(_pool_units(config, pool_units[pool_index], pool_index, swg, shapes[conv][3]))
             swg += 1
     result.append(Unit("LabelSelect_hls_0", "LabelSelect", config["LabelSelect_hls_0"]["PE"], 1, len(CLASSES), 100, 0))
