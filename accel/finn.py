@@ -43,10 +43,11 @@ def _load_overlay(bitfile: Path):
     except ImportError as error:
         raise _no_fpga(f"pynq is not importable: {error}; install the `fpga` extra on the board") from None
     try:
-        pynq.ps.Clocks.fclk0_mhz = CLOCK_MHZ
-        return pynq.Overlay(str(bitfile)), pynq.allocate
+        overlay = pynq.Overlay(str(bitfile))
+        pynq.ps.Clocks.fclk0_mhz = CLOCK_MHZ  # after the download, as FINN's driver sets it
     except (RuntimeError, OSError, AttributeError) as error:
         raise _no_fpga(f"pynq: {error}") from None
+    return overlay, pynq.allocate
 
 
 def accelerator_io(bitfile: Path, arch: str) -> AcceleratorIO:
