@@ -503,3 +503,22 @@ def test_board_classes_equal_the_engine_on_real_crops(shared_data):
     classifier = make_classifier("finn", "n-cnv", os.environ[BITFILE_ENV])
     crops = _real_crops(shared_data, per_class=128)
     np.testing.assert_array_equal(classifier.classify(crops), CpuClassifier("n-cnv").classify(crops))
+
+
+def test_finn_build_recipe_targets_the_paper_board():
+    """finn/build.py runs only inside FINN's docker image; read its settings from the source."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "finn" / "build.py").read_text()
+    constants = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Constant)
+    }
+    assert constants == {"BOARD": "Pynq-Z1", "FPGA_PART": "xc7z020clg400-1", "CLOCK_NS": 10.0}
+    for output in ("ESTIMATE_REPORTS", "BITFILE", "PYNQ_DRIVER"):
+        assert f"DataflowOutputType.{output}" in source
+    assert all(default_config_path(arch).is_file() for arch in ARCHS)
