@@ -22,7 +22,7 @@ __all__ = [
     "resolve_model_path",
     "save_model",
 ]
-BACKENDS = ("cpu", "torch")
+BACKENDS = ("cpu", "torch", "finn")
 
 
 class Classifier(Protocol):
@@ -37,7 +37,8 @@ class Classifier(Protocol):
         """uint8 RGB (N, 32, 32, 3) -> integer scores (N, classes)."""
 
 
-def make_classifier(backend: str, model: str) -> Classifier:
+def make_classifier(backend: str, model: str, bitfile: str | None = None) -> Classifier:
+    """``bitfile``: the FINN accelerator's bitstream, for the ``finn`` backend only."""
     if backend == "cpu":
         from accel.cpu import CpuClassifier
 
@@ -46,4 +47,8 @@ def make_classifier(backend: str, model: str) -> Classifier:
         from accel.torch_backend import TorchClassifier
 
         return TorchClassifier(model)
+    if backend == "finn":
+        from accel.finn import FinnClassifier
+
+        return FinnClassifier(model, bitfile)
     raise ValueError(f"unknown classifier backend {backend!r}; expected one of {BACKENDS}")

@@ -268,3 +268,65 @@ def bench_classifier(arch: str = "n-cnv", batch: int = 256, rounds: int = 5, sec
         "threads": threads,
         "model": source,
     }
+
+
+def bench_finn(
+    model: str, bitfile: str, batch: int = 256, rounds: int = 5, seconds: float = 1.0, classifier=None
+) -> dict:
+    """crops/s of the FINN accelerator on a board beside the CPU engine in the same process, and
+    whether the accelerator's classes equal the engine's on real crops (they must: same network).
+    The engine and the clip's face crops are used where the board can run them (numba, mediapipe);
+    else the FPGA is timed alone on random crops, and the result says so. ``classifier`` replaces
+    the board's (tests only). Needs a PYNQ board and the ``fpga`` extra."""
+    from accel.finn import FinnClassifier
+
+    fpga = classifier or FinnClassifier(model, bitfile, max_batch=batch)
+    real, engine = _optional_real_crops(), _optional_engine(model)
+    rng = np.random.default_rng(0)
+    crops = np.concatenate([real, rng.integers(0, 256, (max(0, batch - len(real)), 32, 32, 3), dtype=np.uint8)])
+    runners = {"fpga": fpga.classify}
+    if engine is not None:
+        runners["engine"] = engine.classify
+    checked = real if len(real) else crops
+    agreement = float(np.mean(fpga.classify(checked) == engine.classify(checked))) if engine else None
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(rounds):
+        for name, run in runners.items():
+            rates[name].append(_rate(run, crops[:batch], seconds))
+        print(
+            f"round {round_index + 1}/{rounds}: " + ", ".join(f"{n} {r[-1]:,.0f}" for n, r in rates.items()),
+            file=sys.stderr,
+        )
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    arch = fpga.arch
+    return {
+        "arch": arch,
+        "batch": batch,
+        "fpga_crops_per_s": median["fpga"],
+        "engine_crops_per_s": median.get("engine"),
+        "fpga_paper_crops_per_s": FPGA_PAPER_CROPS_PER_S[arch],
+        "ratio_to_paper": median["fpga"] / FPGA_PAPER_CROPS_PER_S[arch],
+        "classes_equal_engine": agreement,
+        "checked_crops": len(checked),
+        "checked_on": "real face crops from the bundled clip" if len(real) else "random crops",
+    }
+
+
+def _optional_real_crops() -> np.ndarray:
+    try:
+        return calibration_crops()
+    except ImportError as error:  # no detector on this board
+        print(f"no face detector here ({error}): timing on random crops", file=sys.stderr)
+        return np.empty((0, 32, 32, 3), np.uint8)
+
+
+def _optional_engine(model: str):
+    """The same trained network on the board's CPU, where its weights ship and numba runs."""
+    if not resolve_model_path(model).is_file():
+        return None
+    try:
+        from accel.cpu import CpuClassifier
+    except ImportError as error:
+        print(f"no CPU engine here ({error}): the FPGA is timed alone", file=sys.stderr)
+        return None
+    return CpuClassifier(model)

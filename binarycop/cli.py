@@ -107,7 +107,24 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="qonnx", choices=["qonnx"])
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
+    export.add_argument(
+        "--head", default="topk", choices=["topk", "scores"], help="end in TopK(1) class indices (FINN) or raw scores"
+    )
+    export.add_argument(
+        "--random-weights", action="store_true", help="--model names an architecture: export it with seeded weights"
+    )
     export.set_defaults(handler=_export)
+
+    fpga = commands.add_parser("fpga", help="the FINN accelerator: throughput estimate and folding search")
+    fpga_kinds = fpga.add_subparsers(required=True, metavar="KIND")
+    fpga_estimate = fpga_kinds.add_parser("estimate", help="cycles per layer, bottleneck and crops/s of a folding")
+    fpga_estimate.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    fpga_estimate.add_argument("--folding", type=Path, help="FINN folding JSON (default: finn/folding/ARCH.json)")
+    fpga_estimate.add_argument("--clock-mhz", type=float, default=100.0)
+    fpga_estimate.add_argument("--target-fps", type=float, help="search the smallest folding reaching this crops/s")
+    fpga_estimate.add_argument("--out", type=Path, help="with --target-fps: write the found folding JSON here")
+    fpga_estimate.add_argument("--json", action="store_true")
+    fpga_estimate.set_defaults(handler=_fpga_estimate)
 
     bench = commands.add_parser("bench", help="measurements")
     bench_kinds = bench.add_subparsers(required=True, metavar="KIND")
@@ -125,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     bench_classifier.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
     bench_classifier.add_argument("--batch", type=int, default=256)
     bench_classifier.add_argument("--rounds", type=int, default=5)
+    bench_classifier.add_argument(
+        "--backend", default="cpu", choices=["cpu", "finn"], help="cpu: engine vs anchors; finn: the FPGA on a board"
+    )
+    bench_classifier.add_argument("--bitfile", help="finn: the accelerator's .bit (its .hwh beside it)")
     bench_classifier.add_argument("--json", action="store_true")
     bench_classifier.set_defaults(handler=_bench_classifier)
     return parser
@@ -219,6 +240,8 @@ def _bench_pipeline(args) -> int:
 def _bench_classifier(args) -> int:
     from accel.bench import bench_classifier
 
+    if args.backend == "finn":
+        return _bench_finn(args)
     result = bench_classifier(args.arch, args.batch, args.rounds)
     if args.json:
         print(json.dumps(result))
@@ -236,10 +259,54 @@ def _bench_classifier(args) -> int:
     return 0
 
 
+def _fpga_estimate(args) -> int:
+    from accel.folding import FoldingError
+    from accel.fpga_estimate import print_estimate, run_estimate
+
+    try:
+        result = run_estimate(args.arch, args.folding, args.clock_mhz, args.target_fps, args.out)
+    except (FoldingError, ValueError) as error:
+        print(f"fpga estimate: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_estimate(result)
+    return 0
+
+
+def _bench_finn(args) -> int:
+    from accel.bench import bench_finn
+    from accel.finn import FpgaUnavailable
+
+    try:
+        result = bench_finn(args.arch, args.bitfile, args.batch, args.rounds)
+    except (FpgaUnavailable, FileNotFoundError, ValueError) as error:
+        print(f"bench classifier --backend finn: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    engine = result["engine_crops_per_s"]
+    print(f"{result['arch']} on the FPGA, medians of {args.rounds} alternating rounds, batch {result['batch']}:")
+    print(f"  fpga        {result['fpga_crops_per_s']:>10,.0f} crops/s")
+    print(f"  paper       {result['fpga_paper_crops_per_s']:>10,.0f} crops/s (ratio {result['ratio_to_paper']:.2f})")
+    if engine is not None:
+        print(f"  cpu engine  {engine:>10,.0f} crops/s on the board's CPU")
+        agreement = result["classes_equal_engine"]
+        print(f"  classes equal to the engine's on {result['checked_crops']} {result['checked_on']}: {agreement:.2%}")
+    return 0
+
+
 def _export(args) -> int:
     from accel.export import export_qonnx
+    from accel.model_file import ModelFileError
 
-    print(export_qonnx(args.model, args.out, args.batch))
+    try:
+        print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
+    except ModelFileError as error:
+        print(f"export: {error}; for an untrained architecture add --random-weights", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -113,10 +113,23 @@ class HttpConfig(Strict):
 
 
 class ClassifierConfig(Strict):
-    backend: Literal["cpu", "torch"] = Field("cpu", description="cpu: bit-exact XNOR engine; torch: brevitas reference")
+    backend: Literal["cpu", "torch", "finn"] = Field(
+        "cpu", description="cpu: bit-exact XNOR engine; torch: brevitas reference; finn: FPGA accelerator (PYNQ board)"
+    )
     model: str = Field("n-cnv", description="shipped model name (cnv, n-cnv, u-cnv) or path to a .npz")
+    bitfile: str | None = Field(
+        None, description="finn backend: the accelerator's .bit built by FINN (its .hwh beside it)"
+    )
     max_batch: int = Field(256, ge=1, le=4096, description="most crops classified in one call")
     max_wait_ms: float = Field(20, ge=0, le=1000, description="longest a crop waits for a batch to fill")
+
+    @model_validator(mode="after")
+    def _bitfile_for_finn(self) -> ClassifierConfig:
+        if self.backend == "finn" and not self.bitfile:
+            raise ValueError("backend finn needs bitfile: the accelerator's .bit built by FINN")
+        if self.backend != "finn" and self.bitfile:
+            raise ValueError(f"bitfile is only used by backend finn, not {self.backend}")
+        return self
 
 
 class DetectorConfig(Strict):

@@ -45,7 +45,9 @@ class Server:
     async def start(self) -> None:
         await self._check_redis()
         classifier_config = self.config.classifier
-        classifier = await asyncio.to_thread(make_classifier, classifier_config.backend, classifier_config.model)
+        classifier = await asyncio.to_thread(
+            make_classifier, classifier_config.backend, classifier_config.model, classifier_config.bitfile
+        )
         await asyncio.to_thread(_warm_up, classifier)
         self.classifier = SharedClassifier(classifier, classifier_config.max_batch, classifier_config.max_wait_ms)
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)

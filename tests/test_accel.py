@@ -135,13 +135,13 @@ def test_engine_serial_and_parallel_paths_agree(batch):
 
 
 def test_engine_equals_qonnx_execution_of_the_exported_model(tmp_path):
-    """The exported QONNX model, run by qonnx's own executor, gives the engine's exact scores
-    on real face crops (from the bundled clip) and random ones."""
+    """The exported QONNX model (scores head, raw uint8 pixels in), run by qonnx's own executor,
+    gives the engine's exact scores on real face crops (from the bundled clip) and random ones."""
     pytest.importorskip("qonnx", reason="the QONNX check needs the train extra")
     from accel.bench import calibration_crops
     from accel.export import export_qonnx, run_qonnx
 
-    path = export_qonnx("n-cnv", tmp_path / "n-cnv.onnx", batch=500)
+    path = export_qonnx("n-cnv", tmp_path / "n-cnv.onnx", batch=500, head="scores")
     real = calibration_crops(limit=400)
     random = np.random.default_rng(7).integers(0, 256, (2000 - len(real), 32, 32, 3), dtype=np.uint8)
     crops = np.concatenate([real, random])
