@@ -68,3 +68,19 @@ def test_finds_faces_in_group_photos(shared_data, detector, name, at_least):
 
 def test_no_faces_in_a_blank_frame(detector):
     assert len(detector.detect(np.full((480, 640, 3), 128, np.uint8))) == 0
+
+
+def test_a_still_frame_reuses_its_faces_without_running_the_model(shared_data):
+    image = cv2.imread(str(shared_data / "scenes" / "misc" / "insightface_t1.jpg"))
+    frame = cv2.copyMakeBorder(image, 0, 0, 0, max(0, 1280 - image.shape[1]), cv2.BORDER_CONSTANT)
+    detector = BlazeFaceDetector(min_face_px=0, keep_still=True)
+    try:
+        first = detector.detect(frame)
+        ran = detector.inferences
+        again = detector.detect(frame.copy())
+        assert ran >= 2 and detector.inferences == ran  # whole frame and tiles the first time, nothing after
+        assert len(first) >= 5
+        np.testing.assert_array_equal(again.boxes, first.boxes)
+        np.testing.assert_array_equal(again.crops, first.crops)
+    finally:
+        detector.close()
