@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import redis
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
-from binarycop.democlip import CLIP
+from binarycop.democlip import CLIP, TRUTH, expected_people
 from binarycop.mjpeg import MjpegCamera
 from binarycop.server import Server
 from ingest import FileSource, StreamSource, open_source
@@ -118,21 +119,26 @@ class RtspCamera:
         self.process.wait()
 
 
+def _write_frames(frame_dir, lead_frames: int = 0, tail_frames: int = 0, repeat: int = 1) -> None:
+    """The bundled clip ``repeat`` times as numbered JPEGs for the RTSP server, between ``lead_frames`` and
+    ``tail_frames`` of its empty background."""
+    import cv2
+
+    from binarycop.democlip import clip_frames
+
+    frame_dir.mkdir()
+    frames = clip_frames()
+    truth = json.loads(TRUTH.read_text())["frames"]
+    background = frames[truth.index([])]
+    for index, frame in enumerate([background] * lead_frames + frames * repeat + [background] * tail_frames):
+        cv2.imwrite(str(frame_dir / f"frame{index:05d}.jpg"), frame)
+
+
 def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_server, tmp_path, caplog):
     import logging
 
-    import cv2
-
     frame_dir = tmp_path / "frames"
-    frame_dir.mkdir()
-    capture = cv2.VideoCapture(str(CLIP))
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        cv2.imwrite(str(frame_dir / f"frame{index:05d}.jpg"), frame)
-        index += 1
+    _write_frames(frame_dir, repeat=12)  # a minute at 10 fps
     port = free_port()
     camera = RtspCamera(port, frame_dir).start()
     url = f"rtsp://viewer:s3cr3t-pw@127.0.0.1:{port}/cam"
@@ -169,3 +175,35 @@ def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_
     assert "viewer:***@127.0.0.1" in caplog.text and "s3cr3t-pw" not in caplog.text
     everything = b"".join(k + b"".join(a + b for a, b in client.hgetall(k).items()) for k in client.keys("*"))
     assert b"s3cr3t" not in everything and b"rtsp" not in everything
+
+
+def test_known_people_over_rtsp_give_exact_people_per_class(redis_server, tmp_path):
+    """The clip's four face sets (one face per class each, gaps between sets) served once over real RTSP,
+    after 3 s of empty background (FFmpeg reads the first second or so while opening the stream) and
+    before 12 s of it: exactly the known people per class, however the stream is sampled."""
+    frame_dir = tmp_path / "frames"
+    _write_frames(frame_dir, lead_frames=30, tail_frames=120)
+    camera = RtspCamera(free_port(), frame_dir).start()
+    url = f"rtsp://127.0.0.1:{camera.port}/cam"
+    cameras = [CameraConfig(name="hall", url=url, detect_fps=5, stall_seconds=5)]
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+    expected = {f"hall|all|{name}": str(count) for name, count in expected_people().items()}
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: len(_hash(client, "people")) == len(expected), 60, "people of every class")
+            try:
+                await wait_until(lambda: _hash(client, "people") == expected, 20, f"exactly {expected}")
+            except AssertionError as error:
+                raise AssertionError(f"{error}; counted {_hash(client, 'people')}") from None
+            await asyncio.sleep(3)  # still inside the empty tail: nobody more may be counted
+        finally:
+            await server.stop()
+            camera.kill()
+
+    asyncio.run(scenario())
+    assert _hash(client, "people") == expected
+    assert int(_hash(client, "frames")["hall|processed"]) >= 40
