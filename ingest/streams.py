@@ -3,6 +3,10 @@
 A reader thread drains the stream (grabbing every frame, decoding only those sampled at
 the detect fps). No frame for ``stall_seconds`` is a stall: the stream is closed and
 reopened with capped exponential backoff. A dead camera only ever blocks its own thread.
+
+RTSP is read with PyAV (FFmpeg) and ``err_detect=explode``: a damaged frame is a decode
+error, counted as failed, where OpenCV's FFmpeg reader conceals it and hands out a frame
+(OpenCV passes its FFmpeg options to the demuxer only, not to the decoder).
 """
 
 from __future__ import annotations
@@ -61,8 +65,12 @@ class StreamSource(BufferedSource):
             if attempts:
                 self.status.add(reconnects=1)
             attempts += 1
-            delivered = self._read_mjpeg() if self.url.startswith(("http://", "https://")) else None
-            if delivered is None:  # not an MJPEG stream: FFmpeg reads it
+            delivered = None
+            if self.url.startswith(("http://", "https://")):
+                delivered = self._read_mjpeg()
+            elif self.url.startswith(("rtsp://", "rtsps://")):
+                delivered = self._read_av()
+            if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
                 capture = self._open()
                 delivered = False
                 try:
@@ -109,6 +117,49 @@ class StreamSource(BufferedSource):
             except OSError:  # timeout (a stall) or a dropped connection
                 pass
             return delivered
+
+    def _read_av(self) -> bool | None:
+        """Read an RTSP stream with PyAV, damaged frames counted as failed; None if PyAV is not installed."""
+        try:
+            import av
+        except ImportError:
+            return None
+        try:
+            container = av.open(
+                self.url, options={"rtsp_transport": "tcp"}, timeout=(self.stall_seconds, self.stall_seconds)
+            )
+        except (av.FFmpegError, OSError):  # the message may hold the URL: not logged
+            return False
+        with container:
+            if not container.streams.video:
+                return False
+            stream = container.streams.video[0]
+            stream.codec_context.options = {"err_detect": "explode"}
+            return self._pump_av(container, stream, av)
+
+    def _pump_av(self, container, stream, av) -> bool:
+        sampler = _Sampler(self.detect_fps)
+        delivered = False
+        try:
+            for packet in container.demux(stream):
+                if self._stopped.is_set():
+                    break
+                if packet.size == 0:  # end of stream
+                    continue
+                delivered = self._arrived(delivered)
+                now = time.monotonic()
+                try:
+                    decoded = packet.decode()
+                except av.InvalidDataError:
+                    if sampler.due(now):
+                        self.status.add(failed=1)
+                    continue
+                if decoded and sampler.due(now):
+                    pixels = decoded[-1].to_ndarray(format="bgr24")
+                    self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
+        except (av.FFmpegError, OSError):  # timeout (a stall), a dropped connection, a broken stream
+            pass
+        return delivered
 
     def _pump(self, capture: cv2.VideoCapture) -> bool:
         """Read until the stream ends or stalls; True if any frame arrived."""

@@ -119,9 +119,11 @@ class RtspCamera:
         self.process.wait()
 
 
-def _write_frames(frame_dir, lead_frames: int = 0, tail_frames: int = 0, repeat: int = 1) -> None:
+def _write_frames(
+    frame_dir, lead_frames: int = 0, tail_frames: int = 0, repeat: int = 1, damage_every: int = 0
+) -> None:
     """The bundled clip ``repeat`` times as numbered JPEGs for the RTSP server, between ``lead_frames`` and
-    ``tail_frames`` of its empty background."""
+    ``tail_frames`` of its empty background; every ``damage_every``-th JPEG truncated and padded with garbage."""
     import cv2
 
     from binarycop.democlip import clip_frames
@@ -131,7 +133,10 @@ def _write_frames(frame_dir, lead_frames: int = 0, tail_frames: int = 0, repeat:
     truth = json.loads(TRUTH.read_text())["frames"]
     background = frames[truth.index([])]
     for index, frame in enumerate([background] * lead_frames + frames * repeat + [background] * tail_frames):
-        cv2.imwrite(str(frame_dir / f"frame{index:05d}.jpg"), frame)
+        data = cv2.imencode(".jpg", frame)[1].tobytes()
+        if damage_every and index % damage_every == damage_every - 1:
+            data = data[: len(data) // 3] + b"\x00garbage\xff" * 50 + b"\xff\xd9"  # ends like a JPEG
+        (frame_dir / f"frame{index:05d}.jpg").write_bytes(data)
 
 
 def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_server, tmp_path, caplog):
@@ -207,3 +212,30 @@ def test_known_people_over_rtsp_give_exact_people_per_class(redis_server, tmp_pa
     asyncio.run(scenario())
     assert _hash(client, "people") == expected
     assert int(_hash(client, "frames")["hall|processed"]) >= 40
+
+
+def test_damaged_frames_inside_rtsp_are_counted_as_failed(redis_server, tmp_path):
+    """Every fifth JPEG of the RTSP stream is truncated and padded with garbage (still ending in EOI).
+    FFmpeg through OpenCV conceals these and hands out a frame; the RTSP reader counts them as failed."""
+    frame_dir = tmp_path / "frames"
+    _write_frames(frame_dir, repeat=3, damage_every=5)
+    camera = RtspCamera(free_port(), frame_dir).start()
+    url = f"rtsp://127.0.0.1:{camera.port}/cam"
+    cameras = [CameraConfig(name="noisy", url=url, detect_fps=20, stall_seconds=3)]  # above 10 fps: every frame
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: int(_hash(client, "frames").get("noisy|processed", 0)) >= 40, 60, "frames")
+        finally:
+            await server.stop()
+            camera.kill()
+
+    asyncio.run(scenario())
+    frames = _hash(client, "frames")
+    processed, failed = int(frames["noisy|processed"]), int(frames.get("noisy|failed", 0))
+    assert failed >= 8
+    assert 0.12 < failed / (processed + failed) < 0.3  # one in five
