@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from pathlib import Path
 
 import cv2
 
@@ -70,6 +71,8 @@ class StreamSource(BufferedSource):
                 delivered = self._read_mjpeg()
             elif self.url.startswith(("rtsp://", "rtsps://")):
                 delivered = self._read_av()
+            elif device_index(self.url) is not None and not self._device_present():
+                delivered = False
             if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
                 capture = self._open()
                 delivered = False
@@ -88,6 +91,14 @@ class StreamSource(BufferedSource):
             log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
             self._stopped.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _device_present(self) -> bool:
+        """A V4L2 device node exists (a USB camera may be plugged in later: the watchdog keeps looking)."""
+        path = Path(f"/dev/video{device_index(self.url)}")
+        if path.exists():
+            return True
+        log.warning("camera %s: video device %s is not present (camera unplugged or no V4L2 driver)", self.camera, path)
+        return False
 
     def _read_mjpeg(self) -> bool | None:
         """Read an HTTP MJPEG stream part by part; None if the URL serves something else."""

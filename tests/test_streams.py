@@ -1,17 +1,20 @@
-"""Live sources against a real HTTP MJPEG server on loopback: counts, a dying camera, reconnects."""
+"""Live sources against real servers on loopback (HTTP MJPEG, RTSP): counts, dying cameras, damaged frames, USB."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
+import pytest
 import redis
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
 from binarycop.democlip import CLIP, TRUTH, expected_people
 from binarycop.mjpeg import MjpegCamera
 from binarycop.server import Server
-from ingest import FileSource, StreamSource, open_source
+from ingest import FileSource, SourceError, StreamSource, open_source
+from ingest.streams import device_index
 from tests.conftest import free_port, wait_until
 
 
@@ -25,6 +28,47 @@ def test_sources_chosen_by_url():
     clip = open_source(CameraConfig(name="c", url=str(CLIP)))
     assert isinstance(stream, StreamSource) and stream.display_url == "rtsp://u:***@10.0.0.5/s"
     assert isinstance(usb, StreamSource) and isinstance(clip, FileSource)
+
+
+@pytest.mark.parametrize(
+    "url, index",
+    [("usb:0", 0), ("usb:12", 12), ("/dev/video3", 3), ("usb:", None), ("/dev/video", None), ("a.mp4", None)],
+)
+def test_device_numbers_parsed(url, index):
+    assert device_index(url) == index
+
+
+def test_malformed_usb_url_is_a_clear_error():
+    with pytest.raises(SourceError, match=r"usb:N or /dev/videoN"):
+        open_source(CameraConfig(name="cam", url="usb:front"))
+
+
+def test_absent_usb_camera_is_down_and_retried_while_others_count(redis_server, caplog):
+    """No V4L2 device can exist here (no /dev/video*, no kernel modules for v4l2loopback in this container):
+    this runs the USB path up to opening the device, which is absent."""
+    import logging
+
+    index = next(i for i in range(64) if not Path(f"/dev/video{i}").exists())
+    cameras = [
+        CameraConfig(name="desk", url=f"usb:{index}", stall_seconds=1, reconnect_max_seconds=1),
+        CameraConfig(name="lobby", url=str(CLIP), detect_fps=5, loop=True),
+    ]
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: int(_hash(client, "camera_reconnects").get("desk", 0)) >= 2, 20, "retries")
+            await wait_until(lambda: int(_hash(client, "frames").get("lobby|processed", 0)) >= 5, 30, "lobby frames")
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    assert _hash(client, "camera_up")["desk"] == "0"
+    assert f"video device /dev/video{index} is not present" in caplog.text
 
 
 def test_camera_dies_and_comes_back_while_others_keep_counting(redis_server):
