@@ -24,6 +24,7 @@ from binarycop.mjpeg import MjpegCamera
 DETECT_FPS = 5
 MAX_DROP_RATIO = 0.01
 MAX_P95_SECONDS = 1.0
+WARM_UP_TIMEOUT = 30.0
 
 
 def crowd_frames() -> list[bytes]:
@@ -62,7 +63,7 @@ async def _trial(cameras: int, seconds: float, decode_only: bool, frames: list[b
         )
         try:
             await server.start()
-            await asyncio.sleep(3)  # warm-up: connections, first frames
+            await _warm_up(server, len(configs))
             await server.recorder.flush()
             before = await read_counts(server.client)
             started = time.monotonic()
@@ -77,6 +78,21 @@ async def _trial(cameras: int, seconds: float, decode_only: bool, frames: list[b
     finally:
         for stream in streams:
             stream.stop()
+
+
+async def _warm_up(server, cameras: int, timeout: float = WARM_UP_TIMEOUT) -> None:
+    """Until every camera has processed a few frames (detectors built, streams connected), then 2 s more."""
+    from stats import read_counts
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        await server.recorder.flush()
+        frames = (await read_counts(server.client)).get("binarycop:frames", {})
+        warm = sum(1 for key, value in frames.items() if key.endswith("|processed") and int(value) >= 3)
+        if warm >= cameras:
+            break
+    await asyncio.sleep(2)
 
 
 async def _decode_only(configs, seconds: float, open_source) -> dict:
