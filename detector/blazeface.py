@@ -56,7 +56,7 @@ class BlazeFaceDetector:
         plan = scheduler.plan(frame_bgr, focus)
         boxes, scores = [plan.kept_boxes], [plan.kept_scores]
         for region in plan.examine:
-            x0, y0, x1, y1 = plan.regions[region]
+            x0, y0, x1, y1 = scheduler.region(region)
             found_boxes, found_scores = self._detect_region(frame_bgr[y0:y1, x0:x1], x0, y0)
             scheduler.record(region, found_boxes, found_scores)
             boxes.append(found_boxes)

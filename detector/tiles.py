@@ -18,7 +18,7 @@ frames at most. Every region is examined again after ``REFRESH_FRAMES`` frames w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -86,7 +86,6 @@ class Plan:
     kept_boxes: np.ndarray
     kept_scores: np.ndarray
     coverage: Coverage | None = None
-    regions: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
 
 
 class RegionScheduler:
@@ -128,7 +127,12 @@ class RegionScheduler:
         accounted = still.copy()
         accounted[[index + 1 for index in examine]] = True
         boxes, scores = self._kept_faces(np.flatnonzero(still))
-        return Plan(examine, boxes, scores, self._coverage(accounted, width, height), self._region_boxes())
+        return Plan(examine, boxes, scores, self._coverage(accounted, width, height))
+
+    def region(self, index: int) -> tuple[int, int, int, int]:
+        """The xyxy box of region ``index`` (``WHOLE`` or a tile index)."""
+        x0, y0, x1, y1 = self._regions[index + 1]
+        return int(x0), int(y0), int(x1), int(y1)
 
     def record(self, region: int, boxes: np.ndarray, scores: np.ndarray) -> None:
         """The faces (frame coordinates) the detector found in ``region`` this frame."""
@@ -182,6 +186,3 @@ class RegionScheduler:
             return None
         whole_min = self.whole_frame_reliable * max(width, height) if accounted[0] else np.inf
         return Coverage(self._tiles[accounted[1:]], whole_min)
-
-    def _region_boxes(self) -> dict[int, tuple[int, int, int, int]]:
-        return {index - 1: tuple(int(v) for v in region) for index, region in enumerate(self._regions)}
