@@ -138,6 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     bench_pipeline.add_argument("--seconds", type=float, default=15, help="measured seconds per trial")
     bench_pipeline.add_argument("--json", action="store_true")
     bench_pipeline.set_defaults(handler=_bench_pipeline)
+    bench_faces = bench_kinds.add_parser("faces", help="small faces found in generated crowd frames, per tiling")
+    bench_faces.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with maskedface/")
+    bench_faces.add_argument("--sizes", default="24,32,48", help="face box sides in pixels, comma-separated")
+    bench_faces.add_argument("--tiles", default="off,auto,320,256,192,160", help="tilings: off, auto or pixels")
+    bench_faces.add_argument("--json", action="store_true")
+    bench_faces.set_defaults(handler=_bench_faces)
     bench_classifier = bench_kinds.add_parser("classifier", help="CPU engine vs onnxruntime and torch, side by side")
     bench_classifier.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
     bench_classifier.add_argument("--batch", type=int, default=256)
@@ -233,6 +239,28 @@ def _bench_pipeline(args) -> int:
             f"cameras sustained: {result['cameras_sustained']} (decode alone: {result['decode_only_cameras']}); "
             f"drop {result['drop_ratio']:.2%}, p95 latency {result['p95_latency_s']} s, "
             f"{result['crops_per_s']:.0f} crops/s"
+        )
+    return 0
+
+
+def _bench_faces(args) -> int:
+    from binarycop.bench_faces import bench_faces, tile_of
+
+    tilings = tuple(args.tiles.split(","))
+    try:
+        [tile_of(name) for name in tilings]
+    except ValueError as error:
+        print(f"--tiles: {error}", file=sys.stderr)
+        return 2
+    result = bench_faces(args.data, sizes=tuple(int(size) for size in args.sizes.split(",")), tilings=tilings)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"faces found (IoU >= {result['found_iou']}) of {result['faces_per_frame']} per frame; inferences per frame")
+    for row in result["results"]:
+        print(
+            f"  {row['frame']:>9} {row['face_px']:>3} px  tile {row['tile']:>4}: "
+            f"{row['recall']:6.1%}  ({row['inferences']} inferences)"
         )
     return 0
 

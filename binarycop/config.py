@@ -132,23 +132,51 @@ class ClassifierConfig(Strict):
         return self
 
 
+def _tile_size(tile: object) -> object:
+    if tile is False:  # YAML 1.1 reads a bare `off` as false
+        return "off"
+    if tile is True:
+        raise ValueError("use 'auto', 'off' or a tile side in pixels")
+    if isinstance(tile, int) and not 128 <= tile <= 4096:
+        raise ValueError("tile side must be between 128 and 4096 pixels")
+    return tile
+
+
+_TILE_HELP = "tile side in pixels for large frames, 'auto' (640 px tiles above 960 px) or 'off'"
+_TILES_PER_FRAME_HELP = (
+    "tiles examined per detect frame besides the whole frame (unconfirmed faces' tiles first, then the longest "
+    "unvisited, changed ones first); faces in tiles not examined are held by the tracker; 0: every tile every frame"
+)
+_KEEP_STILL_HELP = (
+    "a region (whole frame or tile) with no motion since its last examination keeps the faces found there "
+    "(re-cut and re-classified from the new frame) instead of running the detector again"
+)
+
+
 class DetectorConfig(Strict):
     kind: Literal["blazeface"] = Field("blazeface", description="face detector (BlazeFace full range, offline)")
     min_face_px: int = Field(24, ge=8, le=1024, description="smaller faces are ignored")
     min_score: float = Field(0.5, gt=0, lt=1, description="detector confidence threshold")
-    tile: Literal["auto", "off"] | int = Field(
-        "auto", description="tile side in pixels for large frames, 'auto' or 'off'"
-    )
+    tile: Literal["auto", "off"] | int = Field("auto", description=_TILE_HELP)
+    tiles_per_frame: int = Field(0, ge=0, le=1024, description=_TILES_PER_FRAME_HELP)
+    keep_still: bool = Field(True, description=_KEEP_STILL_HELP)
 
-    @field_validator("tile")
-    @classmethod
-    def _tile_size(cls, tile: str | int) -> str | int:
-        if isinstance(tile, int) and not 128 <= tile <= 4096:
-            raise ValueError("tile side must be between 128 and 4096 pixels")
-        return tile
+    tile_in_range = field_validator("tile", mode="before")(_tile_size)
 
     def tile_pixels(self) -> int | None:
         return None if self.tile == "auto" else 0 if self.tile == "off" else int(self.tile)
+
+
+class CameraDetectorConfig(Strict):
+    """Per-camera detector settings; each one left out takes the top-level ``detector`` value."""
+
+    min_face_px: int | None = Field(None, ge=8, le=1024, description="smaller faces are ignored")
+    min_score: float | None = Field(None, gt=0, lt=1, description="detector confidence threshold")
+    tile: Literal["auto", "off"] | int | None = Field(None, description=_TILE_HELP)
+    tiles_per_frame: int | None = Field(None, ge=0, le=1024, description=_TILES_PER_FRAME_HELP)
+    keep_still: bool | None = Field(None, description=_KEEP_STILL_HELP)
+
+    tile_in_range = field_validator("tile", mode="before")(_tile_size)
 
 
 class CameraConfig(Strict):
@@ -164,12 +192,21 @@ class CameraConfig(Strict):
     zones: dict[str, list[tuple[float, float]]] | None = Field(
         None, description="named polygons in relative coordinates (0..1); counts carry the zone of each face"
     )
+    detector: CameraDetectorConfig | None = Field(
+        None, description="this camera's detector settings (tile, tiles_per_frame, keep_still, min_face_px, min_score)"
+    )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
 
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def detector_config(self, default: DetectorConfig) -> DetectorConfig:
+        """The top-level detector settings with this camera's own on top."""
+        if self.detector is None:
+            return default
+        return default.model_copy(update=self.detector.model_dump(exclude_none=True))
 
     @field_validator("zones")
     @classmethod

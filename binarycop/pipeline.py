@@ -120,7 +120,8 @@ class CameraWorker:
         name = frame.camera
         try:
             started = time.perf_counter()
-            faces = await loop.run_in_executor(self.executor, self.detector.detect, frame.pixels)
+            focus = self.tracker.pending_boxes()
+            faces = await loop.run_in_executor(self.executor, self.detector.detect, frame.pixels, True, focus)
             self.recorder.observe("detect", time.perf_counter() - started)
             classes: list[str] = []
             if len(faces):
@@ -136,7 +137,7 @@ class CameraWorker:
             self.recorder.add_frames(name, "failed")
             return
         self.recorder.add_faces(name, classes, zones)
-        confirmed, visible = self.tracker.update(faces.boxes, classes, zones)
+        confirmed, visible = self.tracker.update(faces.boxes, classes, zones, faces.coverage)
         self.recorder.add_people(name, confirmed)
         self.recorder.set_visible(name, self.zones.labels, self.classifier.classes, visible)
         self.recorder.add_frames(name, "processed")
@@ -159,7 +160,7 @@ async def run_camera(
     recorder: CountRecorder,
 ) -> None:
     """Process the camera until its source ends (files) or the task is cancelled."""
-    detector = await asyncio.to_thread(make_detector, detector_config)
+    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config))
     worker = CameraWorker(camera, detector, tracking, classifier, recorder)
     try:
         source = open_source(camera)

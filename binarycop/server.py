@@ -223,7 +223,9 @@ def _mtime(path: Path) -> float | None:
 
 
 def _warm_up(classifier) -> None:
-    """Compile (or load cached) kernels before the first frame arrives."""
+    """Compile (or load cached) kernels before the first frame arrives: a small batch (run on the calling
+    thread) and a large one (the parallel path), so no camera waits seconds for a compile mid-stream."""
     import numpy as np
 
-    classifier.classify(np.zeros((1, 32, 32, 3), np.uint8))
+    for batch in (1, 64):
+        classifier.classify(np.zeros((batch, 32, 32, 3), np.uint8))

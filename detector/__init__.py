@@ -9,4 +9,10 @@ def make_detector(config):
     """A detector for a :class:`binarycop.config.DetectorConfig`."""
     from detector.blazeface import BlazeFaceDetector
 
-    return BlazeFaceDetector(min_score=config.min_score, min_face_px=config.min_face_px, tile=config.tile_pixels())
+    return BlazeFaceDetector(
+        min_score=config.min_score,
+        min_face_px=config.min_face_px,
+        tile=config.tile_pixels(),
+        tiles_per_frame=config.tiles_per_frame,
+        keep_still=config.keep_still,
+    )

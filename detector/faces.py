@@ -7,17 +7,21 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from detector.tiles import Coverage
+
 CROP_SIZE = 32
 CROP_MARGIN = 0.2  # extra side length around the detector's box, as a fraction of its larger side
 
 
 @dataclass
 class Faces:
-    """Faces found in one frame: boxes (N, 4) xyxy in pixels, scores (N,), RGB crops (N, 32, 32, 3)."""
+    """Faces found in one frame: boxes (N, 4) xyxy in pixels, scores (N,), RGB crops (N, 32, 32, 3), and
+    what the detector examined to find them (None: the whole frame at every scale it covers)."""
 
     boxes: np.ndarray
     scores: np.ndarray
     crops: np.ndarray = field(default_factory=lambda: np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8))
+    coverage: Coverage | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)

@@ -2,8 +2,9 @@
 
 A small IoU tracker: detections are matched greedily to live tracks by box overlap; a track
 is confirmed after ``min_hits`` matched frames and then counted once, with the class most of
-its frames voted for; it ends after ``max_misses`` frames without a match. Track ids exist
-only inside this object: they never reach Redis, metrics or logs.
+its frames voted for; it ends after ``max_misses`` frames without a match. When the detector
+examined only part of a frame (scheduled tiles), a track it could not have seen is held: no
+hit, no miss. Track ids exist only inside this object: they never reach Redis, metrics or logs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.faces import iou_matrix
+from detector.tiles import Coverage
 
 
 @dataclass
@@ -37,8 +39,12 @@ class FaceTracker:
         self.min_iou = min_iou
         self._tracks: list[_Track] = []
 
-    def update(self, boxes: np.ndarray, classes: list[str], zones: list[str]) -> tuple[list[tuple[str, str]], Counter]:
-        """Feed one frame's faces. Returns (people confirmed now as (zone, class), faces in view by (zone, class))."""
+    def update(
+        self, boxes: np.ndarray, classes: list[str], zones: list[str], coverage: Coverage | None = None
+    ) -> tuple[list[tuple[str, str]], Counter]:
+        """Feed one frame's faces and what the detector examined (None: everything).
+
+        Returns (people confirmed now as (zone, class), faces in view by (zone, class))."""
         matched_tracks, matched_faces = self._match(boxes)
         for track_index, face_index in zip(matched_tracks, matched_faces):
             track = self._tracks[track_index]
@@ -46,9 +52,12 @@ class FaceTracker:
             track.votes[classes[face_index]] += 1
             track.hits += 1
             track.misses = 0
-        unmatched = set(range(len(self._tracks))) - set(matched_tracks)
-        for track_index in unmatched:
-            self._tracks[track_index].misses += 1
+        unmatched = sorted(set(range(len(self._tracks))) - set(matched_tracks))
+        looked = np.ones(len(unmatched), bool)
+        if coverage is not None and unmatched:
+            looked = coverage.covers(np.array([self._tracks[i].box for i in unmatched]))
+        for track_index, seen_there in zip(unmatched, looked):
+            self._tracks[track_index].misses += int(seen_there)
         for face_index in sorted(set(range(len(boxes))) - set(matched_faces)):
             self._tracks.append(_Track(boxes[face_index], zones[face_index], Counter([classes[face_index]]), hits=1))
         self._tracks = [track for track in self._tracks if track.misses <= self.max_misses]
@@ -59,6 +68,11 @@ class FaceTracker:
                 confirmed.append((track.zone, track.mask_class))
         visible = Counter((t.zone, t.mask_class) for t in self._tracks if t.counted and t.misses == 0)
         return confirmed, visible
+
+    def pending_boxes(self) -> np.ndarray:
+        """Boxes (N, 4) of faces being followed but not yet counted: where the detector should look first."""
+        pending = [track.box for track in self._tracks if not track.counted]
+        return np.array(pending, np.float32).reshape(-1, 4)
 
     def _match(self, boxes: np.ndarray) -> tuple[list[int], list[int]]:
         if not self._tracks or not len(boxes):

@@ -22,6 +22,8 @@ def open_source(camera) -> BufferedSource:
             stall_seconds=camera.stall_seconds,
             reconnect_max_seconds=camera.reconnect_max_seconds,
         )
+    if url.startswith("usb:"):
+        raise SourceError(f"camera {camera.name}: a USB camera is usb:N or /dev/videoN (N a number), not {url!r}")
     if "://" in url and not url.startswith("file://"):
         scheme = url.split("://", 1)[0]
         raise SourceError(f"camera {camera.name}: unsupported source scheme {scheme!r} in {camera.display_url}")

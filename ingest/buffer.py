@@ -2,7 +2,9 @@
 
 Decoding happens on a reader thread per camera, off the event loop. When the pipeline
 falls behind a live source, the oldest waiting frame is dropped (and counted), so
-latency never builds up; a source that must not lose frames blocks instead.
+latency never builds up; a source that must not lose frames blocks instead. The reader
+wakes the event loop when a frame arrives: no thread is parked waiting per camera (with
+asyncio's default pool of a few threads, many cameras would queue for one).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class BufferedSource:
         self._stopped = threading.Event()
         self._finished = False
         self._thread: threading.Thread | None = None
+        self._wake = None  # set by frames(): tells the event loop that something arrived
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run_reader, name=f"read-{self.camera}", daemon=True)
@@ -76,16 +79,27 @@ class BufferedSource:
         self._stopped.set()
         with self._ready:
             self._ready.notify_all()
+        self._notify_loop()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
     async def frames(self):
         """Async iterator of frames; ends when the source ends or is stopped."""
-        while True:
-            frame = await asyncio.to_thread(self._next_frame)
-            if frame is None:
-                return
-            yield frame
+        loop = asyncio.get_running_loop()
+        arrived = asyncio.Event()
+        self._wake = lambda: loop.call_soon_threadsafe(arrived.set)
+        try:
+            while True:
+                arrived.clear()  # before looking: a frame put after this sets it again
+                frame = self._take()
+                if frame is not None:
+                    yield frame
+                elif self._finished or self._stopped.is_set():
+                    return
+                else:
+                    await arrived.wait()
+        finally:
+            self._wake = None
 
     def _read(self) -> None:
         """The reader thread's work; subclasses put frames with ``_put``."""
@@ -99,16 +113,23 @@ class BufferedSource:
             with self._ready:
                 self._finished = True
                 self._ready.notify_all()
+            self._notify_loop()
 
-    def _next_frame(self) -> Frame | None:
+    def _take(self) -> Frame | None:
         with self._ready:
-            while not self._buffer and not self._finished and not self._stopped.is_set():
-                self._ready.wait(0.5)
-            if self._buffer:
-                frame = self._buffer.popleft()
-                self._ready.notify_all()
-                return frame
-            return None
+            if not self._buffer:
+                return None
+            frame = self._buffer.popleft()
+            self._ready.notify_all()  # a blocked reader may go on
+            return frame
+
+    def _notify_loop(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            try:
+                wake()
+            except RuntimeError:  # the event loop has closed
+                pass
 
     def _put(self, frame: Frame) -> None:
         with self._ready:
@@ -119,3 +140,4 @@ class BufferedSource:
                 self.status.add(dropped=1)
             self._buffer.append(frame)
             self._ready.notify_all()
+        self._notify_loop()

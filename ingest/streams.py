@@ -3,6 +3,10 @@
 A reader thread drains the stream (grabbing every frame, decoding only those sampled at
 the detect fps). No frame for ``stall_seconds`` is a stall: the stream is closed and
 reopened with capped exponential backoff. A dead camera only ever blocks its own thread.
+
+RTSP is read with PyAV (FFmpeg) and ``err_detect=explode``: a damaged frame is a decode
+error, counted as failed, where OpenCV's FFmpeg reader conceals it and hands out a frame
+(OpenCV passes its FFmpeg options to the demuxer only, not to the decoder).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import os
 import re
 import time
+from pathlib import Path
 
 import cv2
 
@@ -61,8 +66,14 @@ class StreamSource(BufferedSource):
             if attempts:
                 self.status.add(reconnects=1)
             attempts += 1
-            delivered = self._read_mjpeg() if self.url.startswith(("http://", "https://")) else None
-            if delivered is None:  # not an MJPEG stream: FFmpeg reads it
+            delivered = None
+            if self.url.startswith(("http://", "https://")):
+                delivered = self._read_mjpeg()
+            elif self.url.startswith(("rtsp://", "rtsps://")):
+                delivered = self._read_av()
+            elif device_index(self.url) is not None and not self._device_present():
+                delivered = False
+            if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
                 capture = self._open()
                 delivered = False
                 try:
@@ -80,6 +91,14 @@ class StreamSource(BufferedSource):
             log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
             self._stopped.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _device_present(self) -> bool:
+        """A V4L2 device node exists (a USB camera may be plugged in later: the watchdog keeps looking)."""
+        path = Path(f"/dev/video{device_index(self.url)}")
+        if path.exists():
+            return True
+        log.warning("camera %s: video device %s is not present (camera unplugged or no V4L2 driver)", self.camera, path)
+        return False
 
     def _read_mjpeg(self) -> bool | None:
         """Read an HTTP MJPEG stream part by part; None if the URL serves something else."""
@@ -109,6 +128,49 @@ class StreamSource(BufferedSource):
             except OSError:  # timeout (a stall) or a dropped connection
                 pass
             return delivered
+
+    def _read_av(self) -> bool | None:
+        """Read an RTSP stream with PyAV, damaged frames counted as failed; None if PyAV is not installed."""
+        try:
+            import av
+        except ImportError:
+            return None
+        try:
+            container = av.open(
+                self.url, options={"rtsp_transport": "tcp"}, timeout=(self.stall_seconds, self.stall_seconds)
+            )
+        except (av.FFmpegError, OSError):  # the message may hold the URL: not logged
+            return False
+        with container:
+            if not container.streams.video:
+                return False
+            stream = container.streams.video[0]
+            stream.codec_context.options = {"err_detect": "explode"}
+            return self._pump_av(container, stream, av)
+
+    def _pump_av(self, container, stream, av) -> bool:
+        sampler = _Sampler(self.detect_fps)
+        delivered = False
+        try:
+            for packet in container.demux(stream):
+                if self._stopped.is_set():
+                    break
+                if packet.size == 0:  # end of stream
+                    continue
+                delivered = self._arrived(delivered)
+                now = time.monotonic()
+                try:
+                    decoded = packet.decode()
+                except av.InvalidDataError:
+                    if sampler.due(now):
+                        self.status.add(failed=1)
+                    continue
+                if decoded and sampler.due(now):
+                    pixels = decoded[-1].to_ndarray(format="bgr24")
+                    self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
+        except (av.FFmpegError, OSError):  # timeout (a stall), a dropped connection, a broken stream
+            pass
+        return delivered
 
     def _pump(self, capture: cv2.VideoCapture) -> bool:
         """Read until the stream ends or stalls; True if any frame arrived."""

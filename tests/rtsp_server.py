@@ -1,8 +1,11 @@
 """A real RTSP camera for tests: JPEG frames as RTP/MJPEG from gst-rtsp-server.
 
-Run by the system Python (Debian's python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good):
+Run by the system Python (Debian's python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good,
+gstreamer1.0-plugins-bad for imagesequencesrc):
     /usr/bin/python3 tests/rtsp_server.py PORT FRAME_DIR
-serves rtsp://127.0.0.1:PORT/cam, looping over FRAME_DIR/frame00000.jpg ... at 10 fps.
+serves rtsp://127.0.0.1:PORT/cam: FRAME_DIR/frame00000.jpg ... once, paced at 10 fps like a camera
+(imagesequencesrc timestamps the frames and clocksync holds each until its time; a plain multifilesrc
+sends them as fast as the client reads).
 """
 
 import sys
@@ -22,8 +25,8 @@ def main() -> None:
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
-        f"( multifilesrc location={frames}/frame%05d.jpg loop=true caps=image/jpeg,framerate=10/1 "
-        "! jpegparse ! rtpjpegpay name=pay0 pt=26 )"
+        f"( imagesequencesrc location={frames}/frame%05d.jpg framerate=10/1 "
+        "! jpegparse ! clocksync ! rtpjpegpay name=pay0 pt=26 )"
     )
     factory.set_shared(True)
     server.get_mount_points().add_factory("/cam", factory)

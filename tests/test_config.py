@@ -114,3 +114,33 @@ def test_config_schema_command():
     schema = json.loads(result.stdout)
     assert "cameras" in schema["required"]
     assert schema["$defs"]["CameraConfig"]["additionalProperties"] is False
+
+
+def test_camera_detector_settings_override_the_top_level_ones():
+    config = parse_config(
+        "detector: {tile: 640, tiles_per_frame: 2}\n"
+        "cameras:\n"
+        "  - {name: far, url: a.mp4, detector: {tile: 256, min_face_px: 16, keep_still: false}}\n"
+        "  - {name: near, url: b.mp4, detector: {tile: off}}\n"
+        "  - {name: plain, url: c.mp4}\n",
+        environ={},
+    )
+    far, near, plain = (camera.detector_config(config.detector) for camera in config.cameras)
+    assert (far.tile_pixels(), far.min_face_px, far.keep_still, far.tiles_per_frame) == (256, 16, False, 2)
+    assert near.tile_pixels() == 0 and near.tiles_per_frame == 2  # YAML's bare `off` is read as false: accepted
+    assert plain == config.detector
+
+
+@pytest.mark.parametrize(
+    "detector, problem",
+    [
+        ("{tile: 64}", "cameras.0.detector.tile: Value error, tile side must be between 128 and 4096 pixels"),
+        ("{tile: on}", "cameras.0.detector.tile: Value error, use 'auto', 'off' or a tile side in pixels"),
+        ("{tiles_per_frame: -1}", "cameras.0.detector.tiles_per_frame: Input should be greater than or equal to 0"),
+        ("{kind: yunet}", "cameras.0.detector.kind: unknown key"),
+    ],
+)
+def test_bad_camera_detector_settings_named(detector, problem):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(f"cameras: [{{name: a, url: x.mp4, detector: {detector}}}]", environ={})
+    assert problem in raised.value.problems, raised.value.problems

@@ -1,16 +1,20 @@
-"""Live sources against a real HTTP MJPEG server on loopback: counts, a dying camera, reconnects."""
+"""Live sources against real servers on loopback (HTTP MJPEG, RTSP): counts, dying cameras, damaged frames, USB."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
+import pytest
 import redis
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
-from binarycop.democlip import CLIP
+from binarycop.democlip import CLIP, TRUTH, expected_people
 from binarycop.mjpeg import MjpegCamera
 from binarycop.server import Server
-from ingest import FileSource, StreamSource, open_source
+from ingest import FileSource, SourceError, StreamSource, open_source
+from ingest.streams import device_index
 from tests.conftest import free_port, redis_dump, wait_until
 
 
@@ -24,6 +28,47 @@ def test_sources_chosen_by_url():
     clip = open_source(CameraConfig(name="c", url=str(CLIP)))
     assert isinstance(stream, StreamSource) and stream.display_url == "rtsp://u:***@10.0.0.5/s"
     assert isinstance(usb, StreamSource) and isinstance(clip, FileSource)
+
+
+@pytest.mark.parametrize(
+    "url, index",
+    [("usb:0", 0), ("usb:12", 12), ("/dev/video3", 3), ("usb:", None), ("/dev/video", None), ("a.mp4", None)],
+)
+def test_device_numbers_parsed(url, index):
+    assert device_index(url) == index
+
+
+def test_malformed_usb_url_is_a_clear_error():
+    with pytest.raises(SourceError, match=r"usb:N or /dev/videoN"):
+        open_source(CameraConfig(name="cam", url="usb:front"))
+
+
+def test_absent_usb_camera_is_down_and_retried_while_others_count(redis_server, caplog):
+    """No V4L2 device can exist here (no /dev/video*, no kernel modules for v4l2loopback in this container):
+    this runs the USB path up to opening the device, which is absent."""
+    import logging
+
+    index = next(i for i in range(64) if not Path(f"/dev/video{i}").exists())
+    cameras = [
+        CameraConfig(name="desk", url=f"usb:{index}", stall_seconds=1, reconnect_max_seconds=1),
+        CameraConfig(name="lobby", url=str(CLIP), detect_fps=5, loop=True),
+    ]
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: int(_hash(client, "camera_reconnects").get("desk", 0)) >= 2, 20, "retries")
+            await wait_until(lambda: int(_hash(client, "frames").get("lobby|processed", 0)) >= 5, 30, "lobby frames")
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    assert _hash(client, "camera_up")["desk"] == "0"
+    assert f"video device /dev/video{index} is not present" in caplog.text
 
 
 def test_camera_dies_and_comes_back_while_others_keep_counting(redis_server):
@@ -118,21 +163,31 @@ class RtspCamera:
         self.process.wait()
 
 
+def _write_frames(
+    frame_dir, lead_frames: int = 0, tail_frames: int = 0, repeat: int = 1, damage_every: int = 0
+) -> None:
+    """The bundled clip ``repeat`` times as numbered JPEGs for the RTSP server, between ``lead_frames`` and
+    ``tail_frames`` of its empty background; every ``damage_every``-th JPEG truncated and padded with garbage."""
+    import cv2
+
+    from binarycop.democlip import clip_frames
+
+    frame_dir.mkdir()
+    frames = clip_frames()
+    truth = json.loads(TRUTH.read_text())["frames"]
+    background = frames[truth.index([])]
+    for index, frame in enumerate([background] * lead_frames + frames * repeat + [background] * tail_frames):
+        data = cv2.imencode(".jpg", frame)[1].tobytes()
+        if damage_every and index % damage_every == damage_every - 1:
+            data = data[: len(data) // 3] + b"\x00garbage\xff" * 50 + b"\xff\xd9"  # ends like a JPEG
+        (frame_dir / f"frame{index:05d}.jpg").write_bytes(data)
+
+
 def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_server, tmp_path, caplog):
     import logging
 
-    import cv2
-
     frame_dir = tmp_path / "frames"
-    frame_dir.mkdir()
-    capture = cv2.VideoCapture(str(CLIP))
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        cv2.imwrite(str(frame_dir / f"frame{index:05d}.jpg"), frame)
-        index += 1
+    _write_frames(frame_dir, repeat=12)  # a minute at 10 fps
     port = free_port()
     camera = RtspCamera(port, frame_dir).start()
     url = f"rtsp://viewer:s3cr3t-pw@127.0.0.1:{port}/cam"
@@ -169,3 +224,62 @@ def test_rtsp_camera_counts_survives_a_crash_and_never_shows_its_password(redis_
     assert "viewer:***@127.0.0.1" in caplog.text and "s3cr3t-pw" not in caplog.text
     everything = redis_dump(client)
     assert b"s3cr3t" not in everything and b"rtsp" not in everything
+
+
+def test_known_people_over_rtsp_give_exact_people_per_class(redis_server, tmp_path):
+    """The clip's four face sets (one face per class each, gaps between sets) served once over real RTSP,
+    after 3 s of empty background (FFmpeg reads the first second or so while opening the stream) and
+    before 12 s of it: exactly the known people per class, however the stream is sampled."""
+    frame_dir = tmp_path / "frames"
+    _write_frames(frame_dir, lead_frames=30, tail_frames=120)
+    camera = RtspCamera(free_port(), frame_dir).start()
+    url = f"rtsp://127.0.0.1:{camera.port}/cam"
+    cameras = [CameraConfig(name="hall", url=url, detect_fps=5, stall_seconds=5)]
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+    expected = {f"hall|all|{name}": str(count) for name, count in expected_people().items()}
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: len(_hash(client, "people")) == len(expected), 60, "people of every class")
+            try:
+                await wait_until(lambda: _hash(client, "people") == expected, 20, f"exactly {expected}")
+            except AssertionError as error:
+                raise AssertionError(f"{error}; counted {_hash(client, 'people')}") from None
+            await asyncio.sleep(3)  # still inside the empty tail: nobody more may be counted
+        finally:
+            await server.stop()
+            camera.kill()
+
+    asyncio.run(scenario())
+    assert _hash(client, "people") == expected
+    assert int(_hash(client, "frames")["hall|processed"]) >= 40
+
+
+def test_damaged_frames_inside_rtsp_are_counted_as_failed(redis_server, tmp_path):
+    """Every fifth JPEG of the RTSP stream is truncated and padded with garbage (still ending in EOI).
+    FFmpeg through OpenCV conceals these and hands out a frame; the RTSP reader counts them as failed."""
+    frame_dir = tmp_path / "frames"
+    _write_frames(frame_dir, repeat=3, damage_every=5)
+    camera = RtspCamera(free_port(), frame_dir).start()
+    url = f"rtsp://127.0.0.1:{camera.port}/cam"
+    cameras = [CameraConfig(name="noisy", url=url, detect_fps=20, stall_seconds=3)]  # above 10 fps: every frame
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: int(_hash(client, "frames").get("noisy|processed", 0)) >= 40, 60, "frames")
+        finally:
+            await server.stop()
+            camera.kill()
+
+    asyncio.run(scenario())
+    frames = _hash(client, "frames")
+    processed, failed = int(frames["noisy|processed"]), int(frames.get("noisy|failed", 0))
+    assert failed >= 8
+    assert 0.12 < failed / (processed + failed) < 0.3  # one in five
