@@ -40,6 +40,7 @@ class Server:
         self.classifier: SharedClassifier | None = None
         self.web: CountsWeb | None = None
         self._cameras_lock = asyncio.Lock()
+        self._stopping = False
         self._redis_warned = False
 
     async def start(self) -> None:
@@ -110,7 +111,7 @@ class Server:
                 self._start_camera(by_name[name])
 
     async def _lease_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.ingester.lease_seconds / 3)
             await self._lease_round()
 
@@ -144,7 +145,7 @@ class Server:
     async def _watch_config(self) -> None:
         """Hot reload: apply a valid edit of the config file; reject an invalid one, keep running."""
         last = _mtime(self.config_path)
-        while True:
+        while not self._stopping:
             await asyncio.sleep(RELOAD_POLL_SECONDS)
             current = _mtime(self.config_path)
             if current == last:
@@ -171,10 +172,14 @@ class Server:
         await asyncio.gather(*self.camera_tasks.values())
 
     async def stop(self) -> None:
-        tasks = [*self.tasks, *self.camera_tasks.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = True  # the loops end at their next turn even if a cancellation gets lost
+        pending = {*self.tasks, *self.camera_tasks.values()}
+        while pending:
+            # Python 3.11's timeouts can swallow a cancellation that arrives as a Redis reply does (the
+            # redis client reads under one): cancel again until every task has ended.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=2)
         held = list(self.camera_tasks)
         self.camera_tasks.clear()
         if await self.recorder.flush():
@@ -188,7 +193,7 @@ class Server:
         await self.client.aclose()
 
     async def _flush_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(FLUSH_SECONDS)
             await self.recorder.flush()
             if self.classifier is not None:
