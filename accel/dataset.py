@@ -34,6 +34,7 @@ MFN_SUFFIXES = {  # longest first: "_Mask" is a suffix of nothing else, but chec
     "_Mask_Chin": "nose_mouth",
     "_Mask": "correct",
 }
+HELD_OUT_PERCENT = 15  # share of FFHQ ids / scene images kept from training, shared by train and eval
 VOC_LABELS = {"with_mask": "correct", "without_mask": "no_mask"}
 
 
@@ -69,9 +70,14 @@ def class_of_path(path: Path) -> str | None:
     return None
 
 
-def split_of(group: str, held_out_percent: int = 15) -> bool:
+def split_of(group: str, held_out_percent: int = HELD_OUT_PERCENT) -> bool:
     """True for the held-out side: a stable hash of the group, so splits never mix one face."""
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < held_out_percent
+
+
+def held_out_mask(groups: np.ndarray, held_out_percent: int = HELD_OUT_PERCENT) -> np.ndarray:
+    """True where a crop's group is on the held-out side: training never sees these."""
+    return np.array([split_of(str(group), held_out_percent) for group in groups], bool)
 
 
 def _group_of(path: Path) -> str:

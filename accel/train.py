@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from accel.arch import CLASSES
-from accel.dataset import CropSet, load_sources, split_of
+from accel.dataset import HELD_OUT_PERCENT, CropSet, load_sources, split_of
 from accel.fold import fold
 from accel.model_file import save_model
 from accel.nets import BinaryCoP, crops_to_tensor
@@ -34,7 +34,7 @@ class TrainOptions:
     batch_size: int = 128
     learning_rate: float = 5e-3
     seed: int = 0
-    held_out_percent: int = 15
+    held_out_percent: int = HELD_OUT_PERCENT
     threads: int = 2
 
 

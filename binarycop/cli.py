@@ -76,7 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
     evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the confusion matrix into a PNG")
+    evaluate.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    evaluate.add_argument(
+        "--held-out", action="store_true", help="only the faces/images training holds out (FFHQ id or image hash)"
+    )
     evaluate.set_defaults(handler=_eval)
+    scan = commands.add_parser("scan", help="detect and classify every face in images")
+    scan.add_argument("images", nargs="+", metavar="IMAGE")
+    scan.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    scan.add_argument("--json", action="store_true")
+    scan.set_defaults(handler=_scan)
+
     export = commands.add_parser("export", help="export a network for FINN")
     export.add_argument("--model", default="n-cnv")
     export.add_argument("--format", default="qonnx", choices=["qonnx"])
@@ -262,18 +273,51 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from accel import make_classifier
-    from accel.dataset import load_sources
-    from accel.evaluate import evaluate_crops
+    from accel import ModelFileError, make_classifier
+    from accel.dataset import held_out_mask, load_sources
+    from accel.evaluate import evaluate_crops, save_confusion_plot
 
-    classifier = make_classifier("cpu", args.model)
-    result = evaluate_crops(classifier, load_sources(args.data))
+    try:
+        classifier = make_classifier("cpu", args.model)
+        data = load_sources(args.data, args.cache)
+    except (ModelFileError, FileNotFoundError, ValueError) as error:
+        print(f"eval: {error}", file=sys.stderr)
+        return 2
+    if args.held_out:
+        data = data.subset(held_out_mask(data.groups))
+    if not len(data):
+        print(f"eval: no labelled images found in {' '.join(args.data)}", file=sys.stderr)
+        return 2
+    result = evaluate_crops(classifier, data)
+    if args.plot:
+        title = f"{classifier.model_name} on {', '.join(Path(d).name for d in args.data)}: {result['accuracy']:.2%}"
+        print(f"confusion matrix: {save_confusion_plot(result, args.plot, title)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']} crops")
         for name, recall in result["per_class_recall"].items():
             print(f"  {name:<11} recall {recall:.4f}")
+    return 0
+
+
+def _scan(args) -> int:
+    from accel import ModelFileError, make_classifier
+    from accel.scan import Scanner
+
+    try:
+        results = Scanner(make_classifier("cpu", args.model)).scan_files(args.images)
+    except (ModelFileError, ValueError) as error:
+        print(f"scan: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for result in results:
+        print(f"{result['image']}: {len(result['faces'])} face(s)")
+        for face in result["faces"]:
+            box = ", ".join(f"{v:.0f}" for v in face["box"])
+            print(f"  [{box}] {face['class']} ({face['score']:.2f})")
     return 0
 
 

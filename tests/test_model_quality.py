@@ -1,0 +1,117 @@
+"""Model evaluation interfaces: ``eval`` documents and pictures, ``scan`` on real images, scene scoring."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from accel import CLASSES, ModelFileError, load_model, make_classifier
+from accel.evaluate import confusion_report, draw_confusion
+from binarycop.cli import main
+
+REAL_IMAGE = "scenes/misc/chandrikadeb7_pic1_masks.jpg"
+
+
+def test_confusion_report_counts_rows_as_truth():
+    truth = np.array([0, 0, 0, 1, 1, 4])
+    predicted = np.array([0, 0, 3, 1, 4, 4])
+    result = confusion_report(truth, predicted, list(CLASSES))
+    assert result["n"] == 6
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["per_class_recall"] == {"correct": pytest.approx(2 / 3), "nose": 0.5, "no_mask": 1.0}
+    assert result["confusion"][0] == [2, 0, 0, 1, 0]
+    assert result["confusion"][1] == [0, 1, 0, 0, 1]
+    assert sum(map(sum, result["confusion"])) == 6
+
+
+def test_confusion_picture_shades_the_diagonal():
+    result = confusion_report(np.array([0, 1, 2, 3, 4]), np.array([0, 1, 2, 3, 0]), list(CLASSES))
+    picture = draw_confusion(result)
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 10  # text and shaded cells, not a blank
+
+
+def _class_folders(shared_data, tmp_path, per_class: int = 6):
+    """A small class-folder set of real MaskedFace-Net images (copied to a temporary folder)."""
+    for name in CLASSES[:4]:
+        (tmp_path / name).mkdir(parents=True)
+        for path in sorted((shared_data / "maskedface" / name).iterdir())[:per_class]:
+            shutil.copy(path, tmp_path / name / path.name)
+    return tmp_path
+
+
+def test_eval_json_and_plot_on_class_folders(shared_data, tmp_path, capsys):
+    data = _class_folders(shared_data, tmp_path / "data")
+    plot = tmp_path / "confusion.png"
+    assert main(["-q", "eval", "--model", "n-cnv", "--data", str(data), "--json", "--plot", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"accuracy", "per_class_recall", "confusion", "classes", "n"}
+    assert result["classes"] == list(CLASSES)
+    assert result["n"] == 24
+    confusion = np.array(result["confusion"])
+    assert confusion.shape == (5, 5) and confusion.sum() == 24
+    assert confusion.sum(axis=1).tolist() == [6, 6, 6, 6, 0]
+    assert result["accuracy"] == pytest.approx(np.trace(confusion) / 24)
+    assert set(result["per_class_recall"]) == set(CLASSES[:4])
+    picture = cv2.imread(str(plot))
+    assert picture is not None and picture.shape[0] > 200
+
+
+def test_eval_of_mfn_suffixes_equals_class_folders(shared_data, tmp_path, capsys):
+    data = _class_folders(shared_data, tmp_path / "folders", per_class=3)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in data.rglob("*.jpg"):
+        shutil.copy(path, flat / path.name)  # MaskedFace-Net names keep the class in their suffix
+    main(["-q", "eval", "--data", str(data), "--json"])
+    by_folder = json.loads(capsys.readouterr().out)
+    main(["-q", "eval", "--data", str(flat), "--json"])
+    by_suffix = json.loads(capsys.readouterr().out)
+    assert by_folder == by_suffix
+
+
+def test_unshipped_model_name_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    from accel import model_file
+
+    monkeypatch.setattr(model_file, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match="'u-cnv' is not shipped"):
+        load_model("u-cnv")
+    assert main(["-q", "eval", "--model", "cnv", "--data", str(tmp_path)]) == 2
+    assert "'cnv' is not shipped" in capsys.readouterr().err
+
+
+def test_scan_reports_boxes_in_original_pixels(shared_data, tmp_path, capsys):
+    image = cv2.imread(str(shared_data / REAL_IMAGE))
+    height, width = image.shape[:2]
+    shifted = np.full((height + 150, width + 100, 3), 127, np.uint8)
+    shifted[150:, 100:] = image  # the same faces, 100 px right and 150 px down
+    shifted_path = tmp_path / "shifted.png"
+    cv2.imwrite(str(shifted_path), shifted)
+    assert main(["-q", "scan", str(shared_data / REAL_IMAGE), str(shifted_path), "--json"]) == 0
+    original, moved = json.loads(capsys.readouterr().out)
+    assert original["image"].endswith(REAL_IMAGE) and moved["image"] == str(shifted_path)
+    assert len(original["faces"]) >= 2
+    classifier = make_classifier("cpu", "n-cnv")
+    from detector import crop_faces
+
+    for face in original["faces"]:
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert face["class"] in CLASSES and 0.2 <= face["score"] <= 1.0
+        assert classifier.classes[classifier.classify(crop_faces(image, np.array([face["box"]])))[0]] == face["class"]
+        centre = np.array([(x1 + x2) / 2 + 100, (y1 + y2) / 2 + 150])
+        centres = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) for b in (f["box"] for f in moved["faces"])]
+        assert min(np.abs(c - centre).max() for c in centres) < 0.15 * (
+            x2 - x1
+        )  # a box in the wrong frame is 100+ px off
+
+
+def test_scan_of_unreadable_image_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert main(["-q", "scan", str(bad)]) == 2
+    assert "broken.jpg: not a readable image" in capsys.readouterr().err
