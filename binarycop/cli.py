@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         "--held-out", action="store_true", help="only the faces/images training holds out (FFHQ id or image hash)"
     )
     evaluate.set_defaults(handler=_eval)
+    scenes = commands.add_parser(
+        "eval-scenes", help="detection recall and mask-group recall on real scenes with Pascal VOC boxes"
+    )
+    scenes.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    scenes.add_argument("--data", required=True, type=Path, help="a folder with annotations/ and images/")
+    scenes.add_argument("--split", default="held-out", choices=["held-out", "train", "all"])
+    scenes.add_argument("--min-face-px", type=int, default=24, help="faces smaller than this are reported apart")
+    scenes.add_argument("--json", action="store_true")
+    scenes.set_defaults(handler=_eval_scenes)
+
     scan = commands.add_parser("scan", help="detect and classify every face in images")
     scan.add_argument("images", nargs="+", metavar="IMAGE")
     scan.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
@@ -298,6 +308,32 @@ def _eval(args) -> int:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']} crops")
         for name, recall in result["per_class_recall"].items():
             print(f"  {name:<11} recall {recall:.4f}")
+    return 0
+
+
+def _eval_scenes(args) -> int:
+    from accel import ModelFileError, make_classifier
+    from accel.scenes import evaluate_scenes
+
+    try:
+        result = evaluate_scenes(make_classifier("cpu", args.model), args.data, None, args.min_face_px, args.split)
+    except (ModelFileError, FileNotFoundError, ValueError) as error:
+        print(f"eval-scenes: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    detection = result["detection"]
+    print(
+        f"{result['model']} on {result['images']} {result['split']} scenes: {result['faces']} faces, "
+        f"{result['faces_min_px']} >= {result['min_face_px']} px"
+    )
+    print(f"  detection recall (IoU >= 0.4): all {detection['recall_all']:.1%}, large {detection['recall_min_px']:.1%}")
+    for key in ("end_to_end", "ground_truth_boxes"):
+        part = result[key]
+        recalls = ", ".join(f"{g} {r:.1%}" if r is not None else f"{g} -" for g, r in part["recall"].items())
+        mean = f"{part['mean']:.1%}" if part["mean"] is not None else "-"
+        print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {mean}")
     return 0
 
 

@@ -115,3 +115,58 @@ def test_scan_of_unreadable_image_is_a_clear_error(tmp_path, capsys):
     bad.write_bytes(b"not a jpeg")
     assert main(["-q", "scan", str(bad)]) == 2
     assert "broken.jpg: not a readable image" in capsys.readouterr().err
+
+
+def test_scene_boxes_match_one_detection_each():
+    from accel.scenes import match_boxes
+
+    truth = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [0, 0, 11, 11], [300, 300, 310, 310]], np.float32)
+    found = np.array([[1, 1, 10, 10], [101, 99, 121, 119], [305, 305, 330, 330]], np.float32)
+    # two true boxes overlap the first detection: the closer one gets it, the other stays unmatched
+    assert match_boxes(truth, found).tolist() == [0, 1, -1, -1]
+    assert match_boxes(truth, found[:0]).tolist() == [-1, -1, -1, -1]
+
+
+def test_group_recalls_map_positions_to_incorrect():
+    from accel.scenes import group_recalls
+
+    result = group_recalls(
+        ["with_mask", "with_mask", "mask_weared_incorrect", "mask_weared_incorrect", "without_mask"],
+        ["correct", "nose", "chin", "no_mask", "no_mask"],
+        CLASSES,
+    )
+    assert result["recall"] == {"with_mask": 0.5, "mask_weared_incorrect": 0.5, "without_mask": 1.0}
+    assert result["mean"] == pytest.approx(2 / 3)
+    assert result["confusion"][1] == [0, 0, 0, 1, 1]
+
+
+def test_scene_split_is_the_training_split(shared_data):
+    from accel.dataset import held_out_mask
+    from accel.scenes import scene_split
+
+    held_out = scene_split(shared_data / "scenes", "held-out")
+    train = scene_split(shared_data / "scenes", "train")
+    assert held_out and train and not {s.name for s in held_out} & {s.name for s in train}
+    assert 0.1 < len(held_out) / (len(held_out) + len(train)) < 0.2
+    groups = np.array([f"image:{s.name}" for s in held_out + train])  # the groups the VOC loader gives
+    assert held_out_mask(groups).tolist() == [True] * len(held_out) + [False] * len(train)
+
+
+def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
+    from accel.scenes import scene_split
+
+    chosen = scene_split(shared_data / "scenes", "held-out")[:4]
+    for folder in ("images", "annotations"):
+        (tmp_path / folder).mkdir()
+    for scene in chosen:
+        shutil.copy(scene.image_path, tmp_path / "images" / scene.image_path.name)
+        shutil.copy(shared_data / "scenes" / "annotations" / f"{scene.name}.xml", tmp_path / "annotations")
+    assert main(["-q", "eval-scenes", "--data", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 4
+    assert result["faces"] == sum(len(s.boxes) for s in chosen)
+    assert result["ground_truth_boxes"]["n"] == result["faces_min_px"]
+    assert result["end_to_end"]["n"] <= result["faces_min_px"]
+    assert 0 < result["detection"]["recall_all"] <= 1
+    confusion = np.array(result["ground_truth_boxes"]["confusion"])
+    assert confusion.shape == (3, 5) and confusion.sum() == result["faces_min_px"]
