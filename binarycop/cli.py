@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     train.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    train.add_argument("--init", type=Path, help="a .pt state dict to fine-tune (e.g. after synthetic pretraining)")
+    train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (cosine schedule)")
+    train.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on a busy machine)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
@@ -82,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
         "--held-out", action="store_true", help="only the faces/images training holds out (FFHQ id or image hash)"
     )
     evaluate.set_defaults(handler=_eval)
+    synth = commands.add_parser("synth", help="put masks at the four positions on unmasked faces")
+    synth.add_argument("--faces", required=True, type=Path, help="a folder of unmasked face images")
+    synth.add_argument("--out", required=True, type=Path, help="class folders and contact_sheet.png go here")
+    synth.add_argument("--templates", type=Path, default=Path("../shared/data/mask_templates"))
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--limit", type=int, help="only the first N faces")
+    synth.add_argument("--json", action="store_true")
+    synth.set_defaults(handler=_synth)
+
     scenes = commands.add_parser(
         "eval-scenes", help="detection recall and mask-group recall on real scenes with Pascal VOC boxes"
     )
@@ -275,7 +287,14 @@ def _train(args) -> int:
     train(
         args.data,
         args.out,
-        TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed),
+        TrainOptions(
+            arch=args.arch,
+            epochs=args.epochs,
+            seed=args.seed,
+            learning_rate=args.lr,
+            threads=args.threads,
+            init=args.init,
+        ),
         resume=args.resume,
         cache=args.cache,
     )
@@ -308,6 +327,24 @@ def _eval(args) -> int:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']} crops")
         for name, recall in result["per_class_recall"].items():
             print(f"  {name:<11} recall {recall:.4f}")
+    return 0
+
+
+def _synth(args) -> int:
+    from accel.synth import synthesise
+
+    try:
+        result = synthesise(args.faces, args.out, args.templates, args.seed, args.limit)
+    except FileNotFoundError as error:
+        print(f"synth: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['written']} masked faces from {result['faces']} images "
+            f"({result['no_landmarks']} without landmarks); contact sheet: {result['contact_sheet']}"
+        )
     return 0
 
 

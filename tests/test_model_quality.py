@@ -11,6 +11,7 @@ import pytest
 
 from accel import CLASSES, ModelFileError, load_model, make_classifier
 from accel.evaluate import confusion_report, draw_confusion
+from accel.synth import POSITIONS
 from binarycop.cli import main
 
 REAL_IMAGE = "scenes/misc/chandrikadeb7_pic1_masks.jpg"
@@ -170,3 +171,48 @@ def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
     assert 0 < result["detection"]["recall_all"] <= 1
     confusion = np.array(result["ground_truth_boxes"]["confusion"])
     assert confusion.shape == (3, 5) and confusion.sum() == result["faces_min_px"]
+
+
+def test_synth_puts_masks_at_four_positions(shared_data, tmp_path, capsys):
+    from accel.dataset import _group_of, load_source
+
+    faces = tmp_path / "faces" / "portraits"
+    faces.mkdir(parents=True)
+    for path in sorted((shared_data / "unmasked" / "prajnasb_without_mask").iterdir())[:3]:
+        shutil.copy(path, faces / path.name)
+    out = tmp_path / "out"
+    templates = shared_data / "mask_templates"
+    args = ["-q", "synth", "--faces", str(tmp_path / "faces"), "--out", str(out), "--templates", str(templates)]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["faces"] == 3 and result["written"] == 4 * (3 - result["no_landmarks"]) > 0
+    sheet = cv2.imread(result["contact_sheet"])
+    assert sheet is not None and sheet.shape[1] > 5 * 96
+    variants = {p: cv2.imread(str(next((out / p).glob("*.jpg")))).astype(np.int16) for p in POSITIONS}
+    for first in POSITIONS:  # the same face, masked four different ways
+        for second in POSITIONS:
+            if first < second:
+                assert np.abs(variants[first] - variants[second]).mean() > 2, (first, second)
+    groups = {_group_of(path) for path in out.rglob("*.jpg")}
+    assert len(groups) == result["written"] // 4  # a face's four variants share one group
+    data = load_source(str(out))
+    assert sorted(np.bincount(data.labels, minlength=5)[:4].tolist()) == [result["written"] // 4] * 4
+
+
+def test_masks_sit_lower_for_the_looser_positions():
+    from accel.synth import mask_heights
+
+    rng = np.random.default_rng(0)
+    points = np.zeros((468, 2), np.float32)
+    points[:, 0] = 50
+    points[168] = (50, 20)  # bridge
+    points[152] = (50, 120)  # chin
+    points[2] = (50, 62)  # under the nose
+    points[17] = (50, 95)  # lower lip
+    heights = {p: np.mean([mask_heights(points, p, rng) for _ in range(50)], axis=0) for p in POSITIONS}
+    assert heights["correct"][0] < 0.3 and heights["correct"][1] > 1.0
+    assert heights["nose"][0] > heights["correct"][0] + 0.2  # pulled under the nose
+    assert heights["chin"][1] < heights["correct"][1] - 0.05  # chin out
+    assert heights["nose_mouth"][0] > heights["nose"][0] + 0.2  # on the chin only
+    with pytest.raises(ValueError, match="unknown position"):
+        mask_heights(points, "forehead", rng)
