@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--json", action="store_true")
     synth.set_defaults(handler=_synth)
 
+    gradcam = commands.add_parser("gradcam", help="Grad-CAM heat maps (conv2_2, 5x5) over the faces in images")
+    gradcam.add_argument("images", nargs="+", metavar="IMAGE")
+    gradcam.add_argument("--model", default="n-cnv", help="shipped model name or .npz path (its .pt beside it)")
+    gradcam.add_argument("--out", required=True, type=Path, help="folder for one PNG sheet per image")
+    gradcam.set_defaults(handler=_gradcam)
+
     scenes = commands.add_parser(
         "eval-scenes", help="detection recall and mask-group recall on real scenes with Pascal VOC boxes"
     )
@@ -345,6 +351,19 @@ def _synth(args) -> int:
             f"{result['written']} masked faces from {result['faces']} images "
             f"({result['no_landmarks']} without landmarks); contact sheet: {result['contact_sheet']}"
         )
+    return 0
+
+
+def _gradcam(args) -> int:
+    from accel import ModelFileError
+    from accel.gradcam import gradcam_images
+
+    try:
+        for path in gradcam_images(args.model, args.images, args.out):
+            print(path)
+    except (ModelFileError, ValueError) as error:
+        print(f"gradcam: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -216,3 +216,29 @@ def test_masks_sit_lower_for_the_looser_positions():
     assert heights["nose_mouth"][0] > heights["nose"][0] + 0.2  # on the chin only
     with pytest.raises(ValueError, match="unknown position"):
         mask_heights(points, "forehead", rng)
+
+
+def test_gradcam_maps_are_non_trivial_and_differ_by_class(shared_data):
+    from accel.dataset import load_source
+    from accel.gradcam import gradcam, load_network
+
+    torch = pytest.importorskip("torch", reason="Grad-CAM runs on the torch reference (train extra)")
+    torch.set_num_threads(1)
+    network, classes = load_network("n-cnv")
+    crops = load_source(str(shared_data / "maskedface" / "nose"), limit=4).crops
+    maps, predicted = gradcam(network, crops)
+    assert maps.shape == (4, 5, 5) and np.all((maps >= 0) & (maps <= 1))
+    assert all(m.max() == 1.0 and m.min() < 1.0 for m in maps if m.any())  # a peak, not a flat map
+    assert sum(bool(m.any()) for m in maps) >= 3
+    per_class = [gradcam(network, crops, np.full(4, c))[0] for c in range(len(classes))]
+    differences = [np.abs(per_class[a] - per_class[b]).mean() for a in range(5) for b in range(a + 1, 5)]
+    assert min(differences) > 0.01  # every class looks at the face differently
+
+
+def test_gradcam_command_writes_a_sheet_per_image(shared_data, tmp_path, capsys):
+    image = shared_data / REAL_IMAGE
+    assert main(["-q", "gradcam", str(image), "--out", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert written == [str(tmp_path / "chandrikadeb7_pic1_masks_gradcam.png")]
+    sheet = cv2.imread(written[0])
+    assert sheet.shape[1] == 3 * 128 and sheet.shape[0] >= 24 + 2 * 128  # two faces, three columns
