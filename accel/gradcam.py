@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from accel.nets import BinaryCoP, crops_to_tensor
+from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
 
 CELL = 128  # pixels per picture in the overlay sheet
 GRADCAM_AFTER_CONV = 3  # conv2_2 (0-based conv index 3), taken after its 2x2 max-pool: 5x5
 
 
-def _features_and_scores(network: BinaryCoP, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _features_and_scores(network: BinaryCoP | FloatCoP, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The pooled conv2_2 activations (kept for gradients) and the class scores."""
     x, features = inputs, None
     for index, (conv, norm, sign) in enumerate(zip(network.convs, network.conv_norms, network.conv_signs)):
@@ -36,7 +36,9 @@ def _features_and_scores(network: BinaryCoP, inputs: torch.Tensor) -> tuple[torc
     return features, network.classifier(x)
 
 
-def gradcam(network: BinaryCoP, crops: np.ndarray, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def gradcam(
+    network: BinaryCoP | FloatCoP, crops: np.ndarray, targets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Maps (N, 5, 5) in [0, 1] for ``targets`` (default: the predicted classes), and the predictions."""
     network.eval()
     features, scores = _features_and_scores(network, crops_to_tensor(crops))
@@ -58,6 +60,19 @@ def load_network(model: str) -> tuple[BinaryCoP, tuple[str, ...]]:
     return reference.network, reference.classes
 
 
+def load_float_twin(model: str, classes: tuple[str, ...]) -> FloatCoP | None:
+    """The FP32 twin ``<model>-fp32.pt`` beside the model file, or None where there is none."""
+    from accel.model_file import load_model, resolve_model_path
+
+    path = resolve_model_path(model)
+    twin_path = path.with_name(f"{path.stem}-fp32.pt")
+    if not twin_path.is_file():
+        return None
+    twin = FloatCoP(load_model(model).arch, len(classes))
+    twin.load_state_dict(torch.load(twin_path, weights_only=True))
+    return twin.eval()
+
+
 def overlay(crop_rgb: np.ndarray, heat: np.ndarray, side: int = CELL) -> np.ndarray:
     """BGR picture: the crop with the heat map (jet) blended over it."""
     face = cv2.resize(cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), (side, side), interpolation=cv2.INTER_NEAREST)
@@ -65,17 +80,18 @@ def overlay(crop_rgb: np.ndarray, heat: np.ndarray, side: int = CELL) -> np.ndar
     return cv2.addWeighted(face, 0.5, cv2.applyColorMap(heat_image, cv2.COLORMAP_JET), 0.5, 0)
 
 
-def sheet(crops: np.ndarray, maps: np.ndarray, labels: list[str]) -> np.ndarray:
-    """One row per face, like the paper's figures: label, raw crop, BNN Grad-CAM."""
+def sheet(crops: np.ndarray, maps: list[np.ndarray], columns: list[str], labels: list[str]) -> np.ndarray:
+    """One row per face, like the paper's figures: label, raw crop, then one Grad-CAM per network."""
     rows = []
-    for crop, heat, label in zip(crops, maps, labels):
+    for index, (crop, label) in enumerate(zip(crops, labels)):
         text = np.full((CELL, CELL, 3), 255, np.uint8)
         for line, words in enumerate(label.split("\n")):
             cv2.putText(text, words, (4, 40 + 22 * line), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1, cv2.LINE_AA)
         raw = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), (CELL, CELL), interpolation=cv2.INTER_NEAREST)
-        rows.append(np.concatenate([text, raw, overlay(crop, heat)], axis=1))
-    header = np.full((24, 3 * CELL, 3), 255, np.uint8)
-    for index, name in enumerate(("label", "raw", "BNN Grad-CAM")):
+        rows.append(np.concatenate([text, raw, *(overlay(crop, m[index]) for m in maps)], axis=1))
+    names = ["label", "raw", *columns]
+    header = np.full((24, len(names) * CELL, 3), 255, np.uint8)
+    for index, name in enumerate(names):
         cv2.putText(header, name, (index * CELL + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1, cv2.LINE_AA)
     return np.concatenate([header, *rows])
 
@@ -86,6 +102,7 @@ def gradcam_images(model: str, images: list[str], out: Path) -> list[str]:
     from detector.faces import crop_faces
 
     network, classes = load_network(model)
+    twin = load_float_twin(model, classes)
     scanner = Scanner(classifier=None)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -94,8 +111,14 @@ def gradcam_images(model: str, images: list[str], out: Path) -> list[str]:
         faces = scanner.detector.detect(image)
         crops = faces.crops if len(faces) else crop_faces(image, np.array([[0, 0, image.shape[1], image.shape[0]]]))
         maps, predicted = gradcam(network, crops)
-        labels = [f"predicted\n{classes[int(p)]}" for p in predicted]
+        all_maps, columns = [maps], ["BNN Grad-CAM"]
+        labels = [f"BNN:\n{classes[int(p)]}" for p in predicted]
+        if twin is not None:
+            twin_maps, twin_predicted = gradcam(twin, crops, predicted)  # same class, so maps compare
+            all_maps.append(twin_maps)
+            columns.append("FP32 Grad-CAM")
+            labels = [f"{label}\nFP32:\n{classes[int(p)]}" for label, p in zip(labels, twin_predicted)]
         target = out / f"{Path(path).stem}_gradcam.png"
-        cv2.imwrite(str(target), sheet(crops, maps, labels))
+        cv2.imwrite(str(target), sheet(crops, all_maps, columns, labels))
         written.append(str(target))
     return written

@@ -22,7 +22,7 @@ from accel.arch import CLASSES
 from accel.dataset import HELD_OUT_PERCENT, INCORRECT, INCORRECT_CLASSES, CropSet, load_sources, split_of
 from accel.fold import fold
 from accel.model_file import save_model
-from accel.nets import BinaryCoP, crops_to_tensor
+from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
 
 SCORE_TEMPERATURE = 8.0  # integer scores are large; scale them for the softmax loss
 
@@ -37,6 +37,7 @@ class TrainOptions:
     held_out_percent: int = HELD_OUT_PERCENT
     threads: int = 1
     init: Path | None = None  # a .pt state dict to start from (fine-tuning after synthetic pretraining)
+    fp32: bool = False  # train the float twin (saved as .pt only: Grad-CAM's comparison, not a model file)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -79,9 +80,9 @@ def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator, g
 INCORRECT_INDICES = [CLASSES.index(name) for name in INCORRECT_CLASSES]
 
 
-def loss_of(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def loss_of(scores: torch.Tensor, targets: torch.Tensor, temperature: float = SCORE_TEMPERATURE) -> torch.Tensor:
     """Cross-entropy; an ``INCORRECT`` target is right when any of the three wrong positions wins."""
-    logits = scores / SCORE_TEMPERATURE
+    logits = scores / temperature
     log_all = torch.logsumexp(logits, 1)
     incorrect = targets == INCORRECT
     safe = torch.where(incorrect, torch.zeros_like(targets), targets)
@@ -143,7 +144,8 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         file=sys.stderr,
     )
 
-    network = BinaryCoP(options.arch, len(CLASSES))
+    network = (FloatCoP if options.fp32 else BinaryCoP)(options.arch, len(CLASSES))
+    temperature = 1.0 if options.fp32 else SCORE_TEMPERATURE
     if options.init is not None:
         network.load_state_dict(torch.load(options.init, weights_only=True))
     optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
@@ -170,7 +172,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
             batch_index = order[step * options.batch_size : (step + 1) * options.batch_size]
             inputs = augment(crops_to_tensor(train_set.crops[batch_index]), generator)
             targets = torch.from_numpy(train_set.labels[batch_index])
-            loss = loss_of(network(inputs), targets)
+            loss = loss_of(network(inputs), targets, temperature)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -207,6 +209,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "initialised_from": Path(options.init).name if options.init else None,
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
-    save_model(fold(network, CLASSES, meta), out)
+    if not options.fp32:
+        save_model(fold(network, CLASSES, meta), out)
     print(json.dumps(meta), file=sys.stderr)
     return network, meta

@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--init", type=Path, help="a .pt state dict to fine-tune (e.g. after synthetic pretraining)")
     train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (cosine schedule)")
     train.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on a busy machine)")
+    train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
@@ -300,6 +301,7 @@ def _train(args) -> int:
             learning_rate=args.lr,
             threads=args.threads,
             init=args.init,
+            fp32=args.fp32,
         ),
         resume=args.resume,
         cache=args.cache,
