@@ -37,6 +37,7 @@ class TrainOptions:
     held_out_percent: int = HELD_OUT_PERCENT
     threads: int = 1
     init: Path | None = None  # a .pt state dict to start from (fine-tuning after synthetic pretraining)
+    balance: str = "labels"  # or "groups": see label_shares
     fp32: bool = False  # train the float twin (saved as .pt only: Grad-CAM's comparison, not a model file)
 
 
@@ -63,17 +64,31 @@ def _domain(group: str) -> str:
     return group.split(":", 1)[0] if not group.startswith("file:") else group.split("/", 1)[0]
 
 
-def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator, groups=None) -> np.ndarray:
-    """``count`` draws with every label equally likely and, within a label, every data domain equally likely."""
+def label_shares(labels: np.ndarray, balance: str) -> dict[int, float]:
+    """How often each present label is drawn: equally ('labels'), or equally per mask group ('groups':
+    correct, no_mask and the wrong positions with INCORRECT each a third, as the scene score weighs them)."""
+    present = [int(label) for label in np.unique(labels)]
+    if balance == "labels":
+        return {label: 1.0 / len(present) for label in present}
+    if balance != "groups":
+        raise ValueError(f"balance {balance!r}: expected 'labels' or 'groups'")
+    wrong = [label for label in present if label not in (CLASSES.index("correct"), CLASSES.index("no_mask"))]
+    groups = [[label] for label in present if label not in wrong] + ([wrong] if wrong else [])
+    return {label: 1.0 / len(groups) / len(group) for group in groups for label in group}
+
+
+def balanced_indices(
+    labels: np.ndarray, count: int, rng: np.random.Generator, groups=None, balance: str = "labels"
+) -> np.ndarray:
+    """``count`` draws, labels weighted by :func:`label_shares`, every data domain within a label equally."""
     domains = np.array([_domain(str(g)) for g in groups]) if groups is not None else np.zeros(len(labels), str)
-    present = np.unique(labels)
     weights = np.zeros(len(labels))
-    for label in present:
+    for label, share in label_shares(labels, balance).items():
         of_label = labels == label
         label_domains = np.unique(domains[of_label])
         for domain in label_domains:
             members = of_label & (domains == domain)
-            weights[members] = 1.0 / members.sum() / len(label_domains) / len(present)
+            weights[members] = share / members.sum() / len(label_domains)
     return rng.choice(len(labels), size=count, p=weights / weights.sum())
 
 
@@ -166,7 +181,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     steps = max(len(train_set) // options.batch_size, 1)
     for epoch in range(start_epoch, options.epochs):
         network.train()
-        order = balanced_indices(train_set.labels, steps * options.batch_size, rng, train_set.groups)
+        order = balanced_indices(train_set.labels, steps * options.batch_size, rng, train_set.groups, options.balance)
         progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr, leave=False)
         for step in progress:
             batch_index = order[step * options.batch_size : (step + 1) * options.batch_size]
@@ -206,6 +221,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "train_seconds": round(time.monotonic() - started, 1),
         "epochs": options.epochs,
         "seed": options.seed,
+        "balance": options.balance,
         "initialised_from": Path(options.init).name if options.init else None,
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))

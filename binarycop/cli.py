@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--init", type=Path, help="a .pt state dict to fine-tune (e.g. after synthetic pretraining)")
     train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (cosine schedule)")
     train.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on a busy machine)")
+    train.add_argument(
+        "--balance", default="labels", choices=["labels", "groups"], help="draw labels equally, or mask groups"
+    )
     train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
     train.set_defaults(handler=_train)
 
@@ -302,6 +305,7 @@ def _train(args) -> int:
             threads=args.threads,
             init=args.init,
             fp32=args.fp32,
+            balance=args.balance,
         ),
         resume=args.resume,
         cache=args.cache,

@@ -245,3 +245,59 @@ def test_gradcam_command_writes_a_sheet_per_image(shared_data, tmp_path, capsys)
 
     columns = 4 if (MODELS_DIR / "n-cnv-fp32.pt").is_file() else 3  # label, raw, BNN (and FP32 where shipped)
     assert sheet.shape[1] == columns * 128 and sheet.shape[0] >= 24 + 2 * 128  # two faces
+
+
+def test_incorrect_label_rewards_any_wrong_position():
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.dataset import INCORRECT
+    from accel.train import loss_of
+
+    scores = torch.tensor([[0.0, 8.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0, 0.0], [8.0, 0.0, 0.0, 0.0, 0.0]])
+    targets = torch.full((3,), INCORRECT)
+    per_face = [loss_of(scores[i : i + 1], targets[i : i + 1], temperature=1.0).item() for i in range(3)]
+    probabilities = torch.softmax(scores, 1)[:, 1:4].sum(1)
+    np.testing.assert_allclose(per_face, (-torch.log(probabilities)).numpy(), rtol=1e-4, atol=1e-6)
+    assert per_face[0] == pytest.approx(per_face[1]) and per_face[2] > 5 * per_face[0]  # nose or chin: both right
+    plain = loss_of(scores, torch.tensor([1, 3, 0]), temperature=1.0).item()
+    assert plain == pytest.approx(torch.nn.functional.cross_entropy(scores, torch.tensor([1, 3, 0])).item(), abs=1e-6)
+
+
+def test_group_balance_gives_each_mask_group_a_third():
+    from accel.train import balanced_indices
+
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 5 + [3] * 5 + [4] * 200 + [5] * 8)
+    drawn = labels[balanced_indices(labels, 30000, np.random.default_rng(0), balance="groups")]
+    shares = np.bincount(drawn, minlength=6) / len(drawn)
+    np.testing.assert_allclose([shares[0], shares[4], shares[[1, 2, 3, 5]].sum()], [1 / 3] * 3, atol=0.015)
+    drawn = labels[balanced_indices(labels, 30000, np.random.default_rng(0), balance="labels")]
+    np.testing.assert_allclose(np.bincount(drawn) / len(drawn), [1 / 6] * 6, atol=0.015)
+
+
+def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.cpu import CpuClassifier
+    from accel.dataset import INCORRECT
+    from accel.nets import BinaryCoP
+    from accel.train import TrainOptions, train
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % (INCORRECT + 1)
+    crops = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    crops[..., 0] = (labels * 40)[:, None, None]  # something learnable
+    cache = tmp_path / "crops.npz"
+    np.savez(cache, crops=crops, labels=labels, groups=np.array([f"file:x/{i}" for i in range(300)]))
+    out = tmp_path / "m.npz"
+    options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32)
+    train(["unused"], out, options, cache=cache)
+    assert torch.load(out.with_suffix(".ckpt"), weights_only=False)["epoch"] == 0
+    options.epochs = 2
+    _, meta = train(["unused"], out, options, resume=True, cache=cache)
+    assert torch.load(out.with_suffix(".ckpt"), weights_only=False)["epoch"] == 1 and meta["epochs"] == 2
+    network = BinaryCoP("u-cnv", len(CLASSES))
+    network.load_state_dict(torch.load(out.with_suffix(".pt"), weights_only=True))
+    network.eval()
+    from accel.nets import crops_to_tensor
+
+    with torch.no_grad():
+        reference = network(crops_to_tensor(crops[:50])).numpy()
+    np.testing.assert_array_equal(CpuClassifier(load_model(out)).scores(crops[:50]), reference)
