@@ -204,6 +204,17 @@ def _skin_brightness(image: np.ndarray, points: np.ndarray) -> float:
     return float(np.median(cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)))
 
 
+def _with_room(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image grown (edges replicated) to hold the face square, so a mask hanging below a tight
+    face crop is drawn whole instead of being cut at the border and smeared by the later padding."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    half = float((high - low).max()) * 0.75
+    centre = (low + high) / 2
+    pad = int(np.ceil(max(0.0, half - centre.min(), *(centre + half - image.shape[1::-1])))) + 2
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    return padded, points + pad
+
+
 def face_square(image: np.ndarray, points: np.ndarray, side: int = OUTPUT_SIDE) -> np.ndarray:
     """A face-centred square (1.5x the landmarks' extent, edges replicated), ``side`` pixels."""
     low, high = points.min(axis=0), points.max(axis=0)
@@ -235,6 +246,7 @@ def synthesise(faces: Path, out: Path, templates_root: Path, seed: int = 0, limi
         if points is None:
             missed += 1
             continue
+        image, points = _with_room(image, points)
         view = face_view(points)
         fitting = [t for t in templates if t.view == view] or templates
         row = [face_square(image, points, SHEET_CELL)]
