@@ -10,7 +10,7 @@ import numpy as np
 from accel.arch import CLASSES
 
 CELL = 86  # pixels per confusion-matrix cell in the plot
-LABEL_WIDTH = 110
+LABEL_WIDTH = 170
 
 
 def evaluate_crops(classifier, data) -> dict:
@@ -45,13 +45,15 @@ def confusion_report(truth: np.ndarray, predicted: np.ndarray, classes: list[str
     }
 
 
-def draw_confusion(result: dict, title: str = "") -> np.ndarray:
-    """A BGR picture of ``result["confusion"]``: rows true, columns predicted, shaded by row share."""
+def draw_confusion(result: dict, title: str = "", rows: list[str] | None = None) -> np.ndarray:
+    """A BGR picture of ``result["confusion"]``: rows true (``rows``, default the classes), columns
+    predicted, shaded by row share; a cell is 'right' where row and column name the same thing."""
     confusion = np.asarray(result["confusion"], np.int64)
     classes = result["classes"]
+    row_names = rows or classes
     size = len(classes)
     top = 60 + (24 if title else 0)
-    image = np.full((top + size * CELL + 10, LABEL_WIDTH + size * CELL + 10, 3), 255, np.uint8)
+    image = np.full((top + len(row_names) * CELL + 10, LABEL_WIDTH + size * CELL + 10, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     if title:
         cv2.putText(image, title, (8, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -59,14 +61,15 @@ def draw_confusion(result: dict, title: str = "") -> np.ndarray:
     rows = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     for j, name in enumerate(classes):
         cv2.putText(image, name[:10], (LABEL_WIDTH + j * CELL + 4, top - 8), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, name in enumerate(classes):
+    for i, name in enumerate(row_names):
         y = top + i * CELL
-        cv2.putText(image, name[:13], (6, y + CELL // 2 + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, name[:21], (6, y + CELL // 2 + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         for j in range(size):
             x = LABEL_WIDTH + j * CELL
             share = confusion[i, j] / rows[i, 0]
             shade = int(255 - 200 * share)
-            colour = (255, shade, shade) if i == j else (shade, shade, 255)
+            right = _same(name, classes[j])
+            colour = (255, shade, shade) if right else (shade, shade, 255)
             cv2.rectangle(image, (x, y), (x + CELL - 2, y + CELL - 2), colour, -1)
             text_colour = (255, 255, 255) if share > 0.6 else (0, 0, 0)
             cv2.putText(image, str(confusion[i, j]), (x + 6, y + 30), font, 0.55, text_colour, 1, cv2.LINE_AA)
@@ -74,11 +77,17 @@ def draw_confusion(result: dict, title: str = "") -> np.ndarray:
     return image
 
 
-def save_confusion_plot(result: dict, path: str | Path, title: str = "") -> Path:
+def _same(row: str, column: str) -> bool:
+    from accel.scenes import GROUP_OF_CLASS
+
+    return row == column or GROUP_OF_CLASS.get(column) == row
+
+
+def save_confusion_plot(result: dict, path: str | Path, title: str = "", rows: list[str] | None = None) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"--plot {path}: the confusion picture is written as PNG; give a .png file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), draw_confusion(result, title)):
+    if not cv2.imwrite(str(path), draw_confusion(result, title, rows)):
         raise OSError(f"could not write {path}")
     return path

@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     scenes.add_argument("--split", default="held-out", choices=["held-out", "train", "all"])
     scenes.add_argument("--min-face-px", type=int, default=24, help="faces smaller than this are reported apart")
     scenes.add_argument("--json", action="store_true")
+    scenes.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="draw group x class confusion (ground-truth boxes)"
+    )
     scenes.set_defaults(handler=_eval_scenes)
 
     scan = commands.add_parser("scan", help="detect and classify every face in images")
@@ -382,6 +385,15 @@ def _eval_scenes(args) -> int:
     except (ModelFileError, FileNotFoundError, ValueError) as error:
         print(f"eval-scenes: {error}", file=sys.stderr)
         return 2
+    if args.plot:
+        from accel.evaluate import save_confusion_plot
+
+        part = {"confusion": result["ground_truth_boxes"]["confusion"], "classes": result["classes"]}
+        title = (
+            f"{result['model']} on held-out scenes, ground-truth boxes: mean {result['ground_truth_boxes']['mean']:.1%}"
+        )
+        save_confusion_plot(part, args.plot, title, rows=result["groups"])
+        print(f"confusion matrix: {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0
