@@ -5,7 +5,8 @@ A data source is one of:
   MaskedFace-Net's original file names (``_Mask``, ``_Mask_Mouth_Chin``, ``_Mask_Chin``,
   ``_Mask_Nose_Mouth``), searched recursively;
 - ``DIR`` holding ``annotations/`` and ``images/`` (Pascal VOC scenes: ``with_mask`` and
-  ``without_mask`` boxes; ``mask_weared_incorrect`` has no position label and is left out);
+  ``without_mask`` boxes; ``mask_weared_incorrect`` has no position label: it is left out, or
+  for training kept with the label ``INCORRECT``, "one of the three wrong positions");
 - ``CLASS=DIR``: every image under DIR has that class.
 
 Each image is run through the face detector and cropped like a live frame; where the
@@ -34,7 +35,12 @@ MFN_SUFFIXES = {  # longest first: "_Mask" is a suffix of nothing else, but chec
     "_Mask_Chin": "nose_mouth",
     "_Mask": "correct",
 }
+HELD_OUT_PERCENT = 15  # share of FFHQ ids / scene images kept from training, shared by train and eval
 VOC_LABELS = {"with_mask": "correct", "without_mask": "no_mask"}
+# A label outside CLASSES for real faces known to wear a mask wrongly, position unknown
+# (``mask_weared_incorrect``): training treats it as "one of nose, nose_mouth, chin".
+INCORRECT = len(CLASSES)
+INCORRECT_CLASSES = ("nose", "nose_mouth", "chin")
 
 
 @dataclass
@@ -69,14 +75,24 @@ def class_of_path(path: Path) -> str | None:
     return None
 
 
-def split_of(group: str, held_out_percent: int = 15) -> bool:
+def split_of(group: str, held_out_percent: int = HELD_OUT_PERCENT) -> bool:
     """True for the held-out side: a stable hash of the group, so splits never mix one face."""
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < held_out_percent
 
 
+def held_out_mask(groups: np.ndarray, held_out_percent: int = HELD_OUT_PERCENT) -> np.ndarray:
+    """True where a crop's group is on the held-out side: training never sees these."""
+    return np.array([split_of(str(group), held_out_percent) for group in groups], bool)
+
+
 def _group_of(path: Path) -> str:
     match = re.match(r"(\d{5})_Mask", path.stem)
-    return f"ffhq:{match.group(1)}" if match else f"file:{path.parent.name}/{path.stem}"
+    if match:
+        return f"ffhq:{match.group(1)}"
+    synthetic = re.fullmatch(r"(.+)__(.+)__(correct|nose|nose_mouth|chin)", path.stem)
+    if synthetic:  # a masked copy (``binarycop synth``) stays on the side of the face it was made from
+        return f"file:{synthetic.group(1)}/{synthetic.group(2)}"
+    return f"file:{path.parent.name}/{path.stem}"
 
 
 def _images(folder: Path) -> list[Path]:
@@ -119,7 +135,9 @@ def read_voc(path: Path) -> tuple[np.ndarray, list[str]]:
     return np.array(boxes, np.float32).reshape(-1, 4), names
 
 
-def load_source(source: str, maker: CropMaker | None = None, limit: int | None = None) -> CropSet:
+def load_source(
+    source: str, maker: CropMaker | None = None, limit: int | None = None, with_incorrect: bool = False
+) -> CropSet:
     maker = maker or CropMaker()
     forced, _, folder = source.rpartition("=") if "=" in source else ("", "", source)
     root = Path(folder)
@@ -128,7 +146,7 @@ def load_source(source: str, maker: CropMaker | None = None, limit: int | None =
     if forced and forced not in CLASSES:
         raise ValueError(f"data source {source!r}: unknown class {forced!r}; expected one of {CLASSES}")
     if (root / "annotations").is_dir() and (root / "images").is_dir():
-        return _load_voc(root, maker, limit)
+        return _load_voc(root, maker, limit, with_incorrect)
     crops, labels, groups = [], [], []
     for path in _images(root)[:limit]:
         name = forced or class_of_path(path)
@@ -142,7 +160,13 @@ def load_source(source: str, maker: CropMaker | None = None, limit: int | None =
     return _cropset(crops, labels, groups)
 
 
-def _load_voc(root: Path, maker: CropMaker, limit: int | None) -> CropSet:
+def _label_of_voc(name: str, with_incorrect: bool) -> int | None:
+    if name in VOC_LABELS:
+        return CLASSES.index(VOC_LABELS[name])
+    return INCORRECT if with_incorrect and name == "mask_weared_incorrect" else None
+
+
+def _load_voc(root: Path, maker: CropMaker, limit: int | None, with_incorrect: bool = False) -> CropSet:
     crops, labels, groups = [], [], []
     for annotation in sorted((root / "annotations").glob("*.xml"))[:limit]:
         image = cv2.imread(str(root / "images" / f"{annotation.stem}.jpg"))
@@ -151,12 +175,13 @@ def _load_voc(root: Path, maker: CropMaker, limit: int | None) -> CropSet:
         if image is None:
             continue
         truth, names = read_voc(annotation)
-        keep = np.array([n in VOC_LABELS for n in names], bool)
+        face_labels = [_label_of_voc(name, with_incorrect) for name in names]
+        keep = np.array([label is not None for label in face_labels], bool)
         if not keep.any():
             continue
         boxes = maker.matched_boxes(image, truth[keep])
         crops.extend(crop_faces(image, boxes))
-        labels.extend(CLASSES.index(VOC_LABELS[n]) for n, k in zip(names, keep) if k)
+        labels.extend(label for label in face_labels if label is not None)
         groups.extend([f"image:{annotation.stem}"] * len(boxes))
     print(f"{root}: {len(labels)} crops from VOC boxes", file=sys.stderr)
     return _cropset(crops, labels, groups)
@@ -170,13 +195,14 @@ def _cropset(crops: list, labels: list, groups: list) -> CropSet:
     )
 
 
-def load_sources(sources: list[str], cache: Path | None = None) -> CropSet:
+def load_sources(sources: list[str], cache: Path | None = None, with_incorrect: bool = False) -> CropSet:
     """All sources' crops, cached in ``cache`` (an .npz) when given."""
     if cache is not None and cache.exists():
         with np.load(cache) as saved:
-            return CropSet(saved["crops"], saved["labels"], saved["groups"])
+            data = CropSet(saved["crops"], saved["labels"], saved["groups"])
+        return data if with_incorrect else data.subset(data.labels < INCORRECT)
     maker = CropMaker()
-    data = CropSet.concat([load_source(source, maker) for source in sources])
+    data = CropSet.concat([load_source(source, maker, with_incorrect=with_incorrect) for source in sources])
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups)

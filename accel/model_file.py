@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accel.arch import INPUT_CHANNELS, KERNEL, Arch, get_arch
+from accel.arch import ARCHS, INPUT_CHANNELS, KERNEL, Arch, get_arch
 
 FORMAT = "binarycop-bnn"
 FORMAT_VERSION = 1
@@ -94,8 +94,18 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return MODELS_DIR / f"{name_or_path}.npz"
 
 
+def shipped_models() -> list[str]:
+    """Names of the networks with a model file under ``models/``."""
+    return [name for name in ARCHS if (MODELS_DIR / f"{name}.npz").is_file()]
+
+
 def load_model(name_or_path: str | Path) -> BinaryModel:
     path = resolve_model_path(name_or_path)
+    if not path.is_file() and str(name_or_path) in ARCHS:
+        raise ModelFileError(
+            f"model {name_or_path!r} is not shipped ({path} is absent); shipped: {shipped_models() or 'none'}; "
+            f"train one with `binarycop train --arch {name_or_path} --out {path}`"
+        )
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     try:

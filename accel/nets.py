@@ -80,3 +80,27 @@ def binary_weights(layer: QuantConv2d | QuantLinear) -> np.ndarray:
     with torch.no_grad():
         weights = layer.quant_weight().value.detach().cpu().numpy()
     return np.where(weights >= 0, 1, -1).astype(np.int8)
+
+
+class FloatCoP(nn.Module):
+    """The FP32 twin of a BinaryCoP network: same layers, float weights, ReLU for sign (Grad-CAM comparisons)."""
+
+    def __init__(self, arch: Arch | str, num_classes: int):
+        super().__init__()
+        self.arch = get_arch(arch) if isinstance(arch, str) else arch
+        self.num_classes = num_classes
+        self.convs, self.conv_norms, self.conv_signs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for in_channels, out_channels, _, _ in self.arch.conv_shapes():
+            self.convs.append(nn.Conv2d(in_channels, out_channels, KERNEL, bias=False))
+            self.conv_norms.append(nn.BatchNorm2d(out_channels))
+            self.conv_signs.append(nn.ReLU())
+        self.fcs, self.fc_norms, self.fc_signs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        features = self.arch.flat_features()
+        for out_features in self.arch.fc_features:
+            self.fcs.append(nn.Linear(features, out_features, bias=False))
+            self.fc_norms.append(nn.BatchNorm1d(out_features))
+            self.fc_signs.append(nn.ReLU())
+            features = out_features
+        self.classifier = nn.Linear(features, num_classes, bias=False)
+
+    forward = BinaryCoP.forward

@@ -19,10 +19,10 @@ from torch import nn
 from tqdm import tqdm
 
 from accel.arch import CLASSES
-from accel.dataset import CropSet, load_sources, split_of
+from accel.dataset import HELD_OUT_PERCENT, INCORRECT, INCORRECT_CLASSES, CropSet, load_sources, split_of
 from accel.fold import fold
 from accel.model_file import save_model
-from accel.nets import BinaryCoP, crops_to_tensor
+from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
 
 SCORE_TEMPERATURE = 8.0  # integer scores are large; scale them for the softmax loss
 
@@ -34,18 +34,23 @@ class TrainOptions:
     batch_size: int = 128
     learning_rate: float = 5e-3
     seed: int = 0
-    held_out_percent: int = 15
-    threads: int = 2
+    held_out_percent: int = HELD_OUT_PERCENT
+    threads: int = 1
+    init: Path | None = None  # a .pt state dict to start from (fine-tuning after synthetic pretraining)
+    balance: str = "labels"  # or "groups": see label_shares
+    fp32: bool = False  # train the float twin (saved as .pt only: Grad-CAM's comparison, not a model file)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random flip, small rotation, contrast, brightness and Gaussian noise on (N, 3, 32, 32) in [-1, 1)."""
+    """Random flip, rotation, framing jitter, contrast, brightness and Gaussian noise on (N, 3, 32, 32) in [-1, 1)."""
     n = len(batch)
     flip = torch.rand(n, generator=generator) < 0.5
     batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
     angle = (torch.rand(n, generator=generator) - 0.5) * (2 * np.pi * 15 / 360)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+    scale = 0.9 + 0.2 * torch.rand(n, generator=generator)  # detector boxes vary in size and place
+    shift = 0.12 * (torch.rand(n, 2, generator=generator) - 0.5)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
     batch = nn.functional.grid_sample(batch, grid, padding_mode="border", align_corners=False)
     contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)
@@ -55,23 +60,79 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (torch.round(batch.clamp(-1, 127 / 128) * 128) / 128).contiguous()  # stay on the 8-bit grid
 
 
-def balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    present = np.unique(labels)
+def _domain(group: str) -> str:
+    return group.split(":", 1)[0] if not group.startswith("file:") else group.split("/", 1)[0]
+
+
+def label_shares(labels: np.ndarray, balance: str) -> dict[int, float]:
+    """How often each present label is drawn: equally ('labels'), or equally per mask group ('groups':
+    correct, no_mask and the wrong positions with INCORRECT each a third, as the scene score weighs them)."""
+    present = [int(label) for label in np.unique(labels)]
+    if balance == "labels":
+        return {label: 1.0 / len(present) for label in present}
+    if balance != "groups":
+        raise ValueError(f"balance {balance!r}: expected 'labels' or 'groups'")
+    wrong = [label for label in present if label not in (CLASSES.index("correct"), CLASSES.index("no_mask"))]
+    groups = [[label] for label in present if label not in wrong] + ([wrong] if wrong else [])
+    return {label: 1.0 / len(groups) / len(group) for group in groups for label in group}
+
+
+def balanced_indices(
+    labels: np.ndarray, count: int, rng: np.random.Generator, groups=None, balance: str = "labels"
+) -> np.ndarray:
+    """``count`` draws, labels weighted by :func:`label_shares`, every data domain within a label equally."""
+    domains = np.array([_domain(str(g)) for g in groups]) if groups is not None else np.zeros(len(labels), str)
     weights = np.zeros(len(labels))
-    for label in present:
-        weights[labels == label] = 1.0 / (labels == label).sum() / len(present)
-    return rng.choice(len(labels), size=count, p=weights)
+    for label, share in label_shares(labels, balance).items():
+        of_label = labels == label
+        label_domains = np.unique(domains[of_label])
+        for domain in label_domains:
+            members = of_label & (domains == domain)
+            weights[members] = share / members.sum() / len(label_domains)
+    return rng.choice(len(labels), size=count, p=weights / weights.sum())
+
+
+INCORRECT_INDICES = [CLASSES.index(name) for name in INCORRECT_CLASSES]
+
+
+def loss_of(scores: torch.Tensor, targets: torch.Tensor, temperature: float = SCORE_TEMPERATURE) -> torch.Tensor:
+    """Cross-entropy; an ``INCORRECT`` target is right when any of the three wrong positions wins."""
+    logits = scores / temperature
+    log_all = torch.logsumexp(logits, 1)
+    incorrect = targets == INCORRECT
+    safe = torch.where(incorrect, torch.zeros_like(targets), targets)
+    picked = logits.gather(1, safe[:, None])[:, 0]
+    picked = torch.where(incorrect, torch.logsumexp(logits[:, INCORRECT_INDICES], 1), picked)
+    return (log_all - picked).mean()
 
 
 @torch.no_grad()
-def evaluate(network: nn.Module, data: CropSet) -> tuple[float, np.ndarray]:
+def predict(network: nn.Module, crops: np.ndarray) -> np.ndarray:
     network.eval()
-    predictions = np.concatenate(
-        [network(crops_to_tensor(data.crops[i : i + 512])).argmax(1).numpy() for i in range(0, len(data), 512)]
+    return np.concatenate(
+        [network(crops_to_tensor(crops[i : i + 512])).argmax(1).numpy() for i in range(0, len(crops), 512)]
+        or [np.empty(0, np.int64)]
     )
+
+
+def evaluate(network: nn.Module, data: CropSet) -> dict:
+    """5-class accuracy and confusion on labelled crops; recall of the mask groups (incorrect: any position)."""
+    predictions = predict(network, data.crops)
+    labelled = data.labels < INCORRECT
     confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    np.add.at(confusion, (data.labels, predictions), 1)
-    return float((predictions == data.labels).mean()), confusion
+    np.add.at(confusion, (data.labels[labelled], predictions[labelled]), 1)
+    group_of = np.array([0, 1, 1, 1, 2, 1])  # correct, nose, nose_mouth, chin, no_mask, INCORRECT -> group
+    recalls = []
+    for group in range(3):
+        members = group_of[data.labels] == group
+        if members.any():
+            recalls.append(float((group_of[predictions[members]] == group).mean()))
+    return {
+        "accuracy": float((predictions[labelled] == data.labels[labelled]).mean()) if labelled.any() else 0.0,
+        "confusion": confusion,
+        "group_recall": recalls,
+        "group_mean": float(np.mean(recalls)) if recalls else 0.0,
+    }
 
 
 def _short_source(source: str) -> str:
@@ -80,23 +141,31 @@ def _short_source(source: str) -> str:
     return f"{label}={name}" if label else name
 
 
+def _counts(labels: np.ndarray) -> list[int]:
+    return np.bincount(labels, minlength=INCORRECT + 1).tolist()
+
+
 def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = False, cache: Path | None = None):
     torch.manual_seed(options.seed)
     torch.set_num_threads(options.threads)
     rng = np.random.default_rng(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    data = load_sources(sources, cache)
+    data = load_sources(sources, cache, with_incorrect=True)
     held_out = np.array([split_of(g, options.held_out_percent) for g in data.groups])
     train_set, val_set = data.subset(~held_out), data.subset(held_out)
     print(
-        f"train {len(train_set)} crops {np.bincount(train_set.labels, minlength=5).tolist()}, "
-        f"validation {len(val_set)} {np.bincount(val_set.labels, minlength=5).tolist()}",
+        f"train {len(train_set)} crops {_counts(train_set.labels)}, validation {len(val_set)} "
+        f"{_counts(val_set.labels)} (classes {', '.join(CLASSES)}, incorrect)",
         file=sys.stderr,
     )
 
-    network = BinaryCoP(options.arch, len(CLASSES))
+    network = (FloatCoP if options.fp32 else BinaryCoP)(options.arch, len(CLASSES))
+    temperature = 1.0 if options.fp32 else SCORE_TEMPERATURE
+    if options.init is not None:
+        network.load_state_dict(torch.load(options.init, weights_only=True))
     optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, options.epochs)
+    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out.with_suffix(".ckpt")
     start_epoch = 0
     if resume and checkpoint_path.exists():
@@ -107,24 +176,30 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         generator.set_state(state["generator"])
         rng = state["rng"]
         start_epoch = state["epoch"] + 1
+        print(f"resumed from {checkpoint_path} after epoch {start_epoch}", file=sys.stderr)
     started = time.monotonic()
     steps = max(len(train_set) // options.batch_size, 1)
     for epoch in range(start_epoch, options.epochs):
         network.train()
-        order = balanced_indices(train_set.labels, steps * options.batch_size, rng)
+        order = balanced_indices(train_set.labels, steps * options.batch_size, rng, train_set.groups, options.balance)
         progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr, leave=False)
         for step in progress:
             batch_index = order[step * options.batch_size : (step + 1) * options.batch_size]
             inputs = augment(crops_to_tensor(train_set.crops[batch_index]), generator)
             targets = torch.from_numpy(train_set.labels[batch_index])
-            loss = nn.functional.cross_entropy(network(inputs) / SCORE_TEMPERATURE, targets)
+            loss = loss_of(network(inputs), targets, temperature)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             progress.set_postfix(loss=f"{loss.item():.3f}")
         schedule.step()
-        accuracy, _ = evaluate(network, val_set)
-        print(f"epoch {epoch + 1}: loss {loss.item():.3f} validation accuracy {accuracy:.4f}", file=sys.stderr)
+        scores = evaluate(network, val_set)
+        print(
+            f"epoch {epoch + 1}: loss {loss.item():.3f} validation accuracy {scores['accuracy']:.4f}, "
+            f"group recall {' / '.join(f'{r:.3f}' for r in scores['group_recall'])} "
+            f"(with / incorrect / without), mean {scores['group_mean']:.4f}",
+            file=sys.stderr,
+        )
         torch.save(
             {
                 "network": network.state_dict(),
@@ -136,17 +211,21 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
             },
             checkpoint_path,
         )
-    accuracy, confusion = evaluate(network, val_set)
+    scores = evaluate(network, val_set)
     meta = {
         "name": options.arch,
         "trained_on": [_short_source(source) for source in sources],  # folder names only, no local paths
-        "validation_accuracy": round(accuracy, 4),
-        "validation_confusion": confusion.tolist(),
+        "validation_accuracy": round(scores["accuracy"], 4),
+        "validation_group_mean": round(scores["group_mean"], 4),
+        "validation_confusion": scores["confusion"].tolist(),
         "train_seconds": round(time.monotonic() - started, 1),
         "epochs": options.epochs,
         "seed": options.seed,
+        "balance": options.balance,
+        "initialised_from": Path(options.init).name if options.init else None,
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
-    save_model(fold(network, CLASSES, meta), out)
+    if not options.fp32:
+        save_model(fold(network, CLASSES, meta), out)
     print(json.dumps(meta), file=sys.stderr)
     return network, meta

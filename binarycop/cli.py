@@ -95,13 +95,59 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     train.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    train.add_argument("--init", type=Path, help="a .pt state dict to fine-tune (e.g. after synthetic pretraining)")
+    train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (cosine schedule)")
+    train.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on a busy machine)")
+    train.add_argument(
+        "--balance", default="labels", choices=["labels", "groups"], help="draw labels equally, or mask groups"
+    )
+    train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
     evaluate.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
     evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the confusion matrix into a PNG")
+    evaluate.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    evaluate.add_argument(
+        "--held-out", action="store_true", help="only the faces/images training holds out (FFHQ id or image hash)"
+    )
     evaluate.set_defaults(handler=_eval)
+    synth = commands.add_parser("synth", help="put masks at the four positions on unmasked faces")
+    synth.add_argument("--faces", required=True, type=Path, help="a folder of unmasked face images")
+    synth.add_argument("--out", required=True, type=Path, help="class folders and contact_sheet.png go here")
+    synth.add_argument("--templates", type=Path, default=Path("../shared/data/mask_templates"))
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--limit", type=int, help="only the first N faces")
+    synth.add_argument("--json", action="store_true")
+    synth.set_defaults(handler=_synth)
+
+    gradcam = commands.add_parser("gradcam", help="Grad-CAM heat maps (conv2_2, 5x5) over the faces in images")
+    gradcam.add_argument("images", nargs="+", metavar="IMAGE")
+    gradcam.add_argument("--model", default="n-cnv", help="shipped model name or .npz path (its .pt beside it)")
+    gradcam.add_argument("--out", required=True, type=Path, help="folder for one PNG sheet per image")
+    gradcam.set_defaults(handler=_gradcam)
+
+    scenes = commands.add_parser(
+        "eval-scenes", help="detection recall and mask-group recall on real scenes with Pascal VOC boxes"
+    )
+    scenes.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    scenes.add_argument("--data", required=True, type=Path, help="a folder with annotations/ and images/")
+    scenes.add_argument("--split", default="held-out", choices=["held-out", "train", "all"])
+    scenes.add_argument("--min-face-px", type=int, default=24, help="faces smaller than this are reported apart")
+    scenes.add_argument("--json", action="store_true")
+    scenes.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="draw group x class confusion (ground-truth boxes)"
+    )
+    scenes.set_defaults(handler=_eval_scenes)
+
+    scan = commands.add_parser("scan", help="detect and classify every face in images")
+    scan.add_argument("images", nargs="+", metavar="IMAGE")
+    scan.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    scan.add_argument("--json", action="store_true")
+    scan.set_defaults(handler=_scan)
+
     export = commands.add_parser("export", help="export a network for FINN")
     export.add_argument("--model", default="n-cnv")
     export.add_argument("--format", default="qonnx", choices=["qonnx"])
@@ -445,7 +491,16 @@ def _train(args) -> int:
     train(
         args.data,
         args.out,
-        TrainOptions(arch=args.arch, epochs=args.epochs, seed=args.seed),
+        TrainOptions(
+            arch=args.arch,
+            epochs=args.epochs,
+            seed=args.seed,
+            learning_rate=args.lr,
+            threads=args.threads,
+            init=args.init,
+            fp32=args.fp32,
+            balance=args.balance,
+        ),
         resume=args.resume,
         cache=args.cache,
     )
@@ -453,18 +508,117 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from accel import make_classifier
-    from accel.dataset import load_sources
-    from accel.evaluate import evaluate_crops
+    from accel import ModelFileError, make_classifier
+    from accel.dataset import held_out_mask, load_sources
+    from accel.evaluate import evaluate_crops, save_confusion_plot
 
-    classifier = make_classifier("cpu", args.model)
-    result = evaluate_crops(classifier, load_sources(args.data))
+    try:
+        classifier = make_classifier("cpu", args.model)
+        data = load_sources(args.data, args.cache)
+    except (ModelFileError, FileNotFoundError, ValueError) as error:
+        print(f"eval: {error}", file=sys.stderr)
+        return 2
+    if args.held_out:
+        data = data.subset(held_out_mask(data.groups))
+    if not len(data):
+        print(f"eval: no labelled images found in {' '.join(args.data)}", file=sys.stderr)
+        return 2
+    result = evaluate_crops(classifier, data)
+    if args.plot:
+        title = f"{classifier.model_name} on {', '.join(Path(d).name for d in args.data)}: {result['accuracy']:.2%}"
+        print(f"confusion matrix: {save_confusion_plot(result, args.plot, title)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"accuracy {result['accuracy']:.4f} on {result['n']} crops")
         for name, recall in result["per_class_recall"].items():
             print(f"  {name:<11} recall {recall:.4f}")
+    return 0
+
+
+def _synth(args) -> int:
+    from accel.synth import synthesise
+
+    try:
+        result = synthesise(args.faces, args.out, args.templates, args.seed, args.limit)
+    except FileNotFoundError as error:
+        print(f"synth: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['written']} masked faces from {result['faces']} images "
+            f"({result['no_landmarks']} without landmarks); contact sheet: {result['contact_sheet']}"
+        )
+    return 0
+
+
+def _gradcam(args) -> int:
+    from accel import ModelFileError
+    from accel.gradcam import gradcam_images
+
+    try:
+        for path in gradcam_images(args.model, args.images, args.out):
+            print(path)
+    except (ModelFileError, ValueError) as error:
+        print(f"gradcam: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _eval_scenes(args) -> int:
+    from accel import ModelFileError, make_classifier
+    from accel.scenes import evaluate_scenes
+
+    try:
+        result = evaluate_scenes(make_classifier("cpu", args.model), args.data, None, args.min_face_px, args.split)
+    except (ModelFileError, FileNotFoundError, ValueError) as error:
+        print(f"eval-scenes: {error}", file=sys.stderr)
+        return 2
+    if args.plot:
+        from accel.evaluate import save_confusion_plot
+
+        part = {"confusion": result["ground_truth_boxes"]["confusion"], "classes": result["classes"]}
+        title = (
+            f"{result['model']} on held-out scenes, ground-truth boxes: mean {result['ground_truth_boxes']['mean']:.1%}"
+        )
+        save_confusion_plot(part, args.plot, title, rows=result["groups"])
+        print(f"confusion matrix: {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    detection = result["detection"]
+    print(
+        f"{result['model']} on {result['images']} {result['split']} scenes: {result['faces']} faces, "
+        f"{result['faces_min_px']} >= {result['min_face_px']} px"
+    )
+    print(f"  detection recall (IoU >= 0.4): all {detection['recall_all']:.1%}, large {detection['recall_min_px']:.1%}")
+    for key in ("end_to_end", "ground_truth_boxes"):
+        part = result[key]
+        recalls = ", ".join(f"{g} {r:.1%}" if r is not None else f"{g} -" for g, r in part["recall"].items())
+        mean = f"{part['mean']:.1%}" if part["mean"] is not None else "-"
+        print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {mean}")
+    return 0
+
+
+def _scan(args) -> int:
+    from accel import ModelFileError, make_classifier
+    from accel.scan import Scanner
+
+    try:
+        results = Scanner(make_classifier("cpu", args.model)).scan_files(args.images)
+    except (ModelFileError, ValueError) as error:
+        print(f"scan: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for result in results:
+        print(f"{result['image']}: {len(result['faces'])} face(s)")
+        for face in result["faces"]:
+            box = ", ".join(f"{v:.0f}" for v in face["box"])
+            print(f"  [{box}] {face['class']} ({face['score']:.2f})")
     return 0
 
 

@@ -1,0 +1,147 @@
+"""Scoring on real scenes with Pascal VOC face boxes (``with_mask``, ``without_mask``, ``mask_weared_incorrect``).
+
+Only images on the held-out side of the split training uses (``accel.dataset.split_of`` on
+``image:<name>``) are scored, so a model is never measured on scenes it was trained on.
+
+- detection: share of labelled faces a detected box overlaps with IoU >= 0.4 (one detection per
+  face, greedy by IoU), for all faces and for faces whose smaller side is >= ``min_face_px``;
+- end to end: on the matched faces >= ``min_face_px``, the classes from the detector's crops, as
+  recall of each VOC group and their mean (balanced 3-way accuracy);
+- ground-truth boxes: the same recalls with crops of the labelled boxes (the classifier alone).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from accel.dataset import read_voc, split_of
+from detector.faces import crop_faces, iou_matrix
+
+GROUPS = ("with_mask", "mask_weared_incorrect", "without_mask")
+GROUP_OF_CLASS = {
+    "correct": "with_mask",
+    "nose": "mask_weared_incorrect",
+    "nose_mouth": "mask_weared_incorrect",
+    "chin": "mask_weared_incorrect",
+    "no_mask": "without_mask",
+}
+MATCH_IOU = 0.4
+
+
+@dataclass
+class Scene:
+    name: str
+    image_path: Path
+    boxes: np.ndarray  # float32 (N, 4) xyxy
+    groups: list[str]  # one of GROUPS per box
+
+
+def scene_split(root: Path, split: str = "held-out") -> list[Scene]:
+    """Labelled scenes under ``root`` (``annotations/*.xml`` + ``images/``): 'held-out', 'train' or 'all'."""
+    if split not in ("held-out", "train", "all"):
+        raise ValueError(f"split {split!r}: expected 'held-out', 'train' or 'all'")
+    annotations = Path(root) / "annotations"
+    if not annotations.is_dir() or not (Path(root) / "images").is_dir():
+        raise FileNotFoundError(f"{root}: expected Pascal VOC scenes (annotations/ and images/)")
+    scenes = []
+    for annotation in sorted(annotations.glob("*.xml")):
+        held_out = split_of(f"image:{annotation.stem}")
+        if (split == "held-out" and not held_out) or (split == "train" and held_out):
+            continue
+        image_path = next((p for p in (Path(root) / "images").glob(f"{annotation.stem}.*")), None)
+        boxes, names = read_voc(annotation)
+        keep = [i for i, name in enumerate(names) if name in GROUPS]
+        if image_path is None or not keep:
+            continue
+        scenes.append(Scene(annotation.stem, image_path, boxes[keep], [names[i] for i in keep]))
+    return scenes
+
+
+def match_boxes(truth: np.ndarray, found: np.ndarray, threshold: float = MATCH_IOU) -> np.ndarray:
+    """For each true box the index of its detection, or -1; each detection matches one box at most."""
+    matched = np.full(len(truth), -1, np.int64)
+    if not len(truth) or not len(found):
+        return matched
+    overlaps = iou_matrix(truth, found)
+    pairs = np.argwhere(overlaps >= threshold)
+    taken: set[int] = set()
+    for t, f in sorted(pairs.tolist(), key=lambda pair: -overlaps[pair[0], pair[1]]):
+        if matched[t] < 0 and f not in taken:
+            matched[t] = f
+            taken.add(f)
+    return matched
+
+
+def group_recalls(true_groups: list[str], predicted_classes: list[str], classes: tuple[str, ...]) -> dict:
+    """Recall per VOC group, their mean, and the group x class confusion."""
+    confusion = np.zeros((len(GROUPS), len(classes)), np.int64)
+    for group, name in zip(true_groups, predicted_classes):
+        confusion[GROUPS.index(group), classes.index(name)] += 1
+    recall = {}
+    for row, group in enumerate(GROUPS):
+        support = confusion[row].sum()
+        hits = sum(confusion[row, classes.index(c)] for c in classes if GROUP_OF_CLASS.get(c) == group)
+        recall[group] = float(hits / support) if support else None
+    present = [value for value in recall.values() if value is not None]
+    return {
+        "n": int(len(true_groups)),
+        "recall": recall,
+        "mean": float(np.mean(present)) if present else None,
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate_scenes(classifier, root: Path, detector=None, min_face_px: int = 24, split: str = "held-out") -> dict:
+    if detector is None:
+        from binarycop.config import DetectorConfig
+        from detector import make_detector
+
+        detector = make_detector(DetectorConfig(min_face_px=8))
+    scenes = scene_split(root, split)
+    classes = tuple(classifier.classes)
+    found_all = found_large = total_large = total = 0
+    e2e_truth, e2e_pred, gt_truth, gt_pred = [], [], [], []
+    for index, scene in enumerate(scenes):
+        image = cv2.imread(str(scene.image_path))
+        if image is None:
+            raise ValueError(f"{scene.image_path}: not a readable image")
+        faces = detector.detect(image)
+        matched = match_boxes(scene.boxes, faces.boxes)
+        large = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1]) >= min_face_px
+        total += len(scene.boxes)
+        total_large += int(large.sum())
+        found_all += int((matched >= 0).sum())
+        found_large += int(((matched >= 0) & large).sum())
+        if len(faces):
+            detected_classes = classifier.classify(faces.crops)
+            for t in np.flatnonzero((matched >= 0) & large):
+                e2e_truth.append(scene.groups[t])
+                e2e_pred.append(classes[detected_classes[matched[t]]])
+        if large.any():
+            gt_classes = classifier.classify(crop_faces(image, scene.boxes[large]))
+            gt_truth.extend(scene.groups[t] for t in np.flatnonzero(large))
+            gt_pred.extend(classes[c] for c in gt_classes)
+        if (index + 1) % 50 == 0:
+            print(f"scenes: {index + 1}/{len(scenes)} images", file=sys.stderr)
+    return {
+        "model": classifier.model_name,
+        "split": split,
+        "images": len(scenes),
+        "faces": total,
+        "faces_min_px": total_large,
+        "min_face_px": min_face_px,
+        "detection": {
+            "recall_all": found_all / total if total else None,
+            "recall_min_px": found_large / total_large if total_large else None,
+            "match_iou": MATCH_IOU,
+        },
+        "end_to_end": group_recalls(e2e_truth, e2e_pred, classes),
+        "ground_truth_boxes": group_recalls(gt_truth, gt_pred, classes),
+        "classes": list(classes),
+        "groups": list(GROUPS),
+    }

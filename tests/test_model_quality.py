@@ -1,0 +1,303 @@
+"""Model evaluation interfaces: ``eval`` documents and pictures, ``scan`` on real images, scene scoring."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from accel import CLASSES, ModelFileError, load_model, make_classifier
+from accel.evaluate import confusion_report, draw_confusion
+from accel.synth import POSITIONS
+from binarycop.cli import main
+
+REAL_IMAGE = "scenes/misc/chandrikadeb7_pic1_masks.jpg"
+
+
+def test_confusion_report_counts_rows_as_truth():
+    truth = np.array([0, 0, 0, 1, 1, 4])
+    predicted = np.array([0, 0, 3, 1, 4, 4])
+    result = confusion_report(truth, predicted, list(CLASSES))
+    assert result["n"] == 6
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["per_class_recall"] == {"correct": pytest.approx(2 / 3), "nose": 0.5, "no_mask": 1.0}
+    assert result["confusion"][0] == [2, 0, 0, 1, 0]
+    assert result["confusion"][1] == [0, 1, 0, 0, 1]
+    assert sum(map(sum, result["confusion"])) == 6
+
+
+def test_confusion_picture_shades_the_diagonal():
+    result = confusion_report(np.array([0, 1, 2, 3, 4]), np.array([0, 1, 2, 3, 0]), list(CLASSES))
+    picture = draw_confusion(result)
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 10  # text and shaded cells, not a blank
+
+
+def _class_folders(shared_data, tmp_path, per_class: int = 6):
+    """A small class-folder set of real MaskedFace-Net images (copied to a temporary folder)."""
+    for name in CLASSES[:4]:
+        (tmp_path / name).mkdir(parents=True)
+        for path in sorted((shared_data / "maskedface" / name).iterdir())[:per_class]:
+            shutil.copy(path, tmp_path / name / path.name)
+    return tmp_path
+
+
+def test_eval_json_and_plot_on_class_folders(shared_data, tmp_path, capsys):
+    data = _class_folders(shared_data, tmp_path / "data")
+    plot = tmp_path / "confusion.png"
+    assert main(["-q", "eval", "--model", "n-cnv", "--data", str(data), "--json", "--plot", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"accuracy", "per_class_recall", "confusion", "classes", "n"}
+    assert result["classes"] == list(CLASSES)
+    assert result["n"] == 24
+    confusion = np.array(result["confusion"])
+    assert confusion.shape == (5, 5) and confusion.sum() == 24
+    assert confusion.sum(axis=1).tolist() == [6, 6, 6, 6, 0]
+    assert result["accuracy"] == pytest.approx(np.trace(confusion) / 24)
+    assert set(result["per_class_recall"]) == set(CLASSES[:4])
+    picture = cv2.imread(str(plot))
+    assert picture is not None and picture.shape[0] > 200
+
+
+def test_eval_of_mfn_suffixes_equals_class_folders(shared_data, tmp_path, capsys):
+    data = _class_folders(shared_data, tmp_path / "folders", per_class=3)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in data.rglob("*.jpg"):
+        shutil.copy(path, flat / path.name)  # MaskedFace-Net names keep the class in their suffix
+    main(["-q", "eval", "--data", str(data), "--json"])
+    by_folder = json.loads(capsys.readouterr().out)
+    main(["-q", "eval", "--data", str(flat), "--json"])
+    by_suffix = json.loads(capsys.readouterr().out)
+    assert by_folder == by_suffix
+
+
+def test_unshipped_model_name_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    from accel import model_file
+
+    monkeypatch.setattr(model_file, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match="'u-cnv' is not shipped"):
+        load_model("u-cnv")
+    assert main(["-q", "eval", "--model", "cnv", "--data", str(tmp_path)]) == 2
+    assert "'cnv' is not shipped" in capsys.readouterr().err
+
+
+def test_scan_reports_boxes_in_original_pixels(shared_data, tmp_path, capsys):
+    image = cv2.imread(str(shared_data / REAL_IMAGE))
+    height, width = image.shape[:2]
+    shifted = np.full((height + 150, width + 100, 3), 127, np.uint8)
+    shifted[150:, 100:] = image  # the same faces, 100 px right and 150 px down
+    shifted_path = tmp_path / "shifted.png"
+    cv2.imwrite(str(shifted_path), shifted)
+    assert main(["-q", "scan", str(shared_data / REAL_IMAGE), str(shifted_path), "--json"]) == 0
+    original, moved = json.loads(capsys.readouterr().out)
+    assert original["image"].endswith(REAL_IMAGE) and moved["image"] == str(shifted_path)
+    assert len(original["faces"]) >= 2
+    classifier = make_classifier("cpu", "n-cnv")
+    from detector import crop_faces
+
+    for face in original["faces"]:
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert face["class"] in CLASSES and 0.2 <= face["score"] <= 1.0
+        assert classifier.classes[classifier.classify(crop_faces(image, np.array([face["box"]])))[0]] == face["class"]
+        centre = np.array([(x1 + x2) / 2 + 100, (y1 + y2) / 2 + 150])
+        centres = [np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) for b in (f["box"] for f in moved["faces"])]
+        assert min(np.abs(c - centre).max() for c in centres) < 0.15 * (
+            x2 - x1
+        )  # a box in the wrong frame is 100+ px off
+
+
+def test_scan_of_unreadable_image_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert main(["-q", "scan", str(bad)]) == 2
+    assert "broken.jpg: not a readable image" in capsys.readouterr().err
+
+
+def test_scene_boxes_match_one_detection_each():
+    from accel.scenes import match_boxes
+
+    truth = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [0, 0, 11, 11], [300, 300, 310, 310]], np.float32)
+    found = np.array([[1, 1, 10, 10], [101, 99, 121, 119], [305, 305, 330, 330]], np.float32)
+    # two true boxes overlap the first detection: the closer one gets it, the other stays unmatched
+    assert match_boxes(truth, found).tolist() == [0, 1, -1, -1]
+    assert match_boxes(truth, found[:0]).tolist() == [-1, -1, -1, -1]
+
+
+def test_group_recalls_map_positions_to_incorrect():
+    from accel.scenes import group_recalls
+
+    result = group_recalls(
+        ["with_mask", "with_mask", "mask_weared_incorrect", "mask_weared_incorrect", "without_mask"],
+        ["correct", "nose", "chin", "no_mask", "no_mask"],
+        CLASSES,
+    )
+    assert result["recall"] == {"with_mask": 0.5, "mask_weared_incorrect": 0.5, "without_mask": 1.0}
+    assert result["mean"] == pytest.approx(2 / 3)
+    assert result["confusion"][1] == [0, 0, 0, 1, 1]
+
+
+def test_scene_split_is_the_training_split(shared_data):
+    from accel.dataset import held_out_mask
+    from accel.scenes import scene_split
+
+    held_out = scene_split(shared_data / "scenes", "held-out")
+    train = scene_split(shared_data / "scenes", "train")
+    assert held_out and train and not {s.name for s in held_out} & {s.name for s in train}
+    assert 0.1 < len(held_out) / (len(held_out) + len(train)) < 0.2
+    groups = np.array([f"image:{s.name}" for s in held_out + train])  # the groups the VOC loader gives
+    assert held_out_mask(groups).tolist() == [True] * len(held_out) + [False] * len(train)
+
+
+def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
+    from accel.scenes import scene_split
+
+    chosen = scene_split(shared_data / "scenes", "held-out")[:4]
+    for folder in ("images", "annotations"):
+        (tmp_path / folder).mkdir()
+    for scene in chosen:
+        shutil.copy(scene.image_path, tmp_path / "images" / scene.image_path.name)
+        shutil.copy(shared_data / "scenes" / "annotations" / f"{scene.name}.xml", tmp_path / "annotations")
+    assert main(["-q", "eval-scenes", "--data", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 4
+    assert result["faces"] == sum(len(s.boxes) for s in chosen)
+    assert result["ground_truth_boxes"]["n"] == result["faces_min_px"]
+    assert result["end_to_end"]["n"] <= result["faces_min_px"]
+    assert 0 < result["detection"]["recall_all"] <= 1
+    confusion = np.array(result["ground_truth_boxes"]["confusion"])
+    assert confusion.shape == (3, 5) and confusion.sum() == result["faces_min_px"]
+
+
+def test_synth_puts_masks_at_four_positions(shared_data, tmp_path, capsys):
+    from accel.dataset import _group_of, load_source
+
+    faces = tmp_path / "faces" / "portraits"
+    faces.mkdir(parents=True)
+    for path in sorted((shared_data / "unmasked" / "prajnasb_without_mask").iterdir())[:3]:
+        shutil.copy(path, faces / path.name)
+    out = tmp_path / "out"
+    templates = shared_data / "mask_templates"
+    args = ["-q", "synth", "--faces", str(tmp_path / "faces"), "--out", str(out), "--templates", str(templates)]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["faces"] == 3 and result["written"] == 4 * (3 - result["no_landmarks"]) > 0
+    sheet = cv2.imread(result["contact_sheet"])
+    assert sheet is not None and sheet.shape[1] > 5 * 96
+    variants = {p: cv2.imread(str(next((out / p).glob("*.jpg")))).astype(np.int16) for p in POSITIONS}
+    for first in POSITIONS:  # the same face, masked four different ways
+        for second in POSITIONS:
+            if first < second:
+                assert np.abs(variants[first] - variants[second]).mean() > 2, (first, second)
+    groups = {_group_of(path) for path in out.rglob("*.jpg")}
+    assert len(groups) == result["written"] // 4  # a face's four variants share one group
+    data = load_source(str(out))
+    assert sorted(np.bincount(data.labels, minlength=5)[:4].tolist()) == [result["written"] // 4] * 4
+
+
+def test_masks_sit_lower_for_the_looser_positions():
+    from accel.synth import mask_heights
+
+    rng = np.random.default_rng(0)
+    points = np.zeros((468, 2), np.float32)
+    points[:, 0] = 50
+    points[168] = (50, 20)  # bridge
+    points[152] = (50, 120)  # chin
+    points[2] = (50, 62)  # under the nose
+    points[17] = (50, 95)  # lower lip
+    heights = {p: np.mean([mask_heights(points, p, rng) for _ in range(50)], axis=0) for p in POSITIONS}
+    assert heights["correct"][0] < 0.3 and heights["correct"][1] > 1.0
+    assert heights["nose"][0] > heights["correct"][0] + 0.2  # pulled under the nose
+    assert heights["chin"][1] < heights["correct"][1] - 0.05  # chin out
+    assert heights["nose_mouth"][0] > heights["nose"][0] + 0.2  # on the chin only
+    with pytest.raises(ValueError, match="unknown position"):
+        mask_heights(points, "forehead", rng)
+
+
+def test_gradcam_maps_are_non_trivial_and_differ_by_class(shared_data):
+    from accel.dataset import load_source
+    from accel.gradcam import gradcam, load_network
+
+    torch = pytest.importorskip("torch", reason="Grad-CAM runs on the torch reference (train extra)")
+    torch.set_num_threads(1)
+    network, classes = load_network("n-cnv")
+    crops = load_source(str(shared_data / "maskedface" / "nose"), limit=4).crops
+    maps, predicted = gradcam(network, crops)
+    assert maps.shape == (4, 5, 5) and np.all((maps >= 0) & (maps <= 1))
+    assert all(m.max() == 1.0 and m.min() < 1.0 for m in maps if m.any())  # a peak, not a flat map
+    assert sum(bool(m.any()) for m in maps) >= 3
+    per_class = [gradcam(network, crops, np.full(4, c))[0] for c in range(len(classes))]
+    differences = [np.abs(per_class[a] - per_class[b]).mean() for a in range(5) for b in range(a + 1, 5)]
+    assert min(differences) > 0.01  # every class looks at the face differently
+
+
+def test_gradcam_command_writes_a_sheet_per_image(shared_data, tmp_path, capsys):
+    image = shared_data / REAL_IMAGE
+    assert main(["-q", "gradcam", str(image), "--out", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert written == [str(tmp_path / "chandrikadeb7_pic1_masks_gradcam.png")]
+    sheet = cv2.imread(written[0])
+    from accel.model_file import MODELS_DIR
+
+    columns = 4 if (MODELS_DIR / "n-cnv-fp32.pt").is_file() else 3  # label, raw, BNN (and FP32 where shipped)
+    assert sheet.shape[1] == columns * 128 and sheet.shape[0] >= 24 + 2 * 128  # two faces
+
+
+def test_incorrect_label_rewards_any_wrong_position():
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.dataset import INCORRECT
+    from accel.train import loss_of
+
+    scores = torch.tensor([[0.0, 8.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0, 0.0], [8.0, 0.0, 0.0, 0.0, 0.0]])
+    targets = torch.full((3,), INCORRECT)
+    per_face = [loss_of(scores[i : i + 1], targets[i : i + 1], temperature=1.0).item() for i in range(3)]
+    probabilities = torch.softmax(scores, 1)[:, 1:4].sum(1)
+    np.testing.assert_allclose(per_face, (-torch.log(probabilities)).numpy(), rtol=1e-4, atol=1e-6)
+    assert per_face[0] == pytest.approx(per_face[1]) and per_face[2] > 5 * per_face[0]  # nose or chin: both right
+    plain = loss_of(scores, torch.tensor([1, 3, 0]), temperature=1.0).item()
+    assert plain == pytest.approx(torch.nn.functional.cross_entropy(scores, torch.tensor([1, 3, 0])).item(), abs=1e-6)
+
+
+def test_group_balance_gives_each_mask_group_a_third():
+    from accel.train import balanced_indices
+
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 5 + [3] * 5 + [4] * 200 + [5] * 8)
+    drawn = labels[balanced_indices(labels, 30000, np.random.default_rng(0), balance="groups")]
+    shares = np.bincount(drawn, minlength=6) / len(drawn)
+    np.testing.assert_allclose([shares[0], shares[4], shares[[1, 2, 3, 5]].sum()], [1 / 3] * 3, atol=0.015)
+    drawn = labels[balanced_indices(labels, 30000, np.random.default_rng(0), balance="labels")]
+    np.testing.assert_allclose(np.bincount(drawn) / len(drawn), [1 / 6] * 6, atol=0.015)
+
+
+def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.cpu import CpuClassifier
+    from accel.dataset import INCORRECT
+    from accel.nets import BinaryCoP
+    from accel.train import TrainOptions, train
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % (INCORRECT + 1)
+    crops = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    crops[..., 0] = (labels * 40)[:, None, None]  # something learnable
+    cache = tmp_path / "crops.npz"
+    np.savez(cache, crops=crops, labels=labels, groups=np.array([f"file:x/{i}" for i in range(300)]))
+    out = tmp_path / "m.npz"
+    options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32)
+    train(["unused"], out, options, cache=cache)
+    assert torch.load(out.with_suffix(".ckpt"), weights_only=False)["epoch"] == 0
+    options.epochs = 2
+    _, meta = train(["unused"], out, options, resume=True, cache=cache)
+    assert torch.load(out.with_suffix(".ckpt"), weights_only=False)["epoch"] == 1 and meta["epochs"] == 2
+    network = BinaryCoP("u-cnv", len(CLASSES))
+    network.load_state_dict(torch.load(out.with_suffix(".pt"), weights_only=True))
+    network.eval()
+    from accel.nets import crops_to_tensor
+
+    with torch.no_grad():
+        reference = network(crops_to_tensor(crops[:50])).numpy()
+    np.testing.assert_array_equal(CpuClassifier(load_model(out)).scores(crops[:50]), reference)
