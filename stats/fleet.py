@@ -6,8 +6,8 @@ import time
 
 import redis.asyncio as aioredis
 
-from stats.leases import lease_key
-from stats.redis_store import INGESTERS_KEY, PREFIX, history_key, ingester_key
+from stats.leases import read_leases
+from stats.redis_store import INGESTERS_KEY, PREFIX, history_key, ingester_key, text
 
 LEASE_PREFIX = f"{PREFIX}:lease:"
 RECENT_MINUTES = 15
@@ -19,8 +19,8 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
     beats = await client.zrange(INGESTERS_KEY, 0, -1, withscores=True)
     ingesters = []
     for name, seen in beats:
-        ingester = _text(name)
-        info = {_text(k): _text(v) for k, v in (await client.hgetall(ingester_key(ingester))).items()}
+        ingester = text(name)
+        info = {text(k): text(v) for k, v in (await client.hgetall(ingester_key(ingester))).items()}
         ingesters.append(
             {
                 "id": ingester,
@@ -38,19 +38,16 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
         )
     names = set(cameras or [])
     async for key in client.scan_iter(match=f"{LEASE_PREFIX}*", count=500):
-        names.add(_text(key)[len(LEASE_PREFIX) :])
+        names.add(text(key)[len(LEASE_PREFIX) :])
     lease_seconds = {ingester["id"]: ingester["lease_seconds"] for ingester in ingesters}
     leases = []
-    for camera in sorted(names):
-        holder = await client.get(lease_key(camera))
-        ttl = await client.pttl(lease_key(camera))
-        holder = _text(holder) if holder is not None else None
-        expires = round(max(ttl, 0) / 1000, 1) if holder else None
-        seconds = lease_seconds.get(holder)
+    for camera, view in sorted((await read_leases(client, sorted(names))).items()):
+        expires = round(view.expires_in, 1) if view.expires_in is not None else None
+        seconds = lease_seconds.get(view.holder)
         leases.append(
             {
                 "camera": camera,
-                "holder": holder,
+                "holder": view.holder,
                 "expires_in_s": expires,
                 "renewed_ago_s": round(seconds - expires, 1) if seconds and expires is not None else None,
             }
@@ -68,7 +65,7 @@ async def recent_counts(client: aioredis.Redis, now: float, minutes: int = RECEN
     cameras: dict[str, dict] = {}
     for bucket in await pipe.execute():
         for name, value in bucket.items():
-            kind, camera, _zone, mask_class = _text(name).split("|")
+            kind, camera, _zone, mask_class = text(name).split("|")
             entry = cameras.setdefault(camera, {"faces": {}, "people": {}})
             entry[kind][mask_class] = entry[kind].get(mask_class, 0) + int(value)
     for entry in cameras.values():
@@ -100,7 +97,3 @@ def format_status(status: dict) -> str:
             f"{sum(entry['people'].values())} people"
         )
     return "\n".join(lines)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

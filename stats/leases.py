@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from stats.redis_store import INGESTERS_KEY, PREFIX
+from stats.redis_store import INGESTERS_KEY, PREFIX, text
 
 # Renew if still ours, or take it back if it expired meanwhile (e.g. Redis was away); 0 if another holds it.
 RENEW = """
@@ -44,10 +44,24 @@ def lease_key(camera: str) -> str:
 
 @dataclass(frozen=True)
 class LeaseView:
-    camera: str
-    holder: str | None
+    holder: str | None  # the ingester holding the lease, None if free
     expires_in: float | None  # seconds
-    renewed_ago: float | None  # seconds since the holder last renewed it
+
+
+async def read_leases(client: aioredis.Redis, cameras: list[str]) -> dict[str, LeaseView]:
+    """Who holds each camera's lease and for how long still, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for camera in cameras:
+        pipe.get(lease_key(camera))
+        pipe.pttl(lease_key(camera))
+    values = await pipe.execute()
+    views = {}
+    for camera, holder, ttl_ms in zip(cameras, values[::2], values[1::2]):
+        if holder is None:
+            views[camera] = LeaseView(None, None)
+        else:
+            views[camera] = LeaseView(text(holder), max(ttl_ms, 0) / 1000)
+    return views
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,7 @@ class Leases:
             stop.append(extra)
             return Plan(stop, [])
         start = []
-        holders = await self.holders(wanted)
+        holders = await read_leases(self.client, wanted)
         for camera in wanted:
             if camera in kept or holders[camera].holder is not None:
                 self._unowned_rounds.pop(camera, None)
@@ -117,22 +131,3 @@ class Leases:
     async def release_all(self, cameras: list[str]) -> None:
         for camera in cameras:
             await self.release(camera)
-
-    async def holders(self, cameras: list[str]) -> dict[str, LeaseView]:
-        pipe = self.client.pipeline(transaction=False)
-        for camera in cameras:
-            pipe.get(lease_key(camera))
-            pipe.pttl(lease_key(camera))
-        values = await pipe.execute()
-        return {
-            camera: _view(camera, holder, ttl, self.seconds)
-            for camera, holder, ttl in zip(cameras, values[::2], values[1::2])
-        }
-
-
-def _view(camera: str, holder, ttl_ms: int, seconds: float) -> LeaseView:
-    if holder is None:
-        return LeaseView(camera, None, None, None)
-    holder = holder.decode() if isinstance(holder, bytes) else str(holder)
-    expires_in = max(ttl_ms, 0) / 1000
-    return LeaseView(camera, holder, expires_in, max(0.0, seconds - expires_in))

@@ -63,13 +63,17 @@ def field(*labels: str) -> str:
 
 
 # Applies one sealed batch unless already applied. KEYS[1]: the ingester's sequence key; KEYS[2..]: the
-# hashes. ARGV: batch number, sequence key expiry (s), then (hash index into KEYS, field, increment) triples.
+# hashes. ARGV: batch number, sequence key expiry (s), history bucket expiry (s), then (hash index into KEYS,
+# field, increment) triples. History buckets (keys with ':history:') get their expiry in the same step.
 APPLY_BATCH = """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local seq = tonumber(ARGV[1])
 if seq <= last then return 0 end
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for k = 2, #KEYS do
+  if string.find(KEYS[k], ':history:', 1, true) then redis.call('EXPIRE', KEYS[k], tonumber(ARGV[3])) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 return 1
@@ -222,7 +226,7 @@ class CountRecorder:
 
     async def _apply(self, batch: _Batch) -> None:
         keys = [f"{ingester_key(self.ingester)}:seq"]
-        argv: list = [batch.seq, SEQ_KEEP_SECONDS]
+        argv: list = [batch.seq, SEQ_KEEP_SECONDS, HISTORY_SECONDS]
         tables = [(key, counter) for key, counter in batch.counts.items()]
         tables += [(history_key(minute), counter) for minute, counter in sorted(batch.history.items())]
         for key, counter in tables:
@@ -233,11 +237,6 @@ class CountRecorder:
                 if count:
                     argv += [len(keys), name, count]
         await self.client.eval(APPLY_BATCH, len(keys), *keys, *argv)
-        if batch.history:
-            pipe = self.client.pipeline(transaction=False)
-            for minute in batch.history:
-                pipe.expire(history_key(minute), HISTORY_SECONDS)
-            await pipe.execute()
 
     async def _write_gauges(self) -> None:
         now = time.time()
@@ -289,10 +288,11 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
         pipe.hgetall(key)
     pipe.zrange(INGESTERS_KEY, 0, -1, withscores=True)
     *values, ingesters = await pipe.execute()
-    counts = {key: {_text(k): _text(v) for k, v in value.items()} for key, value in zip(keys, values)}
-    counts[INGESTERS_KEY] = {_text(name): repr(score) for name, score in ingesters}
+    counts = {key: {text(k): text(v) for k, v in value.items()} for key, value in zip(keys, values)}
+    counts[INGESTERS_KEY] = {text(name): repr(score) for name, score in ingesters}
     return counts
 
 
-def _text(value) -> str:
+def text(value) -> str:
+    """A Redis reply (bytes) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)

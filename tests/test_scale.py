@@ -20,7 +20,7 @@ from binarycop.democlip import CLIP, SLOTS, demo_config, expected_counts, expect
 from binarycop.server import Server
 from stats import CountRecorder
 from stats.leases import Leases, lease_key
-from stats.redis_store import FACES_KEY, FRAMES_KEY, INGESTERS_KEY, PEOPLE_KEY
+from stats.redis_store import FACES_KEY, FRAMES_KEY, HISTORY_SECONDS, INGESTERS_KEY, PEOPLE_KEY
 from tests.conftest import free_port, redis_server_binary, wait_until
 
 
@@ -40,12 +40,14 @@ def test_a_batch_retried_after_a_lost_reply_counts_once(redis_server):
         assert await recorder.flush()
         stored = await client.hgetall(FACES_KEY)
         seq = await client.get("binarycop:ingester:test-ingester:seq")
+        history_ttls = [await client.ttl(key) async for key in client.scan_iter(match="binarycop:history:*")]
         await client.aclose()
-        return stored, seq
+        return stored, seq, history_ttls
 
-    stored, seq = asyncio.run(scenario())
+    stored, seq, history_ttls = asyncio.run(scenario())
     assert stored == {b"gate|all|correct": b"2", b"gate|all|nose": b"1"}
     assert seq == b"2"
+    assert history_ttls and all(0 < ttl <= HISTORY_SECONDS for ttl in history_ttls)  # buckets expire
 
 
 def test_redis_frozen_for_30_s_mid_run_loses_and_doubles_nothing(redis_server):
