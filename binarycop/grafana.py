@@ -57,7 +57,7 @@ def push_dashboards(url: str, token: str | None, prometheus_url: str | None = No
             api.folder.create_folder("binarycop", uid=FOLDER_UID)
             log.info("created folder binarycop in %s", shown)
         if prometheus_url:
-            _ensure_datasource(api, prometheus_url, GrafanaClientError)
+            _ensure_datasource(api, prometheus_url)
         results = []
         for dashboard in dashboards:
             body = {"dashboard": {**dashboard, "id": None}, "folderUid": FOLDER_UID, "overwrite": True}
@@ -79,10 +79,12 @@ def push_dashboards(url: str, token: str | None, prometheus_url: str | None = No
     return results
 
 
-def _ensure_datasource(api, prometheus_url: str, not_found) -> None:
+def _ensure_datasource(api, prometheus_url: str) -> None:
+    from grafana_client.client import GrafanaClientError
+
     try:
         api.datasource.get_datasource_by_uid(DATASOURCE_UID)
-    except not_found as error:
+    except GrafanaClientError as error:
         if error.status_code != 404:
             raise
         api.datasource.create_datasource(
