@@ -113,25 +113,34 @@ def test_camera_dies_and_comes_back_while_others_keep_counting(redis_server):
 def test_corrupt_frames_are_counted_as_failed_and_the_camera_goes_on(redis_server):
     """Every third JPEG of the stream is truncated and padded with garbage."""
     camera = MjpegCamera(free_port(), garbage_every=3).start()
-    cameras = [CameraConfig(name="noisy", url=camera.url, detect_fps=10, stall_seconds=3)]
-    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
     client = redis.Redis.from_url(redis_server.url)
-
-    async def scenario():
-        server = Server(config, redis_server.url)
-        await server.start()
-        try:
-            await wait_until(lambda: int(_hash(client, "frames").get("noisy|processed", 0)) >= 10, 60, "frames")
-        finally:
-            await server.stop()
-            camera.stop()
-
-    asyncio.run(scenario())
-    frames = _hash(client, "frames")
+    frames = _serve_noisy_camera(redis_server.url, camera.url, 10, processed_at_least=10, stop_camera=camera.stop)
     processed, failed = int(frames["noisy|processed"]), int(frames["noisy|failed"])
     assert processed >= 10 and failed >= 3
     assert 0.15 < failed / (processed + failed) < 0.55  # about one in three sampled frames
     assert _hash(client, "camera_up")["noisy"] == "0"  # stopped cleanly with the server
+
+
+def _serve_noisy_camera(redis_url: str, url: str, detect_fps: float, processed_at_least: int, stop_camera) -> dict:
+    """Serve one camera "noisy" until it has processed that many frames; its frame counts by outcome."""
+    cameras = [CameraConfig(name="noisy", url=url, detect_fps=detect_fps, stall_seconds=3)]
+    config = Config(redis=RedisConfig(url=redis_url), http=HttpConfig(port=0), cameras=cameras)
+    client = redis.Redis.from_url(redis_url)
+
+    def processed() -> int:
+        return int(_hash(client, "frames").get("noisy|processed", 0))
+
+    async def scenario():
+        server = Server(config, redis_url)
+        await server.start()
+        try:
+            await wait_until(lambda: processed() >= processed_at_least, 60, "frames")
+        finally:
+            await server.stop()
+            stop_camera()
+
+    asyncio.run(scenario())
+    return _hash(client, "frames")
 
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-gi and gst-rtsp-server live
@@ -265,21 +274,8 @@ def test_damaged_frames_inside_rtsp_are_counted_as_failed(redis_server, tmp_path
     _write_frames(frame_dir, repeat=3, damage_every=5)
     camera = RtspCamera(free_port(), frame_dir).start()
     url = f"rtsp://127.0.0.1:{camera.port}/cam"
-    cameras = [CameraConfig(name="noisy", url=url, detect_fps=20, stall_seconds=3)]  # above 10 fps: every frame
-    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
-    client = redis.Redis.from_url(redis_server.url)
-
-    async def scenario():
-        server = Server(config, redis_server.url)
-        await server.start()
-        try:
-            await wait_until(lambda: int(_hash(client, "frames").get("noisy|processed", 0)) >= 40, 60, "frames")
-        finally:
-            await server.stop()
-            camera.kill()
-
-    asyncio.run(scenario())
-    frames = _hash(client, "frames")
+    # detect fps above the stream's 10: every frame is examined
+    frames = _serve_noisy_camera(redis_server.url, url, 20, processed_at_least=40, stop_camera=camera.kill)
     processed, failed = int(frames["noisy|processed"]), int(frames.get("noisy|failed", 0))
     assert failed >= 8
     assert 0.12 < failed / (processed + failed) < 0.3  # one in five
