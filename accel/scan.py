@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+OFFLINE_DETECTOR = "yuface"
+OFFLINE_SCALES = (1.0, 2.0)  # still images: the frame and an upscaled copy (faces down to ~10 px)
 SCORE_TEMPERATURE = 8.0  # the integer scores over this are the logits the network was trained on
 
 
@@ -25,16 +27,20 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
+def offline_detector(kind: str = OFFLINE_DETECTOR, scales=OFFLINE_SCALES, min_face_px: int = 24):
+    """A detector for still images: each image on its own (no still-region reuse), yuface at two scales unless
+    asked otherwise (where time is not pressing, the detector that finds the most faces)."""
+    from binarycop.config import DetectorConfig
+    from detector import make_detector
+
+    return make_detector(DetectorConfig(kind=kind, scales=list(scales), min_face_px=min_face_px, keep_still=False))
+
+
 class Scanner:
-    """The server's detector and a classifier over whole images (BGR)."""
+    """A detector (:func:`offline_detector` by default) and a classifier over whole images (BGR)."""
 
     def __init__(self, classifier, detector=None):
-        if detector is None:
-            from binarycop.config import DetectorConfig
-            from detector import make_detector
-
-            detector = make_detector(DetectorConfig())
-        self.detector = detector
+        self.detector = detector if detector is not None else offline_detector()
         self.classifier = classifier
 
     def scan(self, image_bgr: np.ndarray) -> list[dict]:

@@ -98,10 +98,9 @@ def group_recalls(true_groups: list[str], predicted_classes: list[str], classes:
 
 def evaluate_scenes(classifier, root: Path, detector=None, min_face_px: int = 24, split: str = "held-out") -> dict:
     if detector is None:
-        from binarycop.config import DetectorConfig
-        from detector import make_detector
+        from accel.scan import offline_detector
 
-        detector = make_detector(DetectorConfig(min_face_px=8))
+        detector = offline_detector(min_face_px=8)
     scenes = scene_split(root, split)
     classes = tuple(classifier.classes)
     found_all = found_large = total_large = total = 0

@@ -140,12 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     scenes.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw group x class confusion (ground-truth boxes)"
     )
+    _detector_arguments(scenes)
     scenes.set_defaults(handler=_eval_scenes)
 
     scan = commands.add_parser("scan", help="detect and classify every face in images")
     scan.add_argument("images", nargs="+", metavar="IMAGE")
     scan.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
     scan.add_argument("--json", action="store_true")
+    scan.add_argument("--min-face-px", type=int, default=24, help="smaller faces are ignored")
+    _detector_arguments(scan)
     scan.set_defaults(handler=_scan)
 
     export = commands.add_parser("export", help="export a network for FINN")
@@ -567,12 +570,35 @@ def _gradcam(args) -> int:
     return 0
 
 
+def _detector_arguments(parser) -> None:
+    parser.add_argument(
+        "--detector", default="yuface", choices=["yuface", "blazeface"], help="face detector (default: yuface)"
+    )
+    parser.add_argument("--scales", default="1,2", help="yuface: image scales examined, comma-separated (default: 1,2)")
+
+
+def _offline_detector(args, min_face_px: int):
+    from accel.scan import offline_detector
+
+    try:
+        scales = [float(scale) for scale in args.scales.split(",")]
+    except ValueError:
+        raise ValueError(f"--scales {args.scales!r}: expected comma-separated numbers such as 1,2") from None
+    try:
+        return offline_detector(args.detector, scales, min_face_px)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"detector options: {problems}") from None
+
+
 def _eval_scenes(args) -> int:
     from accel import ModelFileError, make_classifier
     from accel.scenes import evaluate_scenes
 
     try:
-        result = evaluate_scenes(make_classifier("cpu", args.model), args.data, None, args.min_face_px, args.split)
+        detector = _offline_detector(args, min_face_px=8)
+        classifier = make_classifier("cpu", args.model)
+        result = evaluate_scenes(classifier, args.data, detector, args.min_face_px, args.split)
     except (ModelFileError, FileNotFoundError, ValueError) as error:
         print(f"eval-scenes: {error}", file=sys.stderr)
         return 2
@@ -607,7 +633,8 @@ def _scan(args) -> int:
     from accel.scan import Scanner
 
     try:
-        results = Scanner(make_classifier("cpu", args.model)).scan_files(args.images)
+        detector = _offline_detector(args, args.min_face_px)
+        results = Scanner(make_classifier("cpu", args.model), detector).scan_files(args.images)
     except (ModelFileError, ValueError) as error:
         print(f"scan: {error}", file=sys.stderr)
         return 2

@@ -142,11 +142,22 @@ def _tile_size(tile: object) -> object:
     return tile
 
 
+def _scales(scales: list[float] | None) -> list[float] | None:
+    if scales is not None and any(not 0.25 <= scale <= 4 for scale in scales):
+        raise ValueError("scales must be factors between 0.25 and 4")
+    return scales
+
+
 _TILE_HELP = "tile side in pixels for large frames, 'auto' (640 px tiles above 960 px) or 'off'"
 _TILES_PER_FRAME_HELP = (
     "tiles examined per detect frame besides the whole frame (unconfirmed faces' tiles first, then the longest "
     "unvisited, changed ones first); faces in tiles not examined are held by the tracker; 0: every tile every frame"
 )
+_KIND_HELP = (
+    "face detector: 'blazeface' (BlazeFace full range: fast, tiles for large frames, misses many masked faces) or "
+    "'yuface' (libfacedetection's YuNet: finds masked faces, about 5x the CPU per frame, no tiles)"
+)
+_SCALES_HELP = "yuface only: image scales examined, merged (1: as it is; 2: upscaled twice, finds faces from ~10 px)"
 _KEEP_STILL_HELP = (
     "a region (whole frame or tile) with no motion since its last examination keeps the faces found there "
     "(re-cut and re-classified from the new frame) instead of running the detector again"
@@ -154,7 +165,8 @@ _KEEP_STILL_HELP = (
 
 
 class DetectorConfig(Strict):
-    kind: Literal["blazeface"] = Field("blazeface", description="face detector (BlazeFace full range, offline)")
+    kind: Literal["blazeface", "yuface"] = Field("blazeface", description=_KIND_HELP)
+    scales: list[float] = Field([1.0], min_length=1, max_length=4, description=_SCALES_HELP)
     min_face_px: int = Field(24, ge=8, le=1024, description="smaller faces are ignored")
     min_score: float = Field(0.5, gt=0, lt=1, description="detector confidence threshold")
     tile: Literal["auto", "off"] | int = Field("auto", description=_TILE_HELP)
@@ -162,6 +174,7 @@ class DetectorConfig(Strict):
     keep_still: bool = Field(True, description=_KEEP_STILL_HELP)
 
     tile_in_range = field_validator("tile", mode="before")(_tile_size)
+    scales_in_range = field_validator("scales")(_scales)
 
     def tile_pixels(self) -> int | None:
         return None if self.tile == "auto" else 0 if self.tile == "off" else int(self.tile)
@@ -170,6 +183,8 @@ class DetectorConfig(Strict):
 class CameraDetectorConfig(Strict):
     """Per-camera detector settings; each one left out takes the top-level ``detector`` value."""
 
+    kind: Literal["blazeface", "yuface"] | None = Field(None, description=_KIND_HELP)
+    scales: list[float] | None = Field(None, min_length=1, max_length=4, description=_SCALES_HELP)
     min_face_px: int | None = Field(None, ge=8, le=1024, description="smaller faces are ignored")
     min_score: float | None = Field(None, gt=0, lt=1, description="detector confidence threshold")
     tile: Literal["auto", "off"] | int | None = Field(None, description=_TILE_HELP)
@@ -177,6 +192,7 @@ class CameraDetectorConfig(Strict):
     keep_still: bool | None = Field(None, description=_KEEP_STILL_HELP)
 
     tile_in_range = field_validator("tile", mode="before")(_tile_size)
+    scales_in_range = field_validator("scales")(_scales)
 
 
 class CameraConfig(Strict):
@@ -193,7 +209,9 @@ class CameraConfig(Strict):
         None, description="named polygons in relative coordinates (0..1); counts carry the zone of each face"
     )
     detector: CameraDetectorConfig | None = Field(
-        None, description="this camera's detector settings (tile, tiles_per_frame, keep_still, min_face_px, min_score)"
+        None,
+        description="this camera's detector settings (kind, scales, tile, tiles_per_frame, keep_still, min_face_px, "
+        "min_score)",
     )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")

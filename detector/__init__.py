@@ -7,6 +7,10 @@ __all__ = ["CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "mak
 
 def make_detector(config):
     """A detector for a :class:`binarycop.config.DetectorConfig`."""
+    if config.kind == "yuface":
+        from detector.yuface import YuFaceDetector
+
+        return YuFaceDetector(min_score=config.min_score, min_face_px=config.min_face_px, scales=tuple(config.scales))
     from detector.blazeface import BlazeFaceDetector
 
     return BlazeFaceDetector(

@@ -117,3 +117,87 @@ def test_crowd_frames_hide_faces_from_the_whole_frame_pass(shared_data):
         assert found(frame.boxes, detector.detect(frame.pixels).boxes) <= 4
     finally:
         detector.close()
+
+
+@pytest.fixture(scope="module")
+def yunet():
+    from detector.yuface import YuFaceDetector
+
+    return YuFaceDetector(min_face_px=0)
+
+
+def _matched_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    overlaps = iou_matrix(a, b)
+    return overlaps.max(axis=1) if overlaps.size else np.empty(0)
+
+
+def test_yuface_boxes_are_framed_like_blazeface(shared_data, detector, yunet):
+    """The classifier sees one framing whichever detector cut the crop: converted yuface boxes overlap
+    BlazeFace's boxes of the same faces closer than yuface's own boxes do."""
+    from detector.yuface import to_blazeface_framing
+
+    raw, converted = [], []
+    for name in ("chandrikadeb7_pic3.jpg", "fr_two_people.jpg", "insightface_t1.jpg", "fr_obama_and_biden.jpg"):
+        image = cv2.imread(str(shared_data / "scenes" / "misc" / name))
+        blaze = detector.detect(image, with_crops=False).boxes
+        found = yunet.detect(image, with_crops=False).boxes  # already in BlazeFace's framing
+        ious = _matched_ious(blaze, found)
+        keep = ious > 0.3
+        converted.extend(ious[keep])
+        # undo the conversion to get yuface's own boxes back
+        own = found.copy()
+        for _ in range(30):  # fixed point of own -> to_blazeface_framing(own) == found
+            own += found - to_blazeface_framing(own)
+        raw.extend(_matched_ious(blaze, own)[keep])
+    assert len(converted) >= 8
+    assert np.median(converted) > 0.75
+    assert np.median(converted) > np.median(raw) + 0.05
+
+
+def test_yuface_finds_masked_faces_blazeface_misses(shared_data, detector, yunet):
+    """Correctly masked faces >= 24 px in held-out real scenes: yuface finds most, BlazeFace far fewer."""
+    from accel.scenes import match_boxes, scene_split
+
+    found = {"blazeface": 0, "yuface": 0}
+    total = 0
+    for scene in scene_split(shared_data / "scenes", "held-out")[:40]:
+        image = cv2.imread(str(scene.image_path))
+        sizes = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1])
+        masked = (np.array(scene.groups) == "with_mask") & (sizes >= 24)
+        total += int(masked.sum())
+        for name, chosen in (("blazeface", detector), ("yuface", yunet)):
+            matched = match_boxes(scene.boxes, chosen.detect(image, with_crops=False).boxes)
+            found[name] += int(((matched >= 0) & masked).sum())
+    assert total >= 30
+    assert found["yuface"] >= 0.85 * total
+    assert found["yuface"] >= found["blazeface"] + 0.15 * total
+
+
+def test_yuface_upscaled_pass_finds_small_faces(shared_data):
+    """A group photo shrunk until its faces are about 12 px: only the upscaled pass finds them."""
+    from detector.yuface import YuFaceDetector
+
+    image = cv2.imread(str(shared_data / "scenes" / "misc" / "insightface_t1.jpg"))
+    full = YuFaceDetector(min_face_px=0).detect(image, with_crops=False)
+    factor = 12 / np.median(full.boxes[:, 2] - full.boxes[:, 0])
+    small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    once = YuFaceDetector(min_face_px=0, scales=(1.0,)).detect(small)
+    twice = YuFaceDetector(min_face_px=0, scales=(1.0, 2.0)).detect(small)
+    assert len(full) >= 5
+    assert len(twice) >= len(full) - 1 > len(once)
+    assert twice.crops.shape == (len(twice), 32, 32, 3)
+
+
+def test_yuface_is_chosen_by_config_and_refuses_bad_scales():
+    from binarycop.config import CameraConfig, DetectorConfig
+    from detector import make_detector
+    from detector.yuface import YuFaceDetector
+
+    camera = CameraConfig(name="door", url="clip.mp4", detector={"kind": "yuface", "scales": [1, 2]})
+    chosen = make_detector(camera.detector_config(DetectorConfig(min_face_px=30)))
+    assert isinstance(chosen, YuFaceDetector) and chosen.scales == (1.0, 2.0) and chosen.min_face_px == 30
+    assert len(chosen.detect(np.full((360, 640, 3), 128, np.uint8))) == 0
+    with pytest.raises(ValueError, match="scales must be factors between 0.25 and 4"):
+        DetectorConfig(kind="yuface", scales=[8])
+    with pytest.raises(ValueError, match="kind"):
+        DetectorConfig(kind="haar")
