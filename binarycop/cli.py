@@ -619,7 +619,13 @@ def _eval_scenes(args) -> int:
         f"{result['model']} on {result['images']} {result['split']} scenes: {result['faces']} faces, "
         f"{result['faces_min_px']} >= {result['min_face_px']} px"
     )
-    print(f"  detection recall (IoU >= 0.4): all {detection['recall_all']:.1%}, large {detection['recall_min_px']:.1%}")
+    by_group = ", ".join(
+        f"{g} {r:.1%}" if r is not None else f"{g} -" for g, r in detection["recall_min_px_by_group"].items()
+    )
+    print(
+        f"  detection recall (IoU >= 0.4): all {detection['recall_all']:.1%}, large {detection['recall_min_px']:.1%}"
+        f" ({by_group})"
+    )
     for key in ("end_to_end", "ground_truth_boxes"):
         part = result[key]
         recalls = ", ".join(f"{g} {r:.1%}" if r is not None else f"{g} -" for g, r in part["recall"].items())

@@ -169,6 +169,16 @@ def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
     assert result["ground_truth_boxes"]["n"] == result["faces_min_px"]
     assert result["end_to_end"]["n"] <= result["faces_min_px"]
     assert 0 < result["detection"]["recall_all"] <= 1
+    by_group = result["detection"]["recall_min_px_by_group"]
+    assert set(by_group) == {"with_mask", "mask_weared_incorrect", "without_mask"}
+    large = {g: 0 for g in by_group}
+    for scene in chosen:
+        sizes = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1])
+        for group, size in zip(scene.groups, sizes):
+            large[group] += int(size >= 24)
+    assert all((by_group[g] is None) == (large[g] == 0) for g in by_group)
+    found = sum(by_group[g] * large[g] for g in by_group if large[g])  # the groups add up to the whole
+    assert found == pytest.approx(result["detection"]["recall_min_px"] * result["faces_min_px"])
     confusion = np.array(result["ground_truth_boxes"]["confusion"])
     assert confusion.shape == (3, 5) and confusion.sum() == result["faces_min_px"]
 
