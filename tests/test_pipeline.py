@@ -59,6 +59,19 @@ def test_clip_gives_exact_counts_in_redis(redis_server):
     assert str(CLIP).encode() not in redis_dump(client) and b"mp4" not in redis_dump(client)
 
 
+def test_a_yuface_camera_counts_the_clip_people_exactly(redis_server):
+    """The same clip through a camera set to the other detector (``detector: {kind: yuface}``)."""
+    camera = CameraConfig(name="door", url=str(CLIP), realtime=False, detector={"kind": "yuface"})
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=[camera])
+    _run_to_end(config, redis_server.url)
+
+    client = redis.Redis.from_url(redis_server.url)
+    people = {k.decode(): int(v) for k, v in client.hgetall("binarycop:people").items()}
+    assert people == {f"door|all|{name}": count for name, count in expected_people().items()}
+    frames = {k.decode(): int(v) for k, v in client.hgetall(FRAMES_KEY).items()}
+    assert frames == {"door|processed": len(sampled_frames(5))}
+
+
 def test_bad_sources_are_counted_as_failed_and_others_keep_counting(redis_server, tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(os.urandom(50_000))
