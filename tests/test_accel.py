@@ -45,17 +45,28 @@ def test_engine_equals_torch_on_random_networks(arch):
     np.testing.assert_array_equal(engine.classify(crops), reference.argmax(1))
 
 
-def test_shipped_model_equals_torch_reference_on_random_crops():
-    crops = np.random.default_rng(2).integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
-    cpu, reference = make_classifier("cpu", "n-cnv"), make_classifier("torch", "n-cnv")
+SHIPPED = ["cnv", "n-cnv", "u-cnv"]
+
+
+def test_every_network_is_shipped():
+    from accel.model_file import shipped_models
+
+    assert shipped_models() == SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_equals_torch_reference_on_random_crops(name):
+    crops = np.random.default_rng(2).integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
+    cpu, reference = make_classifier("cpu", name), make_classifier("torch", name)
     np.testing.assert_array_equal(cpu.scores(crops), reference.scores(crops))
 
 
-def test_shipped_model_equals_torch_reference_on_real_crops(shared_data):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_equals_torch_reference_on_real_crops(shared_data, name):
     from accel.dataset import load_source
 
     real = load_source(str(shared_data / "maskedface")).crops
-    cpu, reference = make_classifier("cpu", "n-cnv"), make_classifier("torch", "n-cnv")
+    cpu, reference = make_classifier("cpu", name), make_classifier("torch", name)
     np.testing.assert_array_equal(cpu.scores(real), reference.scores(real))
     assert len(np.unique(cpu.classify(real))) >= 4  # it learned something: not all one class
 
