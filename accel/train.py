@@ -39,6 +39,8 @@ class TrainOptions:
     init: Path | None = None  # a .pt state dict to start from (fine-tuning after synthetic pretraining)
     balance: str = "labels"  # or "groups": see label_shares
     fp32: bool = False  # train the float twin (saved as .pt only: Grad-CAM's comparison, not a model file)
+    teacher: Path | None = None  # an FP32 twin's .pt whose soft outputs the binary network also learns from
+    distill: float = 0.5  # with a teacher: the share of the loss that is distillation
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -106,6 +108,37 @@ def loss_of(scores: torch.Tensor, targets: torch.Tensor, temperature: float = SC
     return (log_all - picked).mean()
 
 
+DISTILL_TEMPERATURE = 2.0  # softens both networks' outputs, so the teacher's second choices carry weight
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL divergence from the teacher's softened class distribution to the student's (Hinton et al. 2015)."""
+    t = DISTILL_TEMPERATURE
+    return (
+        nn.functional.kl_div(
+            nn.functional.log_softmax(student_logits / t, 1),
+            nn.functional.softmax(teacher_logits / t, 1),
+            reduction="batchmean",
+        )
+        * t
+        * t
+    )
+
+
+def load_teacher(path: Path, num_classes: int) -> FloatCoP:
+    """An FP32 network of any architecture from its state dict (``binarycop train --fp32``)."""
+    from accel.arch import ARCHS
+
+    state = torch.load(path, weights_only=True)
+    shapes = {key: tuple(value.shape) for key, value in state.items()}
+    for name in ARCHS:
+        teacher = FloatCoP(name, num_classes)
+        if {key: tuple(value.shape) for key, value in teacher.state_dict().items()} == shapes:
+            teacher.load_state_dict(state)
+            return teacher.eval()
+    raise ValueError(f"teacher {path}: not the FP32 twin of any of {', '.join(ARCHS)} with {num_classes} classes")
+
+
 @torch.no_grad()
 def predict(network: nn.Module, crops: np.ndarray) -> np.ndarray:
     network.eval()
@@ -163,6 +196,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     temperature = 1.0 if options.fp32 else SCORE_TEMPERATURE
     if options.init is not None:
         network.load_state_dict(torch.load(options.init, weights_only=True))
+    teacher = load_teacher(options.teacher, len(CLASSES)) if options.teacher is not None else None
     optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, options.epochs)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +221,14 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
             batch_index = order[step * options.batch_size : (step + 1) * options.batch_size]
             inputs = augment(crops_to_tensor(train_set.crops[batch_index]), generator)
             targets = torch.from_numpy(train_set.labels[batch_index])
-            loss = loss_of(network(inputs), targets, temperature)
+            outputs = network(inputs)
+            loss = loss_of(outputs, targets, temperature)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(inputs)
+                loss = (1 - options.distill) * loss + options.distill * distillation_loss(
+                    outputs / temperature, teacher_logits
+                )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -223,6 +264,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "seed": options.seed,
         "balance": options.balance,
         "initialised_from": Path(options.init).name if options.init else None,
+        "teacher": Path(options.teacher).name if options.teacher else None,
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         "--balance", default="labels", choices=["labels", "groups"], help="draw labels equally, or mask groups"
     )
     train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
+    train.add_argument("--teacher", type=Path, help="an FP32 twin's .pt (train --fp32) to distil from")
+    train.add_argument("--distill", type=float, default=0.5, help="with --teacher: share of the loss from distillation")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
@@ -503,6 +505,8 @@ def _train(args) -> int:
             init=args.init,
             fp32=args.fp32,
             balance=args.balance,
+            teacher=args.teacher,
+            distill=args.distill,
         ),
         resume=args.resume,
         cache=args.cache,

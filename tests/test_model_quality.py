@@ -311,3 +311,40 @@ def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
     with torch.no_grad():
         reference = network(crops_to_tensor(crops[:50])).numpy()
     np.testing.assert_array_equal(CpuClassifier(load_model(out)).scores(crops[:50]), reference)
+
+
+def test_distillation_pulls_towards_the_teacher_and_finds_its_architecture(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.nets import FloatCoP
+    from accel.train import distillation_loss, load_teacher
+
+    teacher_logits = torch.tensor([[4.0, 0.0, 0.0, 0.0, 1.0]])
+    agree = distillation_loss(teacher_logits.clone(), teacher_logits).item()
+    disagree = distillation_loss(torch.tensor([[0.0, 0.0, 0.0, 0.0, 4.0]]), teacher_logits).item()
+    assert agree == pytest.approx(0.0, abs=1e-6) and disagree > 1.0
+
+    twin = FloatCoP("u-cnv", len(CLASSES))
+    torch.save(twin.state_dict(), tmp_path / "twin.pt")
+    loaded = load_teacher(tmp_path / "twin.pt", len(CLASSES))
+    inputs = torch.zeros(2, 3, 32, 32)
+    twin.eval()
+    torch.testing.assert_close(loaded(inputs), twin(inputs))
+    torch.save(FloatCoP("n-cnv", 3).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not the FP32 twin of any of cnv, n-cnv, u-cnv with 5 classes"):
+        load_teacher(tmp_path / "other.pt", len(CLASSES))
+
+
+def test_training_with_a_teacher_records_it(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.nets import FloatCoP
+    from accel.train import TrainOptions, train
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(64) % len(CLASSES)
+    crops = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    cache = tmp_path / "crops.npz"
+    np.savez(cache, crops=crops, labels=labels, groups=np.array([f"file:x/{i}" for i in range(64)]))
+    torch.save(FloatCoP("u-cnv", len(CLASSES)).state_dict(), tmp_path / "twin.pt")
+    options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32, teacher=tmp_path / "twin.pt")
+    _, meta = train(["unused"], tmp_path / "m.npz", options, cache=cache)
+    assert meta["teacher"] == "twin.pt" and load_model(tmp_path / "m.npz").arch.name == "u-cnv"
