@@ -75,7 +75,7 @@ def redis_server(tmp_path):
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent (set BINARYCOP_SHARED_DATA)")
