@@ -1,9 +1,9 @@
 """Face detection with libfacedetection's YuNet (the ``yuface`` wheel: BSD 3-clause, runs offline), at one or
 more image scales.
 
-On real scenes it finds masked faces BlazeFace misses (held-out scenes, faces >= 24 px: 91 % at scale 1
-and 95 % at scales 1 and 2, against BlazeFace's 52 % whole-image and 70 % with 192-px tiles, which finds
-only 59 % of correctly masked faces), at about 5x BlazeFace's CPU per frame (21 ms for 640x360, 83 ms for
+On real scenes it finds masked faces BlazeFace misses (``binarycop eval-scenes``, held-out scenes, faces
+>= 24 px: 91.7 % at scale 1 and 95.3 % at scales 1 and 2; BlazeFace with the server's settings 57.8 %, and
+50 % of the correctly masked faces), at about 5x BlazeFace's CPU per frame (21 ms for 640x360, 83 ms for
 1280x720). Upscaling (scale 2) finds faces down to about 10 px at 4x the cost of scale 1.
 
 Its boxes are framed differently from BlazeFace's (narrower, and taller towards the forehead); they are
