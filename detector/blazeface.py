@@ -11,14 +11,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detector.faces import Faces, crop_faces, nms
+from detector.faces import Faces, large_enough_faces, nms
 from detector.tiles import RegionScheduler
 
 FULL_RANGE = 1
 SHORT_RANGE = 0
-# Boxes the detector draws around faces of one true size spread by about +-15 % (24 px faces in generated
-# crowd frames: 20.5 to 32 px, most 21.5 to 27), so a face is dropped only below 85 % of min_face_px.
-MIN_FACE_TOLERANCE = 0.85
 AUTO_TILE_ABOVE = 960  # auto tiling: frames whose longer side exceeds this get square tiles of their shorter side
 
 
@@ -65,13 +62,7 @@ class BlazeFaceDetector:
         if len(boxes):
             keep = nms(boxes, scores)
             boxes, scores = boxes[keep], scores[keep]
-            sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-            big_enough = sizes >= self.min_face_px * MIN_FACE_TOLERANCE
-            boxes, scores = boxes[big_enough], scores[big_enough]
-        faces = Faces(boxes.astype(np.float32), scores.astype(np.float32), coverage=plan.coverage)
-        if with_crops and len(faces):
-            faces.crops = crop_faces(frame_bgr, faces.boxes)
-        return faces
+        return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, plan.coverage)
 
     def tile_side(self, width: int, height: int) -> int:
         """The tile side used for frames of this size (0: no tiling)."""

@@ -15,14 +15,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detector.faces import Faces, crop_faces, nms
+from detector.faces import Faces, large_enough_faces, nms
 
 # Median yuface box against BlazeFace's on the same face (562 faces, both detectors, real photos and
 # MaskedFace-Net): width 0.903 and height 1.161 of BlazeFace's, centre 0.0105 widths left and 0.0645 heights
 # above it. ``to_blazeface_framing`` undoes that.
 WIDTH_RATIO, HEIGHT_RATIO = 0.903, 1.161
 CENTRE_SHIFT_X, CENTRE_SHIFT_Y = -0.0105, -0.0645
-MIN_FACE_TOLERANCE = 0.85  # as for BlazeFace: boxes of one true face size spread by about +-15 %
 
 
 def to_blazeface_framing(boxes: np.ndarray) -> np.ndarray:
@@ -63,13 +62,7 @@ class YuFaceDetector:
         if len(boxes):
             keep = nms(boxes, scores)
             boxes, scores = to_blazeface_framing(boxes[keep]), scores[keep]
-            sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-            big_enough = sizes >= self.min_face_px * MIN_FACE_TOLERANCE
-            boxes, scores = boxes[big_enough], scores[big_enough]
-        faces = Faces(boxes.astype(np.float32), scores.astype(np.float32))
-        if with_crops and len(faces):
-            faces.crops = crop_faces(frame_bgr, faces.boxes)
-        return faces
+        return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops)
 
     def _detect_scaled(self, frame_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
         image = frame_bgr
