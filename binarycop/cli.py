@@ -15,7 +15,16 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from binarycop import __version__
-from binarycop.config import Config, ConfigError, RedisConfig, config_schema, load_config, redact_url, redis_client
+from binarycop.config import (
+    Config,
+    ConfigError,
+    RedisConfig,
+    config_schema,
+    load_config,
+    redact_url,
+    redis_client,
+    validation_problems,
+)
 
 log = logging.getLogger("binarycop")
 
@@ -225,8 +234,7 @@ def _redis_config(args) -> RedisConfig:
     try:
         return RedisConfig.model_validate({"url": args.redis_url, "password": args.redis_password, "tls": tls})
     except ValidationError as error:
-        problems = [f"{'.'.join(map(str, item['loc'])) or 'redis'}: {item['msg']}" for item in error.errors()]
-        raise ConfigError("command line", problems) from None
+        raise ConfigError("command line", validation_problems(error, top="redis")) from None
 
 
 def _status(args) -> int:
@@ -591,8 +599,7 @@ def _offline_detector(args, min_face_px: int):
     try:
         return offline_detector(args.detector, scales, min_face_px)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise ValueError(f"detector options: {problems}") from None
+        raise ConfigError("detector options", validation_problems(error)) from None
 
 
 def _eval_scenes(args) -> int:

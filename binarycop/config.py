@@ -289,8 +289,13 @@ def _substitute(value: Any, path: str, environ: dict[str, str], problems: list[s
     return value
 
 
-def _location(location: tuple) -> str:
-    return ".".join(str(part) for part in location) or "(top level)"
+def validation_problems(error: ValidationError, top: str = "(top level)") -> list[str]:
+    """Each of pydantic's errors as 'field.path: what is wrong' (``top`` names a problem with no field)."""
+    problems = []
+    for item in error.errors():
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{'.'.join(str(part) for part in item['loc']) or top}: {message}")
+    return problems
 
 
 def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
@@ -306,11 +311,7 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     try:
         config = Config.model_validate(raw)
     except ValidationError as error:
-        for item in error.errors():
-            message = item["msg"]
-            if item["type"] == "extra_forbidden":
-                message = "unknown key"
-            problems.append(f"{_location(item['loc'])}: {message}")
+        problems += validation_problems(error)
         config = None
     if problems:
         raise ConfigError(source, problems)

@@ -118,6 +118,17 @@ def test_scan_of_unreadable_image_is_a_clear_error(tmp_path, capsys):
     assert "broken.jpg: not a readable image" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "scales, problem",
+    [("1,x", "--scales '1,x': expected comma-separated numbers"), ("9", "scales must be factors between 0.25 and 4")],
+)
+def test_scan_with_bad_scales_is_a_clear_error(tmp_path, capsys, scales, problem):
+    image = tmp_path / "grey.png"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 127, np.uint8))
+    assert main(["-q", "scan", "--scales", scales, str(image)]) == 2
+    assert problem in capsys.readouterr().err
+
+
 def test_scene_boxes_match_one_detection_each():
     from accel.scenes import match_boxes
 
