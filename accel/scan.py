@@ -7,8 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-OFFLINE_DETECTOR = "yuface"
-OFFLINE_SCALES = (1.0, 2.0)  # still images: the frame and an upscaled copy (faces down to ~10 px)
 SCORE_TEMPERATURE = 8.0  # the integer scores over this are the logits the network was trained on
 
 
@@ -27,13 +25,19 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def offline_detector(kind: str = OFFLINE_DETECTOR, scales=OFFLINE_SCALES, min_face_px: int = 24):
-    """A detector for still images: each image on its own (no still-region reuse), yuface at two scales unless
-    asked otherwise (where time is not pressing, the detector that finds the most faces)."""
-    from binarycop.config import DetectorConfig
+def offline_detector(kind: str | None = None, scales=None, min_face_px: int = 24):
+    """A detector for still images: each image on its own (no still-region reuse); by default
+    ``binarycop.config.OFFLINE_DETECTOR`` at ``OFFLINE_SCALES``."""
+    from binarycop.config import OFFLINE_DETECTOR, OFFLINE_SCALES, DetectorConfig
     from detector import make_detector
 
-    return make_detector(DetectorConfig(kind=kind, scales=list(scales), min_face_px=min_face_px, keep_still=False))
+    config = DetectorConfig(
+        kind=kind or OFFLINE_DETECTOR,
+        scales=list(scales or OFFLINE_SCALES),
+        min_face_px=min_face_px,
+        keep_still=False,
+    )
+    return make_detector(config)
 
 
 class Scanner:

@@ -16,6 +16,8 @@ from redis.exceptions import RedisError
 
 from binarycop import __version__
 from binarycop.config import (
+    OFFLINE_DETECTOR,
+    OFFLINE_SCALES,
     Config,
     ConfigError,
     RedisConfig,
@@ -583,10 +585,14 @@ def _gradcam(args) -> int:
 
 
 def _detector_arguments(parser) -> None:
+    scales = ",".join(f"{scale:g}" for scale in OFFLINE_SCALES)
     parser.add_argument(
-        "--detector", default="yuface", choices=["yuface", "blazeface"], help="face detector (default: yuface)"
+        "--detector",
+        default=OFFLINE_DETECTOR,
+        choices=["yuface", "blazeface"],
+        help=f"face detector (default: {OFFLINE_DETECTOR})",
     )
-    parser.add_argument("--scales", default="1,2", help="yuface: image scales examined, comma-separated (default: 1,2)")
+    parser.add_argument("--scales", default=scales, help=f"yuface: image scales, comma-separated (default: {scales})")
 
 
 def _offline_detector(args, min_face_px: int):

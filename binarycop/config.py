@@ -164,6 +164,12 @@ _KEEP_STILL_HELP = (
 )
 
 
+# Still images (``scan``, ``eval-scenes``): time is not pressing, so the detector that finds the most faces,
+# on the image and an upscaled copy (faces down to ~10 px).
+OFFLINE_DETECTOR = "yuface"
+OFFLINE_SCALES = (1.0, 2.0)
+
+
 class DetectorConfig(Strict):
     kind: Literal["blazeface", "yuface"] = Field("blazeface", description=_KIND_HELP)
     scales: list[float] = Field([1.0], min_length=1, max_length=4, description=_SCALES_HELP)
