@@ -1,8 +1,9 @@
 """``binarycop bench slice``: frames per second of the whole slice on the bundled clip.
 
 The clip is read as fast as possible (every frame sampled) through the real server path
-(decode, BlazeFace, n-CNV on the chosen backend, counts into an embedded Redis);
-stage times are measured on the same frames beside it. Medians of ``--repeat`` runs.
+(decode, the detector, n-CNV on the chosen backend, counts into an embedded Redis);
+stage times are measured on the same frames beside it. Medians of ``--repeat`` runs. Several
+detectors are run alternately in one call (the first is the anchor the others are compared to).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from binarycop.config import ClassifierConfig, DetectorConfig
 from binarycop.democlip import CLIP, FPS, demo_config
 
 
-async def _slice_once(backend: str) -> tuple[int, float]:
+async def _slice_once(backend: str, detector: DetectorConfig) -> tuple[int, float]:
     from binarycop.server import Server
     from stats.embedded import EmbeddedRedis
     from stats.redis_store import FRAMES_KEY
@@ -26,7 +27,8 @@ async def _slice_once(backend: str) -> tuple[int, float]:
     embedded = EmbeddedRedis()
     config = demo_config(port=0, loop=False, realtime=False)
     camera = config.cameras[0].model_copy(update={"detect_fps": FPS})
-    config = config.model_copy(update={"cameras": [camera], "classifier": ClassifierConfig(backend=backend)})
+    update = {"cameras": [camera], "classifier": ClassifierConfig(backend=backend), "detector": detector}
+    config = config.model_copy(update=update)
     server = Server(config, embedded.url)
     try:
         await server.start()
@@ -41,7 +43,7 @@ async def _slice_once(backend: str) -> tuple[int, float]:
     return frames, elapsed
 
 
-def _stage_times(backend: str) -> dict[str, float]:
+def _stage_times(backend: str, detector_config: DetectorConfig) -> dict[str, float]:
     from accel import make_classifier
     from detector import make_detector
 
@@ -54,7 +56,7 @@ def _stage_times(backend: str) -> dict[str, float]:
             break
         decode.append(time.perf_counter() - started)
         frames.append(frame)
-    detector = make_detector(DetectorConfig())
+    detector = make_detector(detector_config)
     classifier = make_classifier(backend, "n-cnv")
     detect, classify = [], []
     for frame in frames:
@@ -72,15 +74,34 @@ def _stage_times(backend: str) -> dict[str, float]:
     }
 
 
-def bench_slice(backend: str = "cpu", repeat: int = 3) -> dict:
-    runs = [asyncio.run(_slice_once(backend)) for _ in range(repeat)]
-    rates = [frames / elapsed for frames, elapsed in runs]
-    result = {
-        "backend": backend,
-        "frames": runs[0][0],
-        "faces_per_frame": 4,
-        "slice_frames_per_s": statistics.median(rates),
-        "runs_frames_per_s": rates,
-    }
-    result.update(_stage_times(backend))
+def detector_name(config: DetectorConfig) -> str:
+    """``blazeface`` or ``yuface@1,2`` (the scales matter to yuface only)."""
+    if config.kind == "yuface":
+        return "yuface@" + ",".join(f"{scale:g}" for scale in config.scales)
+    return config.kind
+
+
+def bench_slice(backend: str = "cpu", repeat: int = 3, detectors: list[DetectorConfig] | None = None) -> dict:
+    """Figures of the first detector at the top level; with several, each under ``detectors`` with
+    its frame rate as a share of the first's (runs alternate, so load changes hit all alike)."""
+    detectors = detectors or [DetectorConfig()]
+    rates: list[list[float]] = [[] for _ in detectors]
+    frames = 0
+    for _ in range(repeat):
+        for index, detector in enumerate(detectors):
+            frames, elapsed = asyncio.run(_slice_once(backend, detector))
+            rates[index].append(frames / elapsed)
+    figures = []
+    for detector, runs in zip(detectors, rates):
+        figure = {
+            "detector": detector_name(detector),
+            "slice_frames_per_s": statistics.median(runs),
+            "runs_frames_per_s": runs,
+        }
+        figure.update(_stage_times(backend, detector))
+        figure["speed_vs_first"] = figure["slice_frames_per_s"] / statistics.median(rates[0])
+        figures.append(figure)
+    result = {"backend": backend, "frames": frames, "faces_per_frame": 4, **figures[0]}
+    if len(detectors) > 1:
+        result["detectors"] = figures
     return result

@@ -17,7 +17,7 @@ import time
 import cv2
 import numpy as np
 
-from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
+from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig
 from binarycop.democlip import clip_frames
 from binarycop.mjpeg import MjpegCamera
 
@@ -44,7 +44,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _trial(cameras: int, seconds: float, decode_only: bool, frames: list[bytes]) -> dict:
+async def _trial(
+    cameras: int, seconds: float, decode_only: bool, frames: list[bytes], detector: DetectorConfig
+) -> dict:
     from binarycop.server import Server
     from ingest import open_source
     from stats import read_counts
@@ -59,7 +61,8 @@ async def _trial(cameras: int, seconds: float, decode_only: bool, frames: list[b
             return await _decode_only(configs, seconds, open_source)
         embedded = EmbeddedRedis()
         server = Server(
-            Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs), embedded.url
+            Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs, detector=detector),
+            embedded.url,
         )
         try:
             await server.start()
@@ -166,11 +169,18 @@ def _sustained(result: dict, decode_only: bool) -> bool:
     return result["drop_ratio"] < MAX_DROP_RATIO and (decode_only or result["p95_latency_s"] < MAX_P95_SECONDS)
 
 
-def search(decode_only: bool, seconds: float, frames: list[bytes], cameras: int | None, limit: int) -> tuple[int, dict]:
+def search(
+    decode_only: bool,
+    seconds: float,
+    frames: list[bytes],
+    cameras: int | None,
+    limit: int,
+    detector: DetectorConfig | None = None,
+) -> tuple[int, dict]:
     """Largest camera count sustained (doubling, then bisection), with the figures of that run."""
 
     def run(n: int) -> dict:
-        result = asyncio.run(_trial(n, seconds, decode_only, frames))
+        result = asyncio.run(_trial(n, seconds, decode_only, frames, detector or DetectorConfig()))
         kind = "decode only" if decode_only else "pipeline"
         print(
             f"{kind}: {n} cameras -> drop {result['drop_ratio']:.3%}, p95 {result['p95_latency_s']} s, "
@@ -202,12 +212,18 @@ def search(decode_only: bool, seconds: float, frames: list[bytes], cameras: int 
     return good, good_result
 
 
-def bench_pipeline(cameras: int | None = None, seconds: float = 15, limit: int = 64) -> dict:
+def bench_pipeline(
+    cameras: int | None = None, seconds: float = 15, limit: int = 64, detector: DetectorConfig | None = None
+) -> dict:
+    from binarycop.bench import detector_name
+
+    detector = detector or DetectorConfig()
     frames = crowd_frames()
-    sustained, result = search(False, seconds, frames, cameras, limit)
+    sustained, result = search(False, seconds, frames, cameras, limit, detector)
     decode_cameras, _ = search(True, seconds, frames, cameras, limit)
     p95 = result.get("p95_latency_s", float("inf"))
     return {
+        "detector": detector_name(detector),
         "cameras_sustained": sustained,
         "drop_ratio": result.get("drop_ratio", 1.0),
         "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame made it through (JSON has no inf)

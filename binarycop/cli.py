@@ -20,6 +20,7 @@ from binarycop.config import (
     OFFLINE_SCALES,
     Config,
     ConfigError,
+    DetectorConfig,
     RedisConfig,
     config_schema,
     load_config,
@@ -193,11 +194,20 @@ def _parser() -> argparse.ArgumentParser:
     bench_slice = bench_kinds.add_parser("slice", help="frames/s of the whole slice on the bundled clip")
     bench_slice.add_argument("--backend", default="cpu", choices=["cpu", "torch"])
     bench_slice.add_argument("--repeat", type=int, default=3)
+    bench_slice.add_argument(
+        "--detector",
+        action="append",
+        metavar="KIND[@SCALES]",
+        help="blazeface (default), yuface or e.g. yuface@1,2; repeat it to compare (alternated, first is the anchor)",
+    )
     bench_slice.add_argument("--json", action="store_true")
     bench_slice.set_defaults(handler=_bench_slice)
     bench_pipeline = bench_kinds.add_parser("pipeline", help="how many real camera streams this machine sustains")
     bench_pipeline.add_argument("--cameras", type=int, help="run this many only (default: search)")
     bench_pipeline.add_argument("--seconds", type=float, default=15, help="measured seconds per trial")
+    bench_pipeline.add_argument(
+        "--detector", default="blazeface", metavar="KIND[@SCALES]", help="blazeface (default), yuface or yuface@1,2"
+    )
     bench_pipeline.add_argument("--json", action="store_true")
     bench_pipeline.set_defaults(handler=_bench_pipeline)
     bench_faces = bench_kinds.add_parser("faces", help="small faces found in generated crowd frames, per tiling")
@@ -292,7 +302,7 @@ def _dashboards_render(args) -> int:
 def _bench_pipeline(args) -> int:
     from binarycop.bench_pipeline import bench_pipeline
 
-    result = bench_pipeline(args.cameras, args.seconds)
+    result = bench_pipeline(args.cameras, args.seconds, detector=detector_spec(args.detector))
     if args.json:
         print(json.dumps(result))
     else:
@@ -402,16 +412,38 @@ def _export(args) -> int:
 def _bench_slice(args) -> int:
     from binarycop.bench import bench_slice
 
-    result = bench_slice(args.backend, args.repeat)
+    detectors = [detector_spec(text) for text in args.detector or ["blazeface"]]
+    result = bench_slice(args.backend, args.repeat, detectors)
     if args.json:
         print(json.dumps(result))
-    else:
+        return 0
+    for figure in result.get("detectors", [result]):
         print(
-            f"slice: {result['slice_frames_per_s']:.1f} frames/s ({result['faces_per_frame']} faces each, "
-            f"backend {result['backend']}); per frame: decode {result['decode_ms']:.2f} ms, "
-            f"detect+crop {result['detect_and_crop_ms']:.2f} ms, classify {result['classify_ms']:.3f} ms"
+            f"slice, {figure['detector']}: {figure['slice_frames_per_s']:.1f} frames/s "
+            f"({figure['speed_vs_first']:.2f}x the first; {result['faces_per_frame']} faces each, "
+            f"backend {result['backend']}); per frame: decode {figure['decode_ms']:.2f} ms, "
+            f"detect+crop {figure['detect_and_crop_ms']:.2f} ms, classify {figure['classify_ms']:.3f} ms"
         )
     return 0
+
+
+def detector_spec(text: str) -> DetectorConfig:
+    """``blazeface``, ``yuface`` or ``yuface@1,2`` as the server's default detector settings of that kind."""
+    kind, _, scales = text.partition("@")
+    fields: dict = {"kind": kind}
+    if scales and kind != "yuface":
+        raise ConfigError("--detector", [f"{text!r}: only yuface takes scales"])
+    if scales:
+        try:
+            fields["scales"] = [float(scale) for scale in scales.split(",")]
+        except ValueError:
+            raise ConfigError(
+                "--detector", [f"{text!r}: scales are comma-separated numbers, e.g. yuface@1,2"]
+            ) from None
+    try:
+        return DetectorConfig(**fields)
+    except ValidationError as error:
+        raise ConfigError(f"--detector {text!r}", validation_problems(error)) from None
 
 
 def _exporter(args) -> int:

@@ -196,3 +196,24 @@ def test_yuface_is_chosen_by_config_and_refuses_bad_scales():
         DetectorConfig(kind="yuface", scales=[8])
     with pytest.raises(ValueError, match="kind"):
         DetectorConfig(kind="haar")
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("yuface@1,x", "'yuface@1,x': scales are comma-separated numbers"),
+        ("yuface@9", "scales must be factors between 0.25 and 4"),
+        ("blazeface@2", "'blazeface@2': only yuface takes scales"),
+        ("retina", "kind: Input should be 'blazeface' or 'yuface'"),
+    ],
+)
+def test_bench_detector_option(capsys, text, problem):
+    """``bench slice/pipeline --detector`` takes the server's detector settings of that kind; a bad one is
+    a clear error before anything runs."""
+    from binarycop.cli import detector_spec, main
+    from binarycop.config import DetectorConfig
+
+    assert detector_spec("blazeface") == DetectorConfig()
+    assert detector_spec("yuface@1,2") == DetectorConfig(kind="yuface", scales=[1.0, 2.0])
+    assert main(["-q", "bench", "slice", "--detector", text]) == 2
+    assert problem in capsys.readouterr().err
