@@ -677,7 +677,11 @@ def _eval_scenes(args) -> int:
     )
     for key in ("end_to_end", "ground_truth_boxes"):
         part = result[key]
-        recalls = ", ".join(f"{g} {r:.1%}" if r is not None else f"{g} -" for g, r in part["recall"].items())
+        recalls = ", ".join(
+            f"{g} {r:.1%} [{low:.0%}-{high:.0%}] of {part['support'][g]}" if r is not None else f"{g} -"
+            for g, r in part["recall"].items()
+            for low, high in [part["recall_interval_95"][g] or (0, 0)]
+        )
         mean = f"{part['mean']:.1%}" if part["mean"] is not None else "-"
         print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {mean}")
     return 0

@@ -150,6 +150,19 @@ def test_group_recalls_map_positions_to_incorrect():
     assert result["recall"] == {"with_mask": 0.5, "mask_weared_incorrect": 0.5, "without_mask": 1.0}
     assert result["mean"] == pytest.approx(2 / 3)
     assert result["confusion"][1] == [0, 0, 0, 1, 1]
+    assert result["support"] == {"with_mask": 2, "mask_weared_incorrect": 2, "without_mask": 1}
+    low, high = result["recall_interval_95"]["with_mask"]
+    assert low < 0.5 < high and high - low > 0.5  # one of two is barely evidence
+
+
+def test_wilson_interval_matches_known_values():
+    """Against published values (Newcombe 1998, Table I: 81/263 -> 0.2553-0.3662; 0/10 -> 0-0.2775)."""
+    from accel.scenes import wilson_interval
+
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(17, 25)[0] < 0.68 < wilson_interval(17, 25)[1]
+    assert wilson_interval(0, 0) is None
 
 
 def test_scene_split_is_the_training_split(shared_data):
