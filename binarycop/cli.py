@@ -307,7 +307,8 @@ def _bench_pipeline(args) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"cameras sustained: {result['cameras_sustained']} (decode alone: {result['decode_only_cameras']}); "
+            f"{result['detector']}: cameras sustained: {result['cameras_sustained']} "
+            f"(decode alone: {result['decode_only_cameras']}); "
             f"drop {result['drop_ratio']:.2%}, p95 latency {result['p95_latency_s']} s, "
             f"{result['crops_per_s']:.0f} crops/s"
         )
