@@ -5,12 +5,15 @@ from detector.faces import CROP_MARGIN, CROP_SIZE, Faces, crop_faces, iou_matrix
 __all__ = ["CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "make_detector", "nms", "square_boxes"]
 
 
-def make_detector(config):
-    """A detector for a :class:`binarycop.config.DetectorConfig`."""
+def make_detector(config, live: bool = False):
+    """A detector for a :class:`binarycop.config.DetectorConfig`; ``live``: for a camera of the server,
+    next to other cameras' threads (yuface then runs in a process of its own: it holds the GIL)."""
     if config.kind == "yuface":
         from detector.yuface import YuFaceDetector
 
-        return YuFaceDetector(min_score=config.min_score, min_face_px=config.min_face_px, scales=tuple(config.scales))
+        return YuFaceDetector(
+            min_score=config.min_score, min_face_px=config.min_face_px, scales=tuple(config.scales), worker_process=live
+        )
     from detector.blazeface import BlazeFaceDetector
 
     return BlazeFaceDetector(

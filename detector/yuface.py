@@ -3,14 +3,23 @@ more image scales.
 
 On real scenes it finds masked faces BlazeFace misses (``binarycop eval-scenes``, held-out scenes, faces
 >= 24 px: 91.7 % at scale 1 and 95.3 % at scales 1 and 2; BlazeFace with the server's settings 57.8 %, and
-50 % of the correctly masked faces), at about 5x BlazeFace's CPU per frame (21 ms for 640x360, 83 ms for
-1280x720). Upscaling (scale 2) finds faces down to about 10 px at 4x the cost of scale 1.
+50 % of the correctly masked faces), at about 4x BlazeFace's CPU per 640x360 frame at scale 1
+(``binarycop bench slice --detector yuface``); scale 0.5 costs what BlazeFace does. Upscaling (scale 2)
+finds faces down to about 10 px at 4x the cost of scale 1.
+
+The wheel's ``c_detect`` holds Python's GIL while it runs (tens to hundreds of milliseconds per frame),
+which would stall the server's event loop and every other camera. So the server's detectors
+(``worker_process=True``) run it in a process of their own, one per camera; still-image tools call it directly.
 
 Its boxes are framed differently from BlazeFace's (narrower, and taller towards the forehead); they are
 mapped onto BlazeFace's framing, so a 32x32 crop looks the same to the classifier whichever detector cut it.
 """
 
 from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import cv2
 import numpy as np
@@ -34,22 +43,50 @@ def to_blazeface_framing(boxes: np.ndarray) -> np.ndarray:
     return np.stack([centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2], 1)
 
 
-class YuFaceDetector:
-    """Finds faces in BGR frames with YuNet at each of ``scales`` (1: the frame as it is, 2: upscaled twice)."""
+def raw_detect(image: np.ndarray) -> np.ndarray:
+    """YuNet's rows for a contiguous BGR image: confidence (percent), x, y, w, h, five landmarks."""
+    import yuface  # imported here: only this detector needs it (and in the worker process, only it)
 
-    def __init__(self, min_score: float = 0.5, min_face_px: int = 24, scales: tuple[float, ...] = (1.0,)):
-        import yuface  # imported here: only this detector needs it
+    return np.asarray(yuface.c_detect(image), np.float32).reshape(-1, 16)
+
+
+class YuFaceDetector:
+    """Finds faces in BGR frames with YuNet at each of ``scales`` (1: the frame as it is, 2: upscaled twice);
+    with ``worker_process``, YuNet runs in a child process so the GIL stays free for the caller's threads."""
+
+    def __init__(
+        self,
+        min_score: float = 0.5,
+        min_face_px: int = 24,
+        scales: tuple[float, ...] = (1.0,),
+        worker_process: bool = False,
+    ):
+        import yuface  # noqa: F401 - fail here, not in the first frame, when the wheel is missing
 
         if not scales or any(not 0.25 <= scale <= 4 for scale in scales):
             raise ValueError(f"yuface scales {list(scales)}: expected one or more factors between 0.25 and 4")
-        self._detect = yuface.c_detect
         self.min_score = min_score
         self.min_face_px = min_face_px
         self.scales = tuple(float(scale) for scale in scales)
         self.inferences = 0
+        self.worker_process = worker_process
+        self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        if not self.worker_process:
+            return raw_detect(image)
+        if self._pool is None:  # spawn: a fork of a threaded server could inherit held locks
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return self._pool.submit(raw_detect, image).result()
+        except BrokenProcessPool:
+            self._pool = None  # the worker died (killed, out of memory): this frame fails, the next starts a new one
+            raise RuntimeError("yuface worker process died") from None
 
     def detect(self, frame_bgr: np.ndarray, with_crops: bool = True, focus: np.ndarray | None = None) -> Faces:
         """Faces in the frame (``focus`` is accepted for the detector interface; every scale sees the whole frame)."""
@@ -70,7 +107,7 @@ class YuFaceDetector:
             image = cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         self.inferences += 1
         # rows: confidence (percent), x, y, w, h, five landmarks (int16)
-        result = np.asarray(self._detect(np.ascontiguousarray(image)), np.float32).reshape(-1, 16)
+        result = self._run(np.ascontiguousarray(image))
         result = result[result[:, 0] >= self.min_score * 100]
         boxes = result[:, 1:5].copy()
         boxes[:, 2:] += boxes[:, :2]
