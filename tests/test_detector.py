@@ -168,7 +168,7 @@ def test_yuface_finds_masked_faces_blazeface_misses(shared_data, detector, yunet
     assert found["yuface"] >= found["blazeface"] + 0.15 * total
 
 
-def test_a_live_yuface_detector_runs_in_its_own_process_and_outlives_its_death(shared_data):
+def test_a_live_yuface_detector_runs_in_its_own_process_and_outlives_its_death():
     """yuface holds the GIL while it runs, so a camera's detector runs it in a child process (the server's
     threads and other cameras keep running); the same boxes as in-process; a killed worker fails one
     frame with a clear error and the next frame starts a new worker."""
@@ -176,14 +176,15 @@ def test_a_live_yuface_detector_runs_in_its_own_process_and_outlives_its_death(s
     import signal
 
     from binarycop.config import DetectorConfig
+    from binarycop.democlip import clip_frames
     from detector import make_detector
     from detector.yuface import YuFaceDetector
 
-    image = cv2.imread(str(shared_data / "scenes" / "misc" / "fr_two_people.jpg"))
+    image = clip_frames()[0]  # the bundled clip: four faces in its first frame
     expected = YuFaceDetector().detect(image).boxes
     live = make_detector(DetectorConfig(kind="yuface"), live=True)
     try:
-        assert len(expected) == 2
+        assert len(expected) == 4
         np.testing.assert_array_equal(live.detect(image).boxes, expected)
         workers = list(live._pool._processes)
         assert len(workers) == 1 and workers[0] != os.getpid()
