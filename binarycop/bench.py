@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from binarycop.config import ClassifierConfig, DetectorConfig
+from binarycop.config import ClassifierConfig, DetectorConfig, detector_name
 from binarycop.democlip import CLIP, FPS, demo_config
 
 
@@ -72,13 +72,6 @@ def _stage_times(backend: str, detector_config: DetectorConfig) -> dict[str, flo
         "detect_and_crop_ms": 1000 * statistics.median(detect),
         "classify_ms": 1000 * statistics.median(classify),
     }
-
-
-def detector_name(config: DetectorConfig) -> str:
-    """``blazeface`` or ``yuface@1,2`` (the scales matter to yuface only)."""
-    if config.kind == "yuface":
-        return "yuface@" + ",".join(f"{scale:g}" for scale in config.scales)
-    return config.kind
 
 
 def bench_slice(backend: str = "cpu", repeat: int = 3, detectors: list[DetectorConfig] | None = None) -> dict:

@@ -17,7 +17,7 @@ import time
 import cv2
 import numpy as np
 
-from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig
+from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
 from binarycop.democlip import clip_frames
 from binarycop.mjpeg import MjpegCamera
 
@@ -215,8 +215,6 @@ def search(
 def bench_pipeline(
     cameras: int | None = None, seconds: float = 15, limit: int = 64, detector: DetectorConfig | None = None
 ) -> dict:
-    from binarycop.bench import detector_name
-
     detector = detector or DetectorConfig()
     frames = crowd_frames()
     sustained, result = search(False, seconds, frames, cameras, limit, detector)

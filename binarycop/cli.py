@@ -20,9 +20,9 @@ from binarycop.config import (
     OFFLINE_SCALES,
     Config,
     ConfigError,
-    DetectorConfig,
     RedisConfig,
     config_schema,
+    detector_spec,
     load_config,
     redact_url,
     redis_client,
@@ -428,25 +428,6 @@ def _bench_slice(args) -> int:
     return 0
 
 
-def detector_spec(text: str) -> DetectorConfig:
-    """``blazeface``, ``yuface`` or ``yuface@1,2`` as the server's default detector settings of that kind."""
-    kind, _, scales = text.partition("@")
-    fields: dict = {"kind": kind}
-    if scales and kind != "yuface":
-        raise ConfigError("--detector", [f"{text!r}: only yuface takes scales"])
-    if scales:
-        try:
-            fields["scales"] = [float(scale) for scale in scales.split(",")]
-        except ValueError:
-            raise ConfigError(
-                "--detector", [f"{text!r}: scales are comma-separated numbers, e.g. yuface@1,2"]
-            ) from None
-    try:
-        return DetectorConfig(**fields)
-    except ValidationError as error:
-        raise ConfigError(f"--detector {text!r}", validation_problems(error)) from None
-
-
 def _exporter(args) -> int:
     if not args.redis_url:
         print(
@@ -641,6 +622,15 @@ def _offline_detector(args, min_face_px: int):
         raise ConfigError("detector options", validation_problems(error)) from None
 
 
+def _group_recall_text(part: dict, group: str) -> str:
+    """``with_mask 91.5% [88%-94%] of 270`` (recall, its 95 % interval, support) or ``with_mask -``."""
+    recall = part["recall"][group]
+    if recall is None:
+        return f"{group} -"
+    low, high = part["recall_interval_95"][group]
+    return f"{group} {recall:.1%} [{low:.0%}-{high:.0%}] of {part['support'][group]}"
+
+
 def _eval_scenes(args) -> int:
     from accel import ModelFileError, make_classifier
     from accel.scenes import evaluate_scenes
@@ -678,11 +668,7 @@ def _eval_scenes(args) -> int:
     )
     for key in ("end_to_end", "ground_truth_boxes"):
         part = result[key]
-        recalls = ", ".join(
-            f"{g} {r:.1%} [{low:.0%}-{high:.0%}] of {part['support'][g]}" if r is not None else f"{g} -"
-            for g, r in part["recall"].items()
-            for low, high in [part["recall_interval_95"][g] or (0, 0)]
-        )
+        recalls = ", ".join(_group_recall_text(part, group) for group in part["recall"])
         mean = f"{part['mean']:.1%}" if part["mean"] is not None else "-"
         print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {mean}")
     return 0

@@ -304,6 +304,33 @@ def validation_problems(error: ValidationError, top: str = "(top level)") -> lis
     return problems
 
 
+def detector_spec(text: str) -> DetectorConfig:
+    """``KIND[@SCALES]`` (``blazeface``, ``yuface``, ``yuface@1,2``: how the bench commands name a detector) as
+    the server's default detector settings of that kind; :func:`detector_name` writes it back."""
+    kind, _, scales = text.partition("@")
+    fields: dict = {"kind": kind}
+    if scales:
+        if kind != "yuface":
+            raise ConfigError("--detector", [f"{text!r}: only yuface takes scales"])
+        try:
+            fields["scales"] = [float(scale) for scale in scales.split(",")]
+        except ValueError:
+            raise ConfigError(
+                "--detector", [f"{text!r}: scales are comma-separated numbers, e.g. yuface@1,2"]
+            ) from None
+    try:
+        return DetectorConfig(**fields)
+    except ValidationError as error:
+        raise ConfigError(f"--detector {text!r}", validation_problems(error)) from None
+
+
+def detector_name(config: DetectorConfig) -> str:
+    """``blazeface`` or ``yuface@1,2`` (the scales matter to yuface only)."""
+    if config.kind == "yuface":
+        return "yuface@" + ",".join(f"{scale:g}" for scale in config.scales)
+    return config.kind
+
+
 def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
     """Parse YAML text into a :class:`Config`, raising :class:`ConfigError` with every problem."""
     try:

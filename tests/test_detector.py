@@ -240,8 +240,8 @@ def test_yuface_is_chosen_by_config_and_refuses_bad_scales():
 def test_bench_detector_option(capsys, text, problem):
     """``bench slice/pipeline --detector`` takes the server's detector settings of that kind; a bad one is
     a clear error before anything runs."""
-    from binarycop.cli import detector_spec, main
-    from binarycop.config import DetectorConfig
+    from binarycop.cli import main
+    from binarycop.config import DetectorConfig, detector_spec
 
     assert detector_spec("blazeface") == DetectorConfig()
     assert detector_spec("yuface@1,2") == DetectorConfig(kind="yuface", scales=[1.0, 2.0])
