@@ -196,15 +196,41 @@ def _cropset(crops: list, labels: list, groups: list) -> CropSet:
     )
 
 
+def _source_keys(sources: list[str]) -> list[str]:
+    """Sources with their folders made absolute, so a cache records what it was made from."""
+    keys = []
+    for source in sources:
+        forced, _, folder = source.rpartition("=") if "=" in source else ("", "", source)
+        keys.append(f"{forced}={Path(folder).resolve()}" if forced else str(Path(folder).resolve()))
+    return keys
+
+
+def save_crops(cache: Path, data: CropSet, sources: list[str]) -> None:
+    """Keep ``data`` (made from ``sources``, incorrectly worn crops included) in ``cache``."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups, sources=np.array(_source_keys(sources)))
+
+
+def _load_cache(cache: Path, sources: list[str]) -> CropSet | None:
+    with np.load(cache) as saved:
+        if "sources" not in saved:
+            print(f"{cache}: a crop cache that does not record its sources; making it again", file=sys.stderr)
+            return None
+        recorded = saved["sources"].tolist()
+        if recorded != _source_keys(sources):
+            raise ValueError(
+                f"crop cache {cache} was made from {recorded}, not from {_source_keys(sources)}: "
+                "give another --cache path or delete it"
+            )
+        return CropSet(saved["crops"], saved["labels"], saved["groups"])
+
+
 def load_sources(sources: list[str], cache: Path | None = None, with_incorrect: bool = False) -> CropSet:
-    """All sources' crops, cached in ``cache`` (an .npz) when given."""
-    if cache is not None and cache.exists():
-        with np.load(cache) as saved:
-            data = CropSet(saved["crops"], saved["labels"], saved["groups"])
-        return data if with_incorrect else data.subset(data.labels < INCORRECT)
-    maker = CropMaker()
-    data = CropSet.concat([load_source(source, maker, with_incorrect=with_incorrect) for source in sources])
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups)
-    return data
+    """All sources' crops, kept in ``cache`` (an .npz) when given and reused while the sources match."""
+    data = _load_cache(cache, sources) if cache is not None and cache.exists() else None
+    if data is None:
+        maker = CropMaker()
+        data = CropSet.concat([load_source(source, maker, with_incorrect=True) for source in sources])
+        if cache is not None:
+            save_crops(cache, data, sources)
+    return data if with_incorrect else data.subset(data.labels < INCORRECT)

@@ -310,7 +310,7 @@ def test_group_balance_gives_each_mask_group_a_third():
 def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
     from accel.cpu import CpuClassifier
-    from accel.dataset import INCORRECT
+    from accel.dataset import INCORRECT, CropSet, save_crops
     from accel.nets import BinaryCoP
     from accel.train import TrainOptions, train
 
@@ -319,7 +319,7 @@ def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
     crops = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
     crops[..., 0] = (labels * 40)[:, None, None]  # something learnable
     cache = tmp_path / "crops.npz"
-    np.savez(cache, crops=crops, labels=labels, groups=np.array([f"file:x/{i}" for i in range(300)]))
+    save_crops(cache, CropSet(crops, labels, np.array([f"file:x/{i}" for i in range(300)])), ["unused"])
     out = tmp_path / "m.npz"
     options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32)
     train(["unused"], out, options, cache=cache)
@@ -360,6 +360,7 @@ def test_distillation_pulls_towards_the_teacher_and_finds_its_architecture(tmp_p
 
 def test_training_with_a_teacher_records_it(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.dataset import CropSet, save_crops
     from accel.nets import FloatCoP
     from accel.train import TrainOptions, train
 
@@ -367,8 +368,31 @@ def test_training_with_a_teacher_records_it(tmp_path):
     labels = np.arange(64) % len(CLASSES)
     crops = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     cache = tmp_path / "crops.npz"
-    np.savez(cache, crops=crops, labels=labels, groups=np.array([f"file:x/{i}" for i in range(64)]))
+    save_crops(cache, CropSet(crops, labels, np.array([f"file:x/{i}" for i in range(64)])), ["unused"])
     torch.save(FloatCoP("u-cnv", len(CLASSES)).state_dict(), tmp_path / "twin.pt")
     options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32, teacher=tmp_path / "twin.pt")
     _, meta = train(["unused"], tmp_path / "m.npz", options, cache=cache)
     assert meta["teacher"] == "twin.pt" and load_model(tmp_path / "m.npz").arch.name == "u-cnv"
+
+
+def test_a_crop_cache_is_reused_only_for_the_sources_it_was_made_from(tmp_path, monkeypatch, capsys):
+    from accel.dataset import INCORRECT, CropSet, load_sources, save_crops
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    data = CropSet(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 4, INCORRECT]), np.array(["a", "b", "c"]))
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, data, [f"no_mask={folder}"])
+    monkeypatch.chdir(tmp_path)  # the same folder spelt relatively is the same source
+    assert load_sources(["no_mask=faces"], cache, with_incorrect=True).labels.tolist() == [0, 4, INCORRECT]
+    assert load_sources(["no_mask=faces"], cache).labels.tolist() == [0, 4]  # incorrectly worn left out
+    with pytest.raises(
+        ValueError, match=r"crop cache .*crops.npz was made from .*'no_mask=.*faces'.*'correct=.*faces'"
+    ):
+        load_sources(["correct=faces"], cache)
+    # A cache that records no sources (an older one) is made again from the sources, not trusted
+    np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups)
+    assert len(load_sources(["faces"], cache)) == 0
+    assert "does not record its sources" in capsys.readouterr().err
+    with np.load(cache) as remade:
+        assert remade["sources"].tolist() == [str(folder.resolve())]
