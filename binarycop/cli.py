@@ -106,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
-    train.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    train.add_argument(
+        "--cache", type=Path, help="an .npz to keep the prepared crops in; reused only for the same --data"
+    )
     train.add_argument("--init", type=Path, help="a .pt state dict to fine-tune (e.g. after synthetic pretraining)")
     train.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (cosine schedule)")
     train.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on a busy machine)")
@@ -123,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the confusion matrix into a PNG")
-    evaluate.add_argument("--cache", type=Path, help="an .npz to keep the prepared crops in")
+    evaluate.add_argument(
+        "--cache", type=Path, help="an .npz to keep the prepared crops in; reused only for the same --data"
+    )
     evaluate.add_argument(
         "--held-out", action="store_true", help="only the faces/images training holds out (FFHQ id or image hash)"
     )
