@@ -1,6 +1,8 @@
 """Faces and 32x32 crops from frames."""
 
-from detector.faces import CROP_MARGIN, CROP_SIZE, Faces, crop_faces, iou_matrix, nms, square_boxes
+from __future__ import annotations
+
+_FROM_FACES = ("CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "nms", "square_boxes")
 
 __all__ = ["CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "make_detector", "nms", "square_boxes"]
 
@@ -23,3 +25,12 @@ def make_detector(config, live: bool = False):
         tiles_per_frame=config.tiles_per_frame,
         keep_still=config.keep_still,
     )
+
+
+def __getattr__(name: str):
+    # Imported on first use, so that a yuface worker process (detector.yunet) does not load OpenCV
+    if name in _FROM_FACES:
+        from detector import faces
+
+        return getattr(faces, name)
+    raise AttributeError(f"module 'detector' has no attribute {name!r}")

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from detector.faces import Faces, large_enough_faces, nms
+from detector.yunet import raw_detect
 
 # Median yuface box against BlazeFace's on the same face (562 faces, both detectors, real photos and
 # MaskedFace-Net): width 0.903 and height 1.161 of BlazeFace's, centre 0.0105 widths left and 0.0645 heights
@@ -41,13 +42,6 @@ def to_blazeface_framing(boxes: np.ndarray) -> np.ndarray:
     centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 - CENTRE_SHIFT_X * width
     centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 - CENTRE_SHIFT_Y * height
     return np.stack([centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2], 1)
-
-
-def raw_detect(image: np.ndarray) -> np.ndarray:
-    """YuNet's rows for a contiguous BGR image: confidence (percent), x, y, w, h, five landmarks."""
-    import yuface  # imported here: only this detector needs it (and in the worker process, only it)
-
-    return np.asarray(yuface.c_detect(image), np.float32).reshape(-1, 16)
 
 
 class YuFaceDetector:

@@ -168,6 +168,17 @@ def test_yuface_finds_masked_faces_blazeface_misses(shared_data, detector, yunet
     assert found["yuface"] >= found["blazeface"] + 0.15 * total
 
 
+def test_what_a_yuface_worker_runs_imports_no_opencv():
+    """A live yuface worker unpickles ``detector.yunet.raw_detect``: importing it (and the package above it)
+    must not load OpenCV, which the worker never uses (6 MB of its own memory, 27 MB resident, per yuface camera)."""
+    import subprocess
+    import sys
+
+    code = "import sys, detector.yunet; print(sorted(m for m in ('cv2', 'mediapipe', 'torch') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
 def test_a_live_yuface_detector_runs_in_its_own_process_and_outlives_its_death():
     """yuface holds the GIL while it runs, so a camera's detector runs it in a child process (the server's
     threads and other cameras keep running); the same boxes as in-process; a killed worker fails one
