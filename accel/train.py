@@ -41,6 +41,7 @@ class TrainOptions:
     fp32: bool = False  # train the float twin (saved as .pt only: Grad-CAM's comparison, not a model file)
     teacher: Path | None = None  # an FP32 twin's .pt whose soft outputs the binary network also learns from
     distill: float = 0.5  # with a teacher: the share of the loss that is distillation
+    device: str = "cpu"  # where the networks run ("cuda" on a GPU); augmentation stays on the CPU, seeded alike
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -129,7 +130,7 @@ def load_teacher(path: Path, num_classes: int) -> FloatCoP:
     """An FP32 network of any architecture from its state dict (``binarycop train --fp32``)."""
     from accel.arch import ARCHS
 
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")
     shapes = {key: tuple(value.shape) for key, value in state.items()}
     for name in ARCHS:
         teacher = FloatCoP(name, num_classes)
@@ -142,8 +143,12 @@ def load_teacher(path: Path, num_classes: int) -> FloatCoP:
 @torch.no_grad()
 def predict(network: nn.Module, crops: np.ndarray) -> np.ndarray:
     network.eval()
+    device = next(network.parameters()).device
     return np.concatenate(
-        [network(crops_to_tensor(crops[i : i + 512])).argmax(1).numpy() for i in range(0, len(crops), 512)]
+        [
+            network(crops_to_tensor(crops[i : i + 512]).to(device)).argmax(1).cpu().numpy()
+            for i in range(0, len(crops), 512)
+        ]
         or [np.empty(0, np.int64)]
     )
 
@@ -195,15 +200,18 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     network = (FloatCoP if options.fp32 else BinaryCoP)(options.arch, len(CLASSES))
     temperature = 1.0 if options.fp32 else SCORE_TEMPERATURE
     if options.init is not None:
-        network.load_state_dict(torch.load(options.init, weights_only=True))
+        network.load_state_dict(torch.load(options.init, weights_only=True, map_location="cpu"))
+    network.to(options.device)
     teacher = load_teacher(options.teacher, len(CLASSES)) if options.teacher is not None else None
+    if teacher is not None:
+        teacher.to(options.device)
     optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, options.epochs)
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out.with_suffix(".ckpt")
     start_epoch = 0
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
+        state = torch.load(checkpoint_path, weights_only=False, map_location="cpu")
         network.load_state_dict(state["network"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
@@ -219,8 +227,8 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         progress = tqdm(range(steps), desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr, leave=False)
         for step in progress:
             batch_index = order[step * options.batch_size : (step + 1) * options.batch_size]
-            inputs = augment(crops_to_tensor(train_set.crops[batch_index]), generator)
-            targets = torch.from_numpy(train_set.labels[batch_index])
+            inputs = augment(crops_to_tensor(train_set.crops[batch_index]), generator).to(options.device)
+            targets = torch.from_numpy(train_set.labels[batch_index]).to(options.device)
             outputs = network(inputs)
             loss = loss_of(outputs, targets, temperature)
             if teacher is not None:
@@ -253,6 +261,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
             checkpoint_path,
         )
     scores = evaluate(network, val_set)
+    network.cpu()  # folded and saved from the CPU, where the engine's bit-exact reference runs
     meta = {
         "name": options.arch,
         "trained_on": [_short_source(source) for source in sources],  # folder names only, no local paths

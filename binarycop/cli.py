@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         "--balance", default="labels", choices=["labels", "groups"], help="draw labels equally, or mask groups"
     )
     train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
+    train.add_argument("--device", default="cpu", help="where the networks train: cpu (default), cuda or cuda:N")
     train.add_argument("--teacher", type=Path, help="an FP32 twin's .pt (train --fp32) to distil from")
     train.add_argument("--distill", type=float, default=0.5, help="with --teacher: share of the loss from distillation")
     train.set_defaults(handler=_train)
@@ -519,8 +520,21 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
 
 
 def _train(args) -> int:
+    import torch
+
     from accel.train import TrainOptions, train
 
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        print(f"--device {args.device!r}: {error}", file=sys.stderr)
+        return 2
+    if device.type not in ("cpu", "cuda"):
+        print(f"--device {args.device!r}: expected cpu, cuda or cuda:N", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"--device {args.device!r}: torch sees no CUDA GPU here; use --device cpu", file=sys.stderr)
+        return 2
     train(
         args.data,
         args.out,
@@ -535,6 +549,7 @@ def _train(args) -> int:
             balance=args.balance,
             teacher=args.teacher,
             distill=args.distill,
+            device=args.device,
         ),
         resume=args.resume,
         cache=args.cache,

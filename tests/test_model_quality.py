@@ -337,6 +337,56 @@ def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
     np.testing.assert_array_equal(CpuClassifier(load_model(out)).scores(crops[:50]), reference)
 
 
+@pytest.mark.parametrize(
+    "device, problem",
+    [("gpu", "--device 'gpu': Expected one of cpu, cuda"), ("mps", "--device 'mps': expected cpu, cuda or cuda:N")],
+)
+def test_train_refuses_a_device_it_cannot_use(tmp_path, capsys, device, problem):
+    pytest.importorskip("torch", reason="training needs the train extra")
+    assert main(["-q", "train", "--data", str(tmp_path), "--out", str(tmp_path / "m.npz"), "--device", device]) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU (test_training_on_a_gpu_folds_a_bit_exact_model runs instead)")
+    assert main(["-q", "train", "--data", str(tmp_path), "--out", str(tmp_path / "m.npz"), "--device", "cuda"]) == 2
+    assert "torch sees no CUDA GPU here; use --device cpu" in capsys.readouterr().err
+
+
+def test_training_on_a_gpu_folds_a_bit_exact_model(tmp_path):
+    """Trained on the GPU, folded on the CPU: the engine reproduces the CPU torch reference exactly.
+    Needs a CUDA GPU (skipped without one; run on one before shipping a GPU-trained model)."""
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from accel.cpu import CpuClassifier
+    from accel.dataset import CropSet, save_crops
+    from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
+    from accel.train import TrainOptions, train
+
+    rng = np.random.default_rng(2)
+    labels = np.arange(256) % len(CLASSES)
+    crops = rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
+    crops[..., 0] = (labels * 50)[:, None, None]
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, CropSet(crops, labels, np.array([f"file:x/{i}" for i in range(256)])), ["unused"])
+    torch.save(FloatCoP("u-cnv", len(CLASSES)).state_dict(), tmp_path / "twin.pt")
+    out = tmp_path / "m.npz"
+    options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32, device="cuda", teacher=tmp_path / "twin.pt")
+    train(["unused"], out, options, cache=cache)
+    options.epochs = 2
+    train(["unused"], out, options, resume=True, cache=cache)  # a GPU checkpoint resumes
+    network = BinaryCoP("u-cnv", len(CLASSES))
+    network.load_state_dict(torch.load(out.with_suffix(".pt"), weights_only=True))  # saved from the CPU
+    network.eval()
+    with torch.no_grad():
+        reference = network(crops_to_tensor(crops[:64])).numpy()
+    np.testing.assert_array_equal(CpuClassifier(load_model(out)).scores(crops[:64]), reference)
+
+
 def test_distillation_pulls_towards_the_teacher_and_finds_its_architecture(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
     from accel.nets import FloatCoP
