@@ -274,6 +274,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "balance": options.balance,
         "initialised_from": Path(options.init).name if options.init else None,
         "teacher": Path(options.teacher).name if options.teacher else None,
+        "device": torch.device(options.device).type,  # "cuda": trained on a GPU (train_seconds are not CPU seconds)
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

@@ -423,6 +423,7 @@ def test_training_with_a_teacher_records_it(tmp_path):
     options = TrainOptions(arch="u-cnv", epochs=1, batch_size=32, teacher=tmp_path / "twin.pt")
     _, meta = train(["unused"], tmp_path / "m.npz", options, cache=cache)
     assert meta["teacher"] == "twin.pt" and load_model(tmp_path / "m.npz").arch.name == "u-cnv"
+    assert load_model(tmp_path / "m.npz").meta["device"] == "cpu"
 
 
 def test_a_crop_cache_is_reused_only_for_the_sources_it_was_made_from(tmp_path, monkeypatch, capsys):
