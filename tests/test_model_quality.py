@@ -269,15 +269,14 @@ def test_gradcam_maps_are_non_trivial_and_differ_by_class(shared_data):
     assert min(differences) > 0.01  # every class looks at the face differently
 
 
-def test_gradcam_command_writes_a_sheet_per_image(shared_data, tmp_path, capsys):
+@pytest.mark.parametrize("model, columns", [("n-cnv", 4), ("cnv", 4), ("u-cnv", 3)])
+def test_gradcam_command_writes_a_sheet_per_image(shared_data, tmp_path, capsys, model, columns):
+    """Columns: label, raw, BNN, and FP32 for the networks whose twin is shipped (n-CNV and CNV)."""
     image = shared_data / REAL_IMAGE
-    assert main(["-q", "gradcam", str(image), "--out", str(tmp_path)]) == 0
+    assert main(["-q", "gradcam", "--model", model, str(image), "--out", str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
     assert written == [str(tmp_path / "chandrikadeb7_pic1_masks_gradcam.png")]
     sheet = cv2.imread(written[0])
-    from accel.model_file import MODELS_DIR
-
-    columns = 4 if (MODELS_DIR / "n-cnv-fp32.pt").is_file() else 3  # label, raw, BNN (and FP32 where shipped)
     assert sheet.shape[1] == columns * 128 and sheet.shape[0] >= 24 + 2 * 128  # two faces
 
 
