@@ -211,7 +211,10 @@ def _parser() -> argparse.ArgumentParser:
     bench_pipeline.add_argument("--cameras", type=int, help="run this many only (default: search)")
     bench_pipeline.add_argument("--seconds", type=float, default=15, help="measured seconds per trial")
     bench_pipeline.add_argument(
-        "--detector", default="blazeface", metavar="KIND[@SCALES]", help="blazeface (default), yuface or yuface@1,2"
+        "--detector",
+        action="append",
+        metavar="KIND[@SCALES]",
+        help="blazeface (default), yuface or e.g. yuface@0.5; repeat it to compare (decoding alone is searched once)",
     )
     bench_pipeline.add_argument("--json", action="store_true")
     bench_pipeline.set_defaults(handler=_bench_pipeline)
@@ -307,15 +310,19 @@ def _dashboards_render(args) -> int:
 def _bench_pipeline(args) -> int:
     from binarycop.bench_pipeline import bench_pipeline
 
-    result = bench_pipeline(args.cameras, args.seconds, detector=detector_spec(args.detector))
+    detectors = [detector_spec(text) for text in args.detector or ["blazeface"]]
+    result = bench_pipeline(args.cameras, args.seconds, detectors=detectors)
     if args.json:
         print(json.dumps(result))
-    else:
+        return 0
+    for figure in result.get("detectors", [result]):
+        versus = figure["cameras_vs_first"]
         print(
-            f"{result['detector']}: cameras sustained: {result['cameras_sustained']} "
-            f"(decode alone: {result['decode_only_cameras']}); "
-            f"drop {result['drop_ratio']:.2%}, p95 latency {result['p95_latency_s']} s, "
-            f"{result['crops_per_s']:.0f} crops/s"
+            f"{figure['detector']}: cameras sustained: {figure['cameras_sustained']} "
+            f"({f'{versus:.2f}x the first' if versus is not None else 'the first sustained none'}; "
+            f"decode alone: {figure['decode_only_cameras']}); "
+            f"drop {figure['drop_ratio']:.2%}, p95 latency {figure['p95_latency_s']} s, "
+            f"{figure['crops_per_s']:.0f} crops/s"
         )
     return 0
 

@@ -258,3 +258,21 @@ def test_bench_detector_option(capsys, text, problem):
     assert detector_spec("yuface@1,2") == DetectorConfig(kind="yuface", scales=[1.0, 2.0])
     assert main(["-q", "bench", "slice", "--detector", text]) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_bench_pipeline_compares_detectors_against_one_decode_search(capsys):
+    """``bench pipeline`` with two detectors: real loopback MJPEG cameras through the whole server for
+    each, and decoding alone searched once for both (its count is the same whichever detector runs)."""
+    import json
+
+    from binarycop.cli import main
+
+    argv = ["-q", "bench", "pipeline", "--cameras", "1", "--seconds", "1", "--json"]
+    assert main([*argv, "--detector", "blazeface", "--detector", "yuface@0.5"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert [figure["detector"] for figure in result["detectors"]] == ["blazeface", "yuface@0.5"]
+    assert result["detector"] == "blazeface" and result["detectors"][0]["cameras_vs_first"] in (1.0, None)
+    assert {figure["decode_only_cameras"] for figure in result["detectors"]} == {result["decode_only_cameras"]}
+    assert result["decode_only_cameras"] in (0, 1)
+    assert captured.err.count("decode only: 1 cameras") == 1 and captured.err.count("pipeline: 1 cameras") == 2
