@@ -233,9 +233,9 @@ def bench_pipeline(
             }
         )
     decode_cameras, _ = search(True, seconds, frames, cameras, limit)
+    first = figures[0]["cameras_sustained"]
     for figure in figures:
         figure["decode_only_cameras"] = decode_cameras
-        first = figures[0]["cameras_sustained"]
         figure["cameras_vs_first"] = figure["cameras_sustained"] / first if first else None
     result = dict(figures[0])
     if len(figures) > 1:
