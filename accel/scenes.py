@@ -111,17 +111,22 @@ def group_recalls(true_groups: list[str], predicted_classes: list[str], classes:
     }
 
 
-def evaluate_scenes(classifier, root: Path, detector=None, min_face_px: int = 24, split: str = "held-out") -> dict:
+def evaluate_scenes(
+    classifiers: list, root: Path, detector=None, min_face_px: int = 24, split: str = "held-out"
+) -> list[dict]:
+    """One result per classifier; the detector runs once per image for all of them (its boxes do not depend
+    on the classifier, and detection is most of an evaluation's time)."""
     if detector is None:
         from accel.scan import offline_detector
 
         detector = offline_detector(min_face_px=8)
     scenes = scene_split(root, split)
-    classes = tuple(classifier.classes)
     found_all = found_large = total_large = total = 0
     group_found = dict.fromkeys(GROUPS, 0)
     group_total = dict.fromkeys(GROUPS, 0)
-    e2e_truth, e2e_pred, gt_truth, gt_pred = [], [], [], []
+    e2e_truth, gt_truth = [], []
+    e2e_pred: list[list[str]] = [[] for _ in classifiers]
+    gt_pred: list[list[str]] = [[] for _ in classifiers]
     for index, scene in enumerate(scenes):
         image = cv2.imread(str(scene.image_path))
         if image is None:
@@ -136,32 +141,40 @@ def evaluate_scenes(classifier, root: Path, detector=None, min_face_px: int = 24
         for t in np.flatnonzero(large):
             group_total[scene.groups[t]] += 1
             group_found[scene.groups[t]] += int(matched[t] >= 0)
-        if len(faces):
-            detected_classes = classifier.classify(faces.crops)
-            for t in np.flatnonzero((matched >= 0) & large):
-                e2e_truth.append(scene.groups[t])
-                e2e_pred.append(classes[detected_classes[matched[t]]])
-        if large.any():
-            gt_classes = classifier.classify(crop_faces(image, scene.boxes[large]))
-            gt_truth.extend(scene.groups[t] for t in np.flatnonzero(large))
-            gt_pred.extend(classes[c] for c in gt_classes)
+        found_here = np.flatnonzero((matched >= 0) & large)
+        e2e_truth.extend(scene.groups[t] for t in found_here)
+        gt_truth.extend(scene.groups[t] for t in np.flatnonzero(large))
+        truth_crops = crop_faces(image, scene.boxes[large]) if large.any() else None
+        for classifier, e2e, gt in zip(classifiers, e2e_pred, gt_pred):
+            if len(found_here):
+                detected_classes = classifier.classify(faces.crops)
+                e2e.extend(classifier.classes[detected_classes[matched[t]]] for t in found_here)
+            if truth_crops is not None:
+                gt.extend(classifier.classes[c] for c in classifier.classify(truth_crops))
         if (index + 1) % 50 == 0:
             print(f"scenes: {index + 1}/{len(scenes)} images", file=sys.stderr)
-    return {
-        "model": classifier.model_name,
-        "split": split,
-        "images": len(scenes),
-        "faces": total,
-        "faces_min_px": total_large,
-        "min_face_px": min_face_px,
-        "detection": {
-            "recall_all": found_all / total if total else None,
-            "recall_min_px": found_large / total_large if total_large else None,
-            "recall_min_px_by_group": {g: group_found[g] / group_total[g] if group_total[g] else None for g in GROUPS},
-            "match_iou": MATCH_IOU,
-        },
-        "end_to_end": group_recalls(e2e_truth, e2e_pred, classes),
-        "ground_truth_boxes": group_recalls(gt_truth, gt_pred, classes),
-        "classes": list(classes),
-        "groups": list(GROUPS),
+    detection = {
+        "recall_all": found_all / total if total else None,
+        "recall_min_px": found_large / total_large if total_large else None,
+        "recall_min_px_by_group": {g: group_found[g] / group_total[g] if group_total[g] else None for g in GROUPS},
+        "match_iou": MATCH_IOU,
     }
+    results = []
+    for classifier, e2e, gt in zip(classifiers, e2e_pred, gt_pred):
+        classes = tuple(classifier.classes)
+        results.append(
+            {
+                "model": classifier.model_name,
+                "split": split,
+                "images": len(scenes),
+                "faces": total,
+                "faces_min_px": total_large,
+                "min_face_px": min_face_px,
+                "detection": detection,
+                "end_to_end": group_recalls(e2e_truth, e2e, classes),
+                "ground_truth_boxes": group_recalls(gt_truth, gt, classes),
+                "classes": list(classes),
+                "groups": list(GROUPS),
+            }
+        )
+    return results

@@ -151,7 +151,11 @@ def _parser() -> argparse.ArgumentParser:
     scenes = commands.add_parser(
         "eval-scenes", help="detection recall and mask-group recall on real scenes with Pascal VOC boxes"
     )
-    scenes.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    scenes.add_argument(
+        "--model",
+        action="append",
+        help="shipped model name or .npz path (default n-cnv); repeat it to compare models on one detection pass",
+    )
     scenes.add_argument("--data", required=True, type=Path, help="a folder with annotations/ and images/")
     scenes.add_argument("--split", default="held-out", choices=["held-out", "train", "all"])
     scenes.add_argument("--min-face-px", type=int, default=24, help="faces smaller than this are reported apart")
@@ -661,16 +665,21 @@ def _eval_scenes(args) -> int:
     from accel import ModelFileError, make_classifier
     from accel.scenes import evaluate_scenes
 
+    models = args.model or ["n-cnv"]
+    if args.plot and len(models) > 1:
+        print("eval-scenes: --plot draws one model's confusion; give one --model with it", file=sys.stderr)
+        return 2
     try:
         detector = _offline_detector(args, min_face_px=8)
-        classifier = make_classifier("cpu", args.model)
-        result = evaluate_scenes(classifier, args.data, detector, args.min_face_px, args.split)
+        classifiers = [make_classifier("cpu", model) for model in models]
+        results = evaluate_scenes(classifiers, args.data, detector, args.min_face_px, args.split)
     except (ModelFileError, FileNotFoundError, ValueError) as error:
         print(f"eval-scenes: {error}", file=sys.stderr)
         return 2
     if args.plot:
         from accel.evaluate import save_confusion_plot
 
+        result = results[0]
         part = {"confusion": result["ground_truth_boxes"]["confusion"], "classes": result["classes"]}
         title = (
             f"{result['model']} on held-out scenes, ground-truth boxes: mean {result['ground_truth_boxes']['mean']:.1%}"
@@ -678,8 +687,14 @@ def _eval_scenes(args) -> int:
         save_confusion_plot(part, args.plot, title, rows=result["groups"])
         print(f"confusion matrix: {args.plot}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(results[0] if len(results) == 1 else {**results[0], "models": results}))
         return 0
+    for result in results:
+        _print_scene_result(result)
+    return 0
+
+
+def _print_scene_result(result: dict) -> None:
     detection = result["detection"]
     print(
         f"{result['model']} on {result['images']} {result['split']} scenes: {result['faces']} faces, "
@@ -697,7 +712,6 @@ def _eval_scenes(args) -> int:
         recalls = ", ".join(_group_recall_text(part, group) for group in part["recall"])
         mean = f"{part['mean']:.1%}" if part["mean"] is not None else "-"
         print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {mean}")
-    return 0
 
 
 def _scan(args) -> int:

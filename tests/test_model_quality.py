@@ -207,6 +207,30 @@ def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
     assert confusion.shape == (3, 5) and confusion.sum() == result["faces_min_px"]
 
 
+def test_eval_scenes_compares_models_on_one_detection_pass(shared_data, tmp_path, capsys):
+    """Several --model: each model's figures equal those of its own run, the detection is shared."""
+    from accel.scenes import scene_split
+
+    for folder in ("images", "annotations"):
+        (tmp_path / folder).mkdir()
+    for scene in scene_split(shared_data / "scenes", "held-out")[4:10]:
+        shutil.copy(scene.image_path, tmp_path / "images" / scene.image_path.name)
+        shutil.copy(shared_data / "scenes" / "annotations" / f"{scene.name}.xml", tmp_path / "annotations")
+    alone = {}
+    for model in ("n-cnv", "u-cnv"):
+        assert main(["-q", "eval-scenes", "--data", str(tmp_path), "--model", model, "--json"]) == 0
+        alone[model] = json.loads(capsys.readouterr().out)
+    argv = ["-q", "eval-scenes", "--data", str(tmp_path), "--model", "n-cnv", "--model", "u-cnv", "--json"]
+    assert main(argv) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [result["model"] for result in both["models"]] == ["n-cnv", "u-cnv"]
+    for result in both["models"]:
+        assert result == alone[result["model"]]
+    assert alone["n-cnv"]["ground_truth_boxes"]["confusion"] != alone["u-cnv"]["ground_truth_boxes"]["confusion"]
+    assert main([*argv[:-1], "--plot", str(tmp_path / "c.png")]) == 2
+    assert "give one --model with it" in capsys.readouterr().err
+
+
 def test_synth_puts_masks_at_four_positions(shared_data, tmp_path, capsys):
     from accel.dataset import _group_of, load_source
 
