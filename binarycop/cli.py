@@ -311,10 +311,15 @@ def _dashboards_render(args) -> int:
     return 0
 
 
+def _bench_detectors(args) -> list:
+    """The benches' repeatable ``--detector KIND[@SCALES]`` (BlazeFace when none is given)."""
+    return [detector_spec(text) for text in args.detector or ["blazeface"]]
+
+
 def _bench_pipeline(args) -> int:
     from binarycop.bench_pipeline import bench_pipeline
 
-    detectors = [detector_spec(text) for text in args.detector or ["blazeface"]]
+    detectors = _bench_detectors(args)
     result = bench_pipeline(args.cameras, args.seconds, detectors=detectors)
     if args.json:
         print(json.dumps(result))
@@ -429,7 +434,7 @@ def _export(args) -> int:
 def _bench_slice(args) -> int:
     from binarycop.bench import bench_slice
 
-    detectors = [detector_spec(text) for text in args.detector or ["blazeface"]]
+    detectors = _bench_detectors(args)
     result = bench_slice(args.backend, args.repeat, detectors)
     if args.json:
         print(json.dumps(result))
