@@ -75,14 +75,26 @@ def class_of_path(path: Path) -> str | None:
     return None
 
 
-def split_of(group: str, held_out_percent: int = HELD_OUT_PERCENT) -> bool:
-    """True for the held-out side: a stable hash of the group, so splits never mix one face."""
-    return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < held_out_percent
+def split_of(group: str, held_out_percent: int = HELD_OUT_PERCENT, fold: tuple[int, int] | None = None) -> bool:
+    """True for the held-out side: a stable hash of the group, so splits never mix one face.
+
+    With ``fold=(k, n)`` the held-out side is the k-th (from 0) of n equal slices of the hash range instead:
+    the n folds of a cross-validation, each group held out by exactly one of them.
+    """
+    bucket = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100
+    if fold is None:
+        return bucket < held_out_percent
+    k, n = fold
+    if not 2 <= n <= 100 or not 0 <= k < n:
+        raise ValueError(f"fold {k + 1} of {n}: expected 2 to 100 folds and a fold among them")
+    return 100 * k // n <= bucket < 100 * (k + 1) // n
 
 
-def held_out_mask(groups: np.ndarray, held_out_percent: int = HELD_OUT_PERCENT) -> np.ndarray:
+def held_out_mask(
+    groups: np.ndarray, held_out_percent: int = HELD_OUT_PERCENT, fold: tuple[int, int] | None = None
+) -> np.ndarray:
     """True where a crop's group is on the held-out side: training never sees these."""
-    return np.array([split_of(str(group), held_out_percent) for group in groups], bool)
+    return np.array([split_of(str(group), held_out_percent, fold) for group in groups], bool)
 
 
 def _group_of(path: Path) -> str:

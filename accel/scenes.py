@@ -42,8 +42,9 @@ class Scene:
     groups: list[str]  # one of GROUPS per box
 
 
-def scene_split(root: Path, split: str = "held-out") -> list[Scene]:
-    """Labelled scenes under ``root`` (``annotations/*.xml`` + ``images/``): 'held-out', 'train' or 'all'."""
+def scene_split(root: Path, split: str = "held-out", fold: tuple[int, int] | None = None) -> list[Scene]:
+    """Labelled scenes under ``root`` (``annotations/*.xml`` + ``images/``): 'held-out', 'train' or 'all'
+    (held out by the usual split, or by cross-validation ``fold`` (k, n): see ``accel.dataset.split_of``)."""
     if split not in ("held-out", "train", "all"):
         raise ValueError(f"split {split!r}: expected 'held-out', 'train' or 'all'")
     annotations = Path(root) / "annotations"
@@ -51,7 +52,7 @@ def scene_split(root: Path, split: str = "held-out") -> list[Scene]:
         raise FileNotFoundError(f"{root}: expected Pascal VOC scenes (annotations/ and images/)")
     scenes = []
     for annotation in sorted(annotations.glob("*.xml")):
-        held_out = split_of(f"image:{annotation.stem}")
+        held_out = split_of(f"image:{annotation.stem}", fold=fold)
         if (split == "held-out" and not held_out) or (split == "train" and held_out):
             continue
         image_path = next((p for p in (Path(root) / "images").glob(f"{annotation.stem}.*")), None)

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from accel.arch import CLASSES
-from accel.dataset import HELD_OUT_PERCENT, INCORRECT, INCORRECT_CLASSES, CropSet, load_sources, split_of
+from accel.dataset import HELD_OUT_PERCENT, INCORRECT, INCORRECT_CLASSES, CropSet, held_out_mask, load_sources
 from accel.fold import fold
 from accel.model_file import save_model
 from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
@@ -42,6 +42,7 @@ class TrainOptions:
     teacher: Path | None = None  # an FP32 twin's .pt whose soft outputs the binary network also learns from
     distill: float = 0.5  # with a teacher: the share of the loss that is distillation
     device: str = "cpu"  # where the networks run ("cuda" on a GPU); augmentation stays on the CPU, seeded alike
+    fold: tuple[int, int] | None = None  # (k, n): hold out cross-validation fold k of n instead of the usual split
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -189,7 +190,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     rng = np.random.default_rng(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     data = load_sources(sources, cache, with_incorrect=True)
-    held_out = np.array([split_of(g, options.held_out_percent) for g in data.groups])
+    held_out = held_out_mask(data.groups, options.held_out_percent, options.fold)
     train_set, val_set = data.subset(~held_out), data.subset(held_out)
     print(
         f"train {len(train_set)} crops {_counts(train_set.labels)}, validation {len(val_set)} "
@@ -275,6 +276,9 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "initialised_from": Path(options.init).name if options.init else None,
         "teacher": Path(options.teacher).name if options.teacher else None,
         "device": torch.device(options.device).type,  # "cuda": trained on a GPU (train_seconds are not CPU seconds)
+        "held_out": f"fold {options.fold[0] + 1} of {options.fold[1]}"
+        if options.fold
+        else f"{options.held_out_percent} %",
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

@@ -121,6 +121,27 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--distill", type=float, default=0.5, help="with --teacher: share of the loss from distillation")
     train.set_defaults(handler=_train)
 
+    crossval = commands.add_parser(
+        "crossval", help="cross-validate a training recipe: one model per fold, each scored on its own fold"
+    )
+    crossval.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    crossval.add_argument("--data", nargs="+", required=True, metavar="[CLASS=]DIR", help="as train's --data")
+    crossval.add_argument("--scenes", type=Path, required=True, help="Pascal VOC scenes (annotations/, images/)")
+    crossval.add_argument("--folds", type=int, default=5)
+    crossval.add_argument("--out", type=Path, required=True, help="folder for the fold models, logs and crops")
+    crossval.add_argument("--epochs", type=int, default=60)
+    crossval.add_argument(
+        "--teacher-epochs", type=int, default=0, help="distil from an FP32 twin trained this long on each fold"
+    )
+    crossval.add_argument("--balance", default="groups", choices=["labels", "groups"])
+    crossval.add_argument("--seed", type=int, default=0)
+    crossval.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (cosine schedule)")
+    crossval.add_argument("--jobs", type=int, default=1, help="folds trained at once (one torch thread each)")
+    crossval.add_argument("--device", default="cpu", help="where the networks train: cpu (default), cuda or cuda:N")
+    crossval.add_argument("--cache", type=Path, help="an .npz of the prepared crops (default: in --out)")
+    crossval.add_argument("--json", action="store_true")
+    crossval.set_defaults(handler=_crossval)
+
     evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
     evaluate.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
     evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
@@ -535,21 +556,27 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
     return 0
 
 
-def _train(args) -> int:
+def _device_problem(name: str) -> str | None:
+    """Why training cannot run on ``name``, or None."""
     import torch
 
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        return f"--device {name!r}: {error}"
+    if device.type not in ("cpu", "cuda"):
+        return f"--device {name!r}: expected cpu, cuda or cuda:N"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {name!r}: torch sees no CUDA GPU here; use --device cpu"
+    return None
+
+
+def _train(args) -> int:
     from accel.train import TrainOptions, train
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        print(f"--device {args.device!r}: {error}", file=sys.stderr)
-        return 2
-    if device.type not in ("cpu", "cuda"):
-        print(f"--device {args.device!r}: expected cpu, cuda or cuda:N", file=sys.stderr)
-        return 2
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"--device {args.device!r}: torch sees no CUDA GPU here; use --device cpu", file=sys.stderr)
+    problem = _device_problem(args.device)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     train(
         args.data,
@@ -571,6 +598,78 @@ def _train(args) -> int:
         cache=args.cache,
     )
     return 0
+
+
+def _crossval(args) -> int:
+    from accel.crossval import CrossvalPlan, cross_validate
+    from accel.train import TrainOptions
+
+    problem = _device_problem(args.device)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    plan = CrossvalPlan(
+        arch=args.arch,
+        folds=args.folds,
+        epochs=args.epochs,
+        teacher_epochs=args.teacher_epochs,
+        balance=args.balance,
+        seed=args.seed,
+        learning_rate=args.lr,
+        sources=list(args.data),
+    )
+    options = TrainOptions(
+        arch=args.arch,
+        epochs=args.epochs,
+        seed=args.seed,
+        learning_rate=args.lr,
+        balance=args.balance,
+        device=args.device,
+    )
+    try:
+        result = cross_validate(plan, options, args.scenes, args.out, args.cache, args.jobs)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"crossval: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.arch}, {args.folds} folds: each model scored on the fold it never saw (95 % intervals)")
+    for fold in result["per_fold"]:
+        scenes = fold["scenes_ground_truth_boxes"]
+        print(
+            f"  fold {fold['fold']}: MaskedFace-Net {_percent(fold['maskedface_4class']['value'])}, "
+            f"no_mask {_percent(fold['no_mask_recall']['value'])}, scenes "
+            + " / ".join(_percent(value) for value in scenes["recall"].values())
+            + f" mean {_percent(scenes['mean'])} ({scenes['support']['mask_weared_incorrect']} incorrectly worn)"
+        )
+    pooled = result["pooled"]
+    scenes = pooled["scenes_ground_truth_boxes"]
+    for key, label in (("maskedface_4class", "MaskedFace-Net 4-class"), ("no_mask_recall", "no_mask recall")):
+        print(
+            f"pooled {label}: {_with_interval(pooled[key]['value'], pooled[key]['interval_95'])} of {pooled[key]['n']}"
+        )
+    for group, recall in scenes["recall"].items():
+        print(
+            f"pooled scenes {group}: {_with_interval(recall, scenes['recall_interval_95'][group])} "
+            f"of {scenes['support'][group]}"
+        )
+    spread = result["scene_mean_over_folds"]
+    print(
+        f"pooled scenes mean {_percent(scenes['mean'])}; fold means {_percent(spread['min'])} to "
+        f"{_percent(spread['max'])}, median {_percent(spread['median'])}"
+    )
+    return 0
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _with_interval(value: float | None, interval) -> str:
+    return (
+        _percent(value) if interval is None else f"{_percent(value)} [{100 * interval[0]:.1f}-{100 * interval[1]:.1f}]"
+    )
 
 
 def _eval(args) -> int:

@@ -469,3 +469,65 @@ def test_a_crop_cache_is_reused_only_for_the_sources_it_was_made_from(tmp_path, 
     assert "does not record its sources" in capsys.readouterr().err
     with np.load(cache) as remade:
         assert remade["sources"].tolist() == [str(folder.resolve())]
+
+
+def test_folds_hold_out_every_group_exactly_once():
+    from accel.dataset import held_out_mask, split_of
+
+    groups = np.array([f"ffhq:{i:05d}" for i in range(400)] + [f"image:scene{i}" for i in range(400)])
+    masks = np.array([held_out_mask(groups, fold=(k, 5)) for k in range(5)])
+    assert (masks.sum(axis=0) == 1).all()  # a partition: each group held out by one fold, trained on by the rest
+    assert 0.1 < masks.mean(axis=1).min() and masks.mean(axis=1).max() < 0.3
+    with pytest.raises(ValueError, match="fold 6 of 5"):
+        split_of("ffhq:00001", fold=(5, 5))
+
+
+def _voc_scenes(root, rng, count: int = 24):
+    """Generated scenes with VOC boxes: a face-sized square per box, one of the three mask groups each."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    names = ["with_mask", "without_mask", "mask_weared_incorrect"]
+    for i in range(count):
+        cv2.imwrite(str(root / "images" / f"s{i}.jpg"), rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+        objects = "".join(
+            f"<object><name>{names[(i + j) % 3]}</name><bndbox><xmin>{10 + 70 * j}</xmin><ymin>20</ymin>"
+            f"<xmax>{50 + 70 * j}</xmax><ymax>{20 + size}</ymax></bndbox></object>"
+            for j, size in enumerate((40, 16))  # the second box is below --min-face-px: not scored
+        )
+        (root / "annotations" / f"s{i}.xml").write_text(f"<annotation>{objects}</annotation>")
+
+
+def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path, capsys):
+    """Two folds of a tiny recipe (µ-CNV, 1 epoch, a 1-epoch teacher, both folds trained at once in worker
+    processes): every scene face of 24 px or more is scored once, each fold's model on its own fold only;
+    a second run reuses the trained folds; other settings in the same folder are refused."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.dataset import INCORRECT, CropSet, held_out_mask, save_crops
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(240) % (INCORRECT + 1)
+    crops = rng.integers(0, 256, (240, 32, 32, 3), dtype=np.uint8)
+    groups = np.array([f"ffhq:{i:05d}" if labels[i] < 4 else f"file:x/{i}" for i in range(240)])
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, CropSet(crops, labels, groups), ["unused"])
+    _voc_scenes(tmp_path / "scenes", rng)
+    out = tmp_path / "cv"
+    args = ["-q", "crossval", "--arch", "u-cnv", "--data", "unused", "--scenes", str(tmp_path / "scenes")]
+    args += ["--folds", "2", "--epochs", "1", "--teacher-epochs", "1", "--out", str(out), "--cache", str(cache)]
+    assert main([*args, "--jobs", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    scenes = result["pooled"]["scenes_ground_truth_boxes"]
+    assert scenes["n"] == 24 and scenes["support"] == {"with_mask": 8, "mask_weared_incorrect": 8, "without_mask": 8}
+    assert sum(fold["scenes_ground_truth_boxes"]["n"] for fold in result["per_fold"]) == 24
+    assert min(fold["scenes_ground_truth_boxes"]["n"] for fold in result["per_fold"]) > 0
+    mfn = [int(held_out_mask(groups[labels < 4], fold=(k, 2)).sum()) for k in range(2)]
+    assert [fold["maskedface_4class"]["n"] for fold in result["per_fold"]] == mfn
+    assert result["pooled"]["maskedface_4class"]["n"] == 160
+    for k in range(2):
+        meta = load_model(out / f"fold-{k + 1}.npz").meta
+        assert meta["held_out"] == f"fold {k + 1} of 2" and meta["teacher"] == f"fold-{k + 1}-fp32.pt"
+    trained = (out / "fold-1.npz").stat().st_mtime_ns
+    assert main([*args, "--jobs", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == result and (out / "fold-1.npz").stat().st_mtime_ns == trained
+    assert main([*args[:-6], "--epochs", "2", "--teacher-epochs", "1", "--out", str(out), "--cache", str(cache)]) == 2
+    assert "epochs: 1 there, 2 now" in capsys.readouterr().err

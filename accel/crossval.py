@@ -1,0 +1,202 @@
+"""Cross-validation of a training recipe: ``n`` models, each trained with one fold of the data held out,
+each scored on its own fold only, the figures pooled over all folds.
+
+One held-out split scores 25 incorrectly worn scene faces of 24 px or more, so a recipe's figure on it moves
+4 points per face, and choosing among runs by that split flatters the one chosen. Over ``n`` folds every
+labelled face is scored once, by a model that never saw it (nor its image, nor its FFHQ id): the pooled
+figures are about the recipe, not one draw, and their intervals narrow by the square root of ``n``.
+A fold holds out scenes, MaskedFace-Net ids and single photos alike (``accel.dataset.split_of``); a teacher,
+when the recipe distils, is trained on the same fold, so nothing held out leaks through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from accel.arch import CLASSES
+from accel.dataset import INCORRECT, CropSet, held_out_mask, load_sources, split_of
+from accel.scenes import group_recalls, scene_split, wilson_interval
+from detector.faces import crop_faces
+
+PLAN_FILE = "crossval.json"
+
+
+@dataclass
+class CrossvalPlan:
+    arch: str
+    folds: int
+    epochs: int
+    teacher_epochs: int  # 0: no teacher; else an FP32 twin trained this long on each fold teaches its model
+    balance: str
+    seed: int
+    learning_rate: float
+    sources: list[str]
+
+
+def _check_plan(out_dir: Path, plan: CrossvalPlan) -> None:
+    """A directory holds one cross-validation: continuing it with other settings would mix two recipes."""
+    path = out_dir / PLAN_FILE
+    wanted = asdict(plan)
+    if path.exists():
+        held = json.loads(path.read_text())
+        differing = sorted(key for key in wanted if held.get(key) != wanted[key])
+        if differing:
+            raise ValueError(
+                f"{out_dir} holds a cross-validation with other settings "
+                f"({', '.join(f'{key}: {held.get(key)!r} there, {wanted[key]!r} now' for key in differing)}); "
+                f"continue it with the same settings or choose another --out"
+            )
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=1) + "\n")
+
+
+def fold_model_path(out_dir: Path, k: int) -> Path:
+    return out_dir / f"fold-{k + 1}.npz"
+
+
+def _train_fold(plan: CrossvalPlan, options, out_dir: Path, cache: Path, k: int) -> float:
+    """Train fold ``k``'s model (and its teacher) unless done; resumes from checkpoints. Returns seconds spent."""
+    from accel.train import train
+
+    model = fold_model_path(out_dir, k)
+    if model.exists():
+        return 0.0
+    started = time.monotonic()
+    options = replace(options, fold=(k, plan.folds))
+    with open(out_dir / f"fold-{k + 1}.log", "a") as log, contextlib.redirect_stderr(log):
+        if plan.teacher_epochs:
+            twin = out_dir / f"fold-{k + 1}-fp32.npz"  # train writes the twin's weights beside it, as .pt
+            if not twin.with_suffix(".pt").exists():
+                train(plan.sources, twin, replace(options, fp32=True, epochs=plan.teacher_epochs), True, cache)
+            options = replace(options, teacher=twin.with_suffix(".pt"))
+        train(plan.sources, model, options, resume=True, cache=cache)
+    return time.monotonic() - started
+
+
+@dataclass
+class SceneFaces:
+    crops: np.ndarray
+    groups: list[str]  # VOC group per face
+    images: list[str]  # image name per face: what a fold holds out
+
+
+def scene_faces(root: Path, min_face_px: int = 24) -> SceneFaces:
+    """Every labelled face of ``min_face_px`` or more in every scene, cropped at its ground-truth box."""
+    crops, groups, images = [], [], []
+    for scene in scene_split(root, "all"):
+        image = cv2.imread(str(scene.image_path))
+        if image is None:
+            raise ValueError(f"{scene.image_path}: not a readable image")
+        sides = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1])
+        large = np.flatnonzero(sides >= min_face_px)
+        if len(large):
+            crops.append(crop_faces(image, scene.boxes[large]))
+            groups.extend(scene.groups[t] for t in large)
+            images.extend([scene.name] * len(large))
+    return SceneFaces(np.concatenate(crops) if crops else np.zeros((0, 32, 32, 3), np.uint8), groups, images)
+
+
+def _share(hits: int, n: int) -> dict:
+    return {"value": hits / n if n else None, "n": n, "interval_95": wilson_interval(hits, n)}
+
+
+def _crop_figures(classes: list[str], predicted: np.ndarray, data: CropSet) -> dict:
+    """MaskedFace-Net 4-class accuracy (argmax over all classes) and ``no_mask`` recall on real unmasked photos."""
+    mfn = np.array([g.startswith("ffhq:") for g in data.groups], bool) & (data.labels < 4)
+    bare = np.array([g.startswith("file:") for g in data.groups], bool) & (data.labels == classes.index("no_mask"))
+    return {
+        "maskedface_4class": (int((predicted[mfn] == data.labels[mfn]).sum()), int(mfn.sum())),
+        "no_mask_recall": (int((predicted[bare] == data.labels[bare]).sum()), int(bare.sum())),
+    }
+
+
+def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -> dict:
+    """Each fold's model on its own fold only; pooled figures over all folds."""
+    from accel.cpu import CpuClassifier
+
+    per_fold, truth, predicted_names = [], [], []
+    counts = {"maskedface_4class": [0, 0], "no_mask_recall": [0, 0]}
+    for k in range(plan.folds):
+        path = fold_model_path(out_dir, k)
+        classifier = CpuClassifier(str(path))
+        classes = list(classifier.classes)
+        held_out = classifier.model.meta.get("held_out")
+        if held_out != f"fold {k + 1} of {plan.folds}":
+            raise ValueError(
+                f"{path}: trained with {held_out or 'the usual split'} held out, not fold {k + 1} of {plan.folds}"
+            )
+        if classes[: len(CLASSES)] != list(CLASSES):
+            raise ValueError(f"{path}: classes {classes}, expected {list(CLASSES)}")
+        held = data.subset(held_out_mask(data.groups, fold=(k, plan.folds)) & (data.labels < INCORRECT))
+        crop_counts = _crop_figures(classes, classifier.classify(held.crops) if len(held) else np.zeros(0, int), held)
+        mine = [i for i, name in enumerate(faces.images) if split_of(f"image:{name}", fold=(k, plan.folds))]
+        names = [classes[c] for c in classifier.classify(faces.crops[mine])] if mine else []
+        fold_truth = [faces.groups[i] for i in mine]
+        truth.extend(fold_truth)
+        predicted_names.extend(names)
+        for key, (hits, n) in crop_counts.items():
+            counts[key][0] += hits
+            counts[key][1] += n
+        per_fold.append(
+            {
+                "fold": k + 1,
+                "train_seconds": classifier.model.meta.get("train_seconds"),
+                **{key: _share(*value) for key, value in crop_counts.items()},
+                "scenes_ground_truth_boxes": group_recalls(fold_truth, names, tuple(classes)),
+            }
+        )
+    pooled = group_recalls(truth, predicted_names, tuple(classes))
+    means = [fold["scenes_ground_truth_boxes"]["mean"] for fold in per_fold]
+    return {
+        **asdict(plan),
+        "per_fold": per_fold,
+        "pooled": {
+            **{key: _share(*value) for key, value in counts.items()},
+            "scenes_ground_truth_boxes": pooled,
+        },
+        "scene_mean_over_folds": {
+            "min": float(np.min(means)),
+            "median": float(np.median(means)),
+            "max": float(np.max(means)),
+        },
+    }
+
+
+def cross_validate(
+    plan: CrossvalPlan, options, scenes: Path, out_dir: Path, cache: Path | None = None, jobs: int = 1
+) -> dict:
+    """Train (or continue) the ``plan.folds`` models, ``jobs`` at a time, then score them; see the module."""
+    if plan.folds < 2:
+        raise ValueError(f"--folds {plan.folds}: cross-validation needs at least 2 folds")
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: expected 1 or more")
+    scene_split(scenes, "all")  # a wrong scenes folder fails now, not after hours of training
+    out_dir = Path(out_dir)
+    _check_plan(out_dir, plan)
+    cache = Path(cache) if cache is not None else out_dir / "crops.npz"
+    data = load_sources(plan.sources, cache, with_incorrect=True)  # made once here, read by every fold
+    pending = [k for k in range(plan.folds) if not fold_model_path(out_dir, k).exists()]
+    for k in pending:
+        print(f"fold {k + 1}/{plan.folds}: training (log: {out_dir / f'fold-{k + 1}.log'})", file=sys.stderr)
+    if jobs == 1 or len(pending) <= 1:
+        for k in pending:
+            _train_fold(plan, options, out_dir, cache, k)
+            print(f"fold {k + 1}/{plan.folds}: trained", file=sys.stderr)
+    else:
+        with ProcessPoolExecutor(min(jobs, len(pending)), mp_context=get_context("spawn")) as pool:
+            futures = {k: pool.submit(_train_fold, plan, options, out_dir, cache, k) for k in pending}
+            for k, future in futures.items():
+                future.result()
+                print(f"fold {k + 1}/{plan.folds}: trained", file=sys.stderr)
+    return score(plan, out_dir, data, scene_faces(scenes))
