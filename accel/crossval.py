@@ -191,12 +191,11 @@ def cross_validate(
         print(f"fold {k + 1}/{plan.folds}: training (log: {out_dir / f'fold-{k + 1}.log'})", file=sys.stderr)
     if jobs == 1 or len(pending) <= 1:
         for k in pending:
-            _train_fold(plan, options, out_dir, cache, k)
-            print(f"fold {k + 1}/{plan.folds}: trained", file=sys.stderr)
+            seconds = _train_fold(plan, options, out_dir, cache, k)
+            print(f"fold {k + 1}/{plan.folds}: trained in {seconds:.0f} s", file=sys.stderr)
     else:
         with ProcessPoolExecutor(min(jobs, len(pending)), mp_context=get_context("spawn")) as pool:
             futures = {k: pool.submit(_train_fold, plan, options, out_dir, cache, k) for k in pending}
             for k, future in futures.items():
-                future.result()
-                print(f"fold {k + 1}/{plan.folds}: trained", file=sys.stderr)
+                print(f"fold {k + 1}/{plan.folds}: trained in {future.result():.0f} s", file=sys.stderr)
     return score(plan, out_dir, data, scene_faces(scenes))
