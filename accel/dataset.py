@@ -97,6 +97,26 @@ def held_out_mask(
     return np.array([split_of(str(group), held_out_percent, fold) for group in groups], bool)
 
 
+def describe_held_out(held_out_percent: int = HELD_OUT_PERCENT, fold: tuple[int, int] | None = None) -> str:
+    """How a model file records what its training held out ("15 %", "fold 2 of 6"): read by :func:`held_out_of`."""
+    return f"fold {fold[0] + 1} of {fold[1]}" if fold else f"{held_out_percent} %"
+
+
+def held_out_of(meta: dict) -> tuple[int, tuple[int, int] | None]:
+    """``(held_out_percent, fold)`` a model was trained with, from its meta: evaluation holds out the same.
+    Models from before the record held out the usual split."""
+    text = meta.get("held_out")
+    if text is None:
+        return HELD_OUT_PERCENT, None
+    fold = re.fullmatch(r"fold (\d+) of (\d+)", text)
+    if fold:
+        return HELD_OUT_PERCENT, (int(fold[1]) - 1, int(fold[2]))
+    percent = re.fullmatch(r"(\d+) %", text)
+    if percent:
+        return int(percent[1]), None
+    raise ValueError(f"model file: held_out {text!r}: expected 'P %' or 'fold K of N'")
+
+
 def _group_of(path: Path) -> str:
     match = re.match(r"(\d{5})_Mask", path.stem)
     if match:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from accel.dataset import read_voc, split_of
+from accel.dataset import HELD_OUT_PERCENT, describe_held_out, read_voc, split_of
 from detector.faces import crop_faces, iou_matrix
 
 GROUPS = ("with_mask", "mask_weared_incorrect", "without_mask")
@@ -42,7 +42,9 @@ class Scene:
     groups: list[str]  # one of GROUPS per box
 
 
-def scene_split(root: Path, split: str = "held-out", fold: tuple[int, int] | None = None) -> list[Scene]:
+def scene_split(
+    root: Path, split: str = "held-out", held_out_percent: int = HELD_OUT_PERCENT, fold: tuple[int, int] | None = None
+) -> list[Scene]:
     """Labelled scenes under ``root`` (``annotations/*.xml`` + ``images/``): 'held-out', 'train' or 'all'
     (held out by the usual split, or by cross-validation ``fold`` (k, n): see ``accel.dataset.split_of``)."""
     if split not in ("held-out", "train", "all"):
@@ -52,7 +54,7 @@ def scene_split(root: Path, split: str = "held-out", fold: tuple[int, int] | Non
         raise FileNotFoundError(f"{root}: expected Pascal VOC scenes (annotations/ and images/)")
     scenes = []
     for annotation in sorted(annotations.glob("*.xml")):
-        held_out = split_of(f"image:{annotation.stem}", fold=fold)
+        held_out = split_of(f"image:{annotation.stem}", held_out_percent, fold)
         if (split == "held-out" and not held_out) or (split == "train" and held_out):
             continue
         image_path = next((p for p in (Path(root) / "images").glob(f"{annotation.stem}.*")), None)
@@ -113,15 +115,22 @@ def group_recalls(true_groups: list[str], predicted_classes: list[str], classes:
 
 
 def evaluate_scenes(
-    classifiers: list, root: Path, detector=None, min_face_px: int = 24, split: str = "held-out"
+    classifiers: list,
+    root: Path,
+    detector=None,
+    min_face_px: int = 24,
+    split: str = "held-out",
+    held_out_percent: int = HELD_OUT_PERCENT,
+    fold: tuple[int, int] | None = None,
 ) -> list[dict]:
     """One result per classifier; the detector runs once per image for all of them (its boxes do not depend
-    on the classifier, and detection is most of an evaluation's time)."""
+    on the classifier, and detection is most of an evaluation's time). ``held_out_percent`` and ``fold``: the
+    split the classifiers' training held out (``accel.dataset.held_out_of``)."""
     if detector is None:
         from accel.scan import offline_detector
 
         detector = offline_detector(min_face_px=8)
-    scenes = scene_split(root, split)
+    scenes = scene_split(root, split, held_out_percent, fold)
     found_all = found_large = total_large = total = 0
     group_found = dict.fromkeys(GROUPS, 0)
     group_total = dict.fromkeys(GROUPS, 0)
@@ -167,6 +176,7 @@ def evaluate_scenes(
             {
                 "model": classifier.model_name,
                 "split": split,
+                "held_out": describe_held_out(held_out_percent, fold),
                 "images": len(scenes),
                 "faces": total,
                 "faces_min_px": total_large,

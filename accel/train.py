@@ -19,7 +19,15 @@ from torch import nn
 from tqdm import tqdm
 
 from accel.arch import CLASSES
-from accel.dataset import HELD_OUT_PERCENT, INCORRECT, INCORRECT_CLASSES, CropSet, held_out_mask, load_sources
+from accel.dataset import (
+    HELD_OUT_PERCENT,
+    INCORRECT,
+    INCORRECT_CLASSES,
+    CropSet,
+    describe_held_out,
+    held_out_mask,
+    load_sources,
+)
 from accel.fold import fold
 from accel.model_file import save_model
 from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
@@ -276,9 +284,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "initialised_from": Path(options.init).name if options.init else None,
         "teacher": Path(options.teacher).name if options.teacher else None,
         "device": torch.device(options.device).type,  # "cuda": trained on a GPU (train_seconds are not CPU seconds)
-        "held_out": f"fold {options.fold[0] + 1} of {options.fold[1]}"
-        if options.fold
-        else f"{options.held_out_percent} %",
+        "held_out": describe_held_out(options.held_out_percent, options.fold),
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

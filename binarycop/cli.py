@@ -674,7 +674,7 @@ def _with_interval(value: float | None, interval) -> str:
 
 def _eval(args) -> int:
     from accel import ModelFileError, make_classifier
-    from accel.dataset import held_out_mask, load_sources
+    from accel.dataset import describe_held_out, held_out_mask, held_out_of, load_sources
     from accel.evaluate import evaluate_crops, save_confusion_plot
 
     try:
@@ -684,7 +684,13 @@ def _eval(args) -> int:
         print(f"eval: {error}", file=sys.stderr)
         return 2
     if args.held_out:
-        data = data.subset(held_out_mask(data.groups))
+        try:
+            held_out_percent, fold = held_out_of(classifier.model.meta)
+        except ValueError as error:
+            print(f"eval: {args.model}: {error}", file=sys.stderr)
+            return 2
+        data = data.subset(held_out_mask(data.groups, held_out_percent, fold))
+        print(f"held out as in training: {describe_held_out(held_out_percent, fold)}", file=sys.stderr)
     if not len(data):
         print(f"eval: no labelled images found in {' '.join(args.data)}", file=sys.stderr)
         return 2
@@ -767,6 +773,7 @@ def _group_recall_text(part: dict, group: str) -> str:
 
 def _eval_scenes(args) -> int:
     from accel import ModelFileError, make_classifier
+    from accel.dataset import describe_held_out, held_out_of
     from accel.scenes import evaluate_scenes
 
     models = args.model or ["n-cnv"]
@@ -776,7 +783,17 @@ def _eval_scenes(args) -> int:
     try:
         detector = _offline_detector(args, min_face_px=8)
         classifiers = [make_classifier("cpu", model) for model in models]
-        results = evaluate_scenes(classifiers, args.data, detector, args.min_face_px, args.split)
+        splits = {model: held_out_of(classifier.model.meta) for model, classifier in zip(models, classifiers)}
+        if len(set(splits.values())) > 1 and args.split != "all":
+            raise ValueError(
+                "the models held out different splits in training ("
+                + ", ".join(f"{model}: {describe_held_out(*split)}" for model, split in splits.items())
+                + "); compare them one at a time, or with --split all"
+            )
+        held_out_percent, fold = splits[models[0]]
+        results = evaluate_scenes(
+            classifiers, args.data, detector, args.min_face_px, args.split, held_out_percent, fold
+        )
     except (ModelFileError, FileNotFoundError, ValueError) as error:
         print(f"eval-scenes: {error}", file=sys.stderr)
         return 2
@@ -801,7 +818,8 @@ def _eval_scenes(args) -> int:
 def _print_scene_result(result: dict) -> None:
     detection = result["detection"]
     print(
-        f"{result['model']} on {result['images']} {result['split']} scenes: {result['faces']} faces, "
+        f"{result['model']} on {result['images']} {result['split']} scenes ({result['held_out']} held out in "
+        f"training): {result['faces']} faces, "
         f"{result['faces_min_px']} >= {result['min_face_px']} px"
     )
     by_group = ", ".join(

@@ -482,6 +482,16 @@ def test_folds_hold_out_every_group_exactly_once():
         split_of("ffhq:00001", fold=(5, 5))
 
 
+def test_a_model_file_says_what_its_training_held_out():
+    from accel.dataset import HELD_OUT_PERCENT, describe_held_out, held_out_of
+
+    assert held_out_of({}) == (HELD_OUT_PERCENT, None)  # written before the record: the usual split
+    for split in [(15, None), (20, None), (15, (1, 6))]:
+        assert held_out_of({"held_out": describe_held_out(*split)}) == split
+    with pytest.raises(ValueError, match="held_out 'half'"):
+        held_out_of({"held_out": "half"})
+
+
 def _voc_scenes(root, rng, count: int = 24):
     """Generated scenes with VOC boxes: a face-sized square per box, one of the three mask groups each."""
     (root / "annotations").mkdir(parents=True)
@@ -531,3 +541,17 @@ def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path,
     assert json.loads(capsys.readouterr().out) == result and (out / "fold-1.npz").stat().st_mtime_ns == trained
     assert main([*args[:-6], "--epochs", "2", "--teacher-epochs", "1", "--out", str(out), "--cache", str(cache)]) == 2
     assert "epochs: 1 there, 2 now" in capsys.readouterr().err
+    # what a fold model held out is what `eval --held-out` and `eval-scenes` score it on
+    fold_1 = str(out / "fold-1.npz")
+    assert (
+        main(["-q", "eval", "--model", fold_1, "--data", "unused", "--cache", str(cache), "--held-out", "--json"]) == 0
+    )
+    scored = json.loads(capsys.readouterr().out)["n"]
+    assert scored == int((held_out_mask(groups, fold=(0, 2)) & (labels < INCORRECT)).sum())
+    assert main(["-q", "eval-scenes", "--model", fold_1, "--data", str(tmp_path / "scenes"), "--json"]) == 0
+    scenes_1 = json.loads(capsys.readouterr().out)
+    assert scenes_1["held_out"] == "fold 1 of 2"
+    assert scenes_1["faces_min_px"] == result["per_fold"][0]["scenes_ground_truth_boxes"]["n"]
+    both = ["--model", fold_1, "--model", str(out / "fold-2.npz")]
+    assert main(["-q", "eval-scenes", *both, "--data", str(tmp_path / "scenes")]) == 2
+    assert "held out different splits in training (" in capsys.readouterr().err
