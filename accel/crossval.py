@@ -42,6 +42,19 @@ class CrossvalPlan:
     learning_rate: float
     sources: list[str]
 
+    def train_options(self, device: str = "cpu"):
+        """The options every fold's model trains with (its fold and teacher are set per fold)."""
+        from accel.train import TrainOptions
+
+        return TrainOptions(
+            arch=self.arch,
+            epochs=self.epochs,
+            seed=self.seed,
+            learning_rate=self.learning_rate,
+            balance=self.balance,
+            device=device,
+        )
+
 
 def _check_plan(out_dir: Path, plan: CrossvalPlan) -> None:
     """A directory holds one cross-validation: continuing it with other settings would mix two recipes."""
@@ -174,7 +187,7 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
 
 
 def cross_validate(
-    plan: CrossvalPlan, options, scenes: Path, out_dir: Path, cache: Path | None = None, jobs: int = 1
+    plan: CrossvalPlan, scenes: Path, out_dir: Path, cache: Path | None = None, jobs: int = 1, device: str = "cpu"
 ) -> dict:
     """Train (or continue) the ``plan.folds`` models, ``jobs`` at a time, then score them; see the module."""
     if plan.folds < 2:
@@ -186,6 +199,7 @@ def cross_validate(
     _check_plan(out_dir, plan)
     cache = Path(cache) if cache is not None else out_dir / "crops.npz"
     data = load_sources(plan.sources, cache, with_incorrect=True)  # made once here, read by every fold
+    options = plan.train_options(device)
     pending = [k for k in range(plan.folds) if not fold_model_path(out_dir, k).exists()]
     for k in pending:
         print(f"fold {k + 1}/{plan.folds}: training (log: {out_dir / f'fold-{k + 1}.log'})", file=sys.stderr)

@@ -602,7 +602,6 @@ def _train(args) -> int:
 
 def _crossval(args) -> int:
     from accel.crossval import CrossvalPlan, cross_validate
-    from accel.train import TrainOptions
 
     problem = _device_problem(args.device)
     if problem:
@@ -618,16 +617,8 @@ def _crossval(args) -> int:
         learning_rate=args.lr,
         sources=list(args.data),
     )
-    options = TrainOptions(
-        arch=args.arch,
-        epochs=args.epochs,
-        seed=args.seed,
-        learning_rate=args.lr,
-        balance=args.balance,
-        device=args.device,
-    )
     try:
-        result = cross_validate(plan, options, args.scenes, args.out, args.cache, args.jobs)
+        result = cross_validate(plan, args.scenes, args.out, args.cache, args.jobs, args.device)
     except (FileNotFoundError, ValueError) as error:
         print(f"crossval: {error}", file=sys.stderr)
         return 2
