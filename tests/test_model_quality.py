@@ -555,3 +555,20 @@ def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path,
     both = ["--model", fold_1, "--model", str(out / "fold-2.npz")]
     assert main(["-q", "eval-scenes", *both, "--data", str(tmp_path / "scenes")]) == 2
     assert "held out different splits in training (" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, problem",
+    [
+        (["--folds", "1"], "--folds 1: cross-validation needs at least 2 folds"),
+        (["--jobs", "0"], "--jobs 0: expected 1 or more"),
+        (["--scenes", "nowhere"], "nowhere: expected Pascal VOC scenes (annotations/ and images/)"),
+    ],
+)
+def test_crossval_refuses_bad_settings_before_training(tmp_path, capsys, extra, problem):
+    pytest.importorskip("torch", reason="training needs the train extra")
+    _voc_scenes(tmp_path / "scenes", np.random.default_rng(0), count=2)
+    args = ["-q", "crossval", "--data", "unused", "--scenes", str(tmp_path / "scenes"), "--out", str(tmp_path / "cv")]
+    assert main([*args, *extra]) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()  # nothing started
