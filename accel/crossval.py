@@ -190,8 +190,8 @@ def cross_validate(
     plan: CrossvalPlan, scenes: Path, out_dir: Path, cache: Path | None = None, jobs: int = 1, device: str = "cpu"
 ) -> dict:
     """Train (or continue) the ``plan.folds`` models, ``jobs`` at a time, then score them; see the module."""
-    if plan.folds < 2:
-        raise ValueError(f"--folds {plan.folds}: cross-validation needs at least 2 folds")
+    if not 2 <= plan.folds <= 100:
+        raise ValueError(f"--folds {plan.folds}: cross-validation needs 2 to 100 folds (a fold is whole hash percents)")
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: expected 1 or more")
     scene_split(scenes, "all")  # a wrong scenes folder fails now, not after hours of training

@@ -560,7 +560,8 @@ def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path,
 @pytest.mark.parametrize(
     "extra, problem",
     [
-        (["--folds", "1"], "--folds 1: cross-validation needs at least 2 folds"),
+        (["--folds", "1"], "--folds 1: cross-validation needs 2 to 100 folds"),
+        (["--folds", "101"], "--folds 101: cross-validation needs 2 to 100 folds"),
         (["--jobs", "0"], "--jobs 0: expected 1 or more"),
         (["--scenes", "nowhere"], "nowhere: expected Pascal VOC scenes (annotations/ and images/)"),
     ],
