@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from accel.arch import CLASSES
@@ -108,11 +107,8 @@ def scene_faces(root: Path, min_face_px: int = 24) -> SceneFaces:
     """Every labelled face of ``min_face_px`` or more in every scene, cropped at its ground-truth box."""
     crops, groups, images = [], [], []
     for scene in scene_split(root, "all"):
-        image = cv2.imread(str(scene.image_path))
-        if image is None:
-            raise ValueError(f"{scene.image_path}: not a readable image")
-        sides = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1])
-        large = np.flatnonzero(sides >= min_face_px)
+        image = scene.read()
+        large = np.flatnonzero(scene.large(min_face_px))
         if len(large):
             crops.append(crop_faces(image, scene.boxes[large]))
             groups.extend(scene.groups[t] for t in large)

@@ -41,6 +41,17 @@ class Scene:
     boxes: np.ndarray  # float32 (N, 4) xyxy
     groups: list[str]  # one of GROUPS per box
 
+    def read(self) -> np.ndarray:
+        """The scene's image (BGR)."""
+        image = cv2.imread(str(self.image_path))
+        if image is None:
+            raise ValueError(f"{self.image_path}: not a readable image")
+        return image
+
+    def large(self, min_face_px: int) -> np.ndarray:
+        """True for the boxes whose smaller side is ``min_face_px`` or more: the faces that are scored."""
+        return np.minimum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1]) >= min_face_px
+
 
 def scene_split(
     root: Path, split: str = "held-out", held_out_percent: int = HELD_OUT_PERCENT, fold: tuple[int, int] | None = None
@@ -138,12 +149,10 @@ def evaluate_scenes(
     e2e_pred: list[list[str]] = [[] for _ in classifiers]
     gt_pred: list[list[str]] = [[] for _ in classifiers]
     for index, scene in enumerate(scenes):
-        image = cv2.imread(str(scene.image_path))
-        if image is None:
-            raise ValueError(f"{scene.image_path}: not a readable image")
+        image = scene.read()
         faces = detector.detect(image)
         matched = match_boxes(scene.boxes, faces.boxes)
-        large = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1]) >= min_face_px
+        large = scene.large(min_face_px)
         total += len(scene.boxes)
         total_large += int(large.sum())
         found_all += int((matched >= 0).sum())
