@@ -78,12 +78,10 @@ def fold_model_path(out_dir: Path, k: int) -> Path:
 
 
 def _train_fold(plan: CrossvalPlan, options, out_dir: Path, cache: Path, k: int) -> float:
-    """Train fold ``k``'s model (and its teacher) unless done; resumes from checkpoints. Returns seconds spent."""
+    """Train fold ``k``'s model (and its teacher, unless done); resumes from checkpoints. Returns seconds spent."""
     from accel.train import train
 
     model = fold_model_path(out_dir, k)
-    if model.exists():
-        return 0.0
     started = time.monotonic()
     options = replace(options, fold=(k, plan.folds))
     with open(out_dir / f"fold-{k + 1}.log", "a") as log, contextlib.redirect_stderr(log):
