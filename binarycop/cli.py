@@ -654,7 +654,7 @@ def _crossval(args) -> int:
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f} %"
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _with_interval(value: float | None, interval) -> str:
@@ -813,9 +813,7 @@ def _print_scene_result(result: dict) -> None:
         f"training): {result['faces']} faces, "
         f"{result['faces_min_px']} >= {result['min_face_px']} px"
     )
-    by_group = ", ".join(
-        f"{g} {r:.1%}" if r is not None else f"{g} -" for g, r in detection["recall_min_px_by_group"].items()
-    )
+    by_group = ", ".join(f"{g} {_percent(r)}" for g, r in detection["recall_min_px_by_group"].items())
     print(
         f"  detection recall (IoU >= 0.4): all {detection['recall_all']:.1%}, large {detection['recall_min_px']:.1%}"
         f" ({by_group})"
@@ -823,8 +821,7 @@ def _print_scene_result(result: dict) -> None:
     for key in ("end_to_end", "ground_truth_boxes"):
         part = result[key]
         recalls = ", ".join(_group_recall_text(part, group) for group in part["recall"])
-        mean = f"{part['mean']:.1%}" if part["mean"] is not None else "-"
-        print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {mean}")
+        print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {_percent(part['mean'])}")
 
 
 def _scan(args) -> int:
