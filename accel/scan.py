@@ -25,19 +25,28 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def offline_detector(kind: str | None = None, scales=None, min_face_px: int = 24):
-    """A detector for still images: each image on its own (no still-region reuse); by default
-    ``binarycop.config.OFFLINE_DETECTOR`` at ``OFFLINE_SCALES``."""
-    from binarycop.config import OFFLINE_DETECTOR, OFFLINE_SCALES, DetectorConfig
+def offline_detector(config=None):
+    """The server's default detector settings (or ``config``, a ``DetectorConfig``) for still images: each image
+    examined on its own, as a camera's first frame is (nothing kept from the image before)."""
+    from binarycop.config import DetectorConfig
     from detector import make_detector
 
-    config = DetectorConfig(
-        kind=kind or OFFLINE_DETECTOR,
-        scales=list(scales or OFFLINE_SCALES),
-        min_face_px=min_face_px,
-        keep_still=False,
-    )
-    return make_detector(config)
+    config = (config or DetectorConfig()).model_copy(update={"keep_still": False})
+    return StillImageDetector(make_detector(config))
+
+
+class StillImageDetector:
+    """A frame detector used on unrelated images: its region schedule starts afresh for every image."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def detect(self, image_bgr: np.ndarray, with_crops: bool = True):
+        self.detector.reset()
+        return self.detector.detect(image_bgr, with_crops)
+
+    def close(self) -> None:
+        self.detector.close()
 
 
 class Scanner:

@@ -8,11 +8,16 @@ Only images on the held-out side of the split training uses (``accel.dataset.spl
   per VOC group: a detector that misses masked faces skews every compliance figure);
 - end to end: on the matched faces >= ``min_face_px``, the classes from the detector's crops, as
   recall of each VOC group and their mean (balanced 3-way accuracy);
-- ground-truth boxes: the same recalls with crops of the labelled boxes (the classifier alone).
+- ground-truth boxes: the same recalls with crops of the labelled boxes (the classifier alone);
+- operator: the compliance the server would report (faces called ``correct`` / every face it counts, false
+  detections and faces missing a label included) against the truth (``with_mask`` / labelled faces >= ``min_face_px``),
+  overall and as the mean absolute error over fixed groups of ``GROUP_PHOTOS`` photos (grouped by a hash of the file
+  name, so the groups do not depend on the detector), and the share of non-compliant faces flagged non-compliant.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +37,7 @@ GROUP_OF_CLASS = {
     "no_mask": "without_mask",
 }
 MATCH_IOU = 0.4
+GROUP_PHOTOS = 25
 
 
 @dataclass
@@ -125,6 +131,48 @@ def group_recalls(true_groups: list[str], predicted_classes: list[str], classes:
     }
 
 
+def photo_groups(names: list[str], size: int = GROUP_PHOTOS) -> list[list[int]]:
+    """Indices of ``names`` in fixed groups of ``size`` photos: ordered by a hash of the name and cut in runs (a
+    remainder under half a group joins the last group)."""
+    order = sorted(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).hexdigest())
+    groups = [order[start : start + size] for start in range(0, len(order), size)]
+    if len(groups) > 1 and len(groups[-1]) < size / 2:
+        groups[-2] += groups.pop()
+    return groups
+
+
+def operator_compliance(photos: list[dict], names: list[str]) -> dict:
+    """What a venue reads against the truth. ``photos``: per photo ``counted`` (faces the server counts), ``called``
+    (of them called ``correct``), ``truth`` (labelled faces >= min px), ``truth_correct`` (``with_mask`` among them),
+    ``noncompliant`` (labelled non-compliant faces) and ``flagged`` (of them found and called anything but correct)."""
+
+    def rates(chosen: list[dict]) -> tuple[float | None, float | None]:
+        counted, called = sum(p["counted"] for p in chosen), sum(p["called"] for p in chosen)
+        truth, truth_correct = sum(p["truth"] for p in chosen), sum(p["truth_correct"] for p in chosen)
+        return (called / counted if counted else None), (truth_correct / truth if truth else None)
+
+    read, truth = rates(photos)
+    errors = []
+    for group in photo_groups(names):
+        group_read, group_truth = rates([photos[i] for i in group])
+        if group_truth is not None:
+            errors.append((group_read if group_read is not None else 0.0) - group_truth)  # nothing counted reads 0
+    noncompliant, flagged = sum(p["noncompliant"] for p in photos), sum(p["flagged"] for p in photos)
+    return {
+        "compliance_read": read,
+        "compliance_true": truth,
+        "faces_counted": int(sum(p["counted"] for p in photos)),
+        "faces_true": int(sum(p["truth"] for p in photos)),
+        "groups": len(errors),
+        "group_photos": GROUP_PHOTOS,
+        "mean_abs_error": float(np.mean(np.abs(errors))) if errors else None,
+        "mean_error": float(np.mean(errors)) if errors else None,
+        "noncompliant_flagged": flagged / noncompliant if noncompliant else None,
+        "noncompliant_flagged_interval_95": wilson_interval(flagged, noncompliant),
+        "noncompliant": int(noncompliant),
+    }
+
+
 def evaluate_scenes(
     classifiers: list,
     root: Path,
@@ -140,7 +188,7 @@ def evaluate_scenes(
     if detector is None:
         from accel.scan import offline_detector
 
-        detector = offline_detector(min_face_px=8)
+        detector = offline_detector()
     scenes = scene_split(root, split, held_out_percent, fold)
     found_all = found_large = total_large = total = 0
     group_found = dict.fromkeys(GROUPS, 0)
@@ -148,6 +196,7 @@ def evaluate_scenes(
     e2e_truth, gt_truth = [], []
     e2e_pred: list[list[str]] = [[] for _ in classifiers]
     gt_pred: list[list[str]] = [[] for _ in classifiers]
+    photos: list[list[dict]] = [[] for _ in classifiers]
     for index, scene in enumerate(scenes):
         image = scene.read()
         faces = detector.detect(image)
@@ -164,10 +213,22 @@ def evaluate_scenes(
         e2e_truth.extend(scene.groups[t] for t in found_here)
         gt_truth.extend(scene.groups[t] for t in np.flatnonzero(large))
         truth_crops = crop_faces(image, scene.boxes[large]) if large.any() else None
-        for classifier, e2e, gt in zip(classifiers, e2e_pred, gt_pred):
-            if len(found_here):
-                detected_classes = classifier.classify(faces.crops)
-                e2e.extend(classifier.classes[detected_classes[matched[t]]] for t in found_here)
+        groups_large = [scene.groups[t] for t in np.flatnonzero(large)]
+        noncompliant = [t for t in np.flatnonzero(large) if scene.groups[t] != "with_mask"]
+        for classifier, e2e, gt, counts in zip(classifiers, e2e_pred, gt_pred, photos):
+            detected_classes = classifier.classify(faces.crops) if len(faces) else np.empty(0, np.int64)
+            named = [classifier.classes[c] for c in detected_classes]
+            e2e.extend(named[matched[t]] for t in found_here)
+            counts.append(
+                {
+                    "counted": len(named),
+                    "called": named.count("correct"),
+                    "truth": len(groups_large),
+                    "truth_correct": groups_large.count("with_mask"),
+                    "noncompliant": len(noncompliant),
+                    "flagged": sum(matched[t] >= 0 and named[matched[t]] != "correct" for t in noncompliant),
+                }
+            )
             if truth_crops is not None:
                 gt.extend(classifier.classes[c] for c in classifier.classify(truth_crops))
         if (index + 1) % 50 == 0:
@@ -179,7 +240,8 @@ def evaluate_scenes(
         "match_iou": MATCH_IOU,
     }
     results = []
-    for classifier, e2e, gt in zip(classifiers, e2e_pred, gt_pred):
+    names = [scene.name for scene in scenes]
+    for classifier, e2e, gt, counts in zip(classifiers, e2e_pred, gt_pred, photos):
         classes = tuple(classifier.classes)
         results.append(
             {
@@ -193,6 +255,7 @@ def evaluate_scenes(
                 "detection": detection,
                 "end_to_end": group_recalls(e2e_truth, e2e, classes),
                 "ground_truth_boxes": group_recalls(gt_truth, gt, classes),
+                "operator": operator_compliance(counts, names),
                 "classes": list(classes),
                 "groups": list(GROUPS),
             }

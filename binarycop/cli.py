@@ -16,12 +16,12 @@ from redis.exceptions import RedisError
 
 from binarycop import __version__
 from binarycop.config import (
-    OFFLINE_DETECTOR,
-    OFFLINE_SCALES,
     Config,
     ConfigError,
+    DetectorConfig,
     RedisConfig,
     config_schema,
+    detector_name,
     detector_spec,
     load_config,
     redact_url,
@@ -228,7 +228,8 @@ def _parser() -> argparse.ArgumentParser:
         "--detector",
         action="append",
         metavar="KIND[@SCALES]",
-        help="blazeface (default), yuface or e.g. yuface@1,2; repeat it to compare (alternated, first is the anchor)",
+        help="yunet (the server's default), blazeface or e.g. yunet@1,2; repeat it to compare (alternated, first is "
+        "the anchor)",
     )
     bench_slice.add_argument("--json", action="store_true")
     bench_slice.set_defaults(handler=_bench_slice)
@@ -239,7 +240,8 @@ def _parser() -> argparse.ArgumentParser:
         "--detector",
         action="append",
         metavar="KIND[@SCALES]",
-        help="blazeface (default), yuface or e.g. yuface@0.5; repeat it to compare (decoding alone is searched once)",
+        help="yunet (the server's default), blazeface or e.g. yunet@0.5; repeat it to compare (decoding alone is "
+        "searched once)",
     )
     bench_pipeline.add_argument("--json", action="store_true")
     bench_pipeline.set_defaults(handler=_bench_pipeline)
@@ -333,8 +335,8 @@ def _dashboards_render(args) -> int:
 
 
 def _bench_detectors(args) -> list:
-    """The benches' repeatable ``--detector KIND[@SCALES]`` (BlazeFace when none is given)."""
-    return [detector_spec(text) for text in args.detector or ["blazeface"]]
+    """The benches' repeatable ``--detector KIND[@SCALES]`` (the server's default when none is given)."""
+    return [detector_spec(text) for text in args.detector] if args.detector else [DetectorConfig()]
 
 
 def _bench_pipeline(args) -> int:
@@ -730,27 +732,23 @@ def _gradcam(args) -> int:
 
 
 def _detector_arguments(parser) -> None:
-    scales = ",".join(f"{scale:g}" for scale in OFFLINE_SCALES)
     parser.add_argument(
         "--detector",
-        default=OFFLINE_DETECTOR,
-        choices=["yuface", "blazeface"],
-        help=f"face detector (default: {OFFLINE_DETECTOR})",
+        metavar="KIND[@SCALES]",
+        help="face detector, e.g. blazeface or yunet@1,2 (default: the server's default detector settings, "
+        f"{detector_name(DetectorConfig())})",
     )
-    parser.add_argument("--scales", default=scales, help=f"yuface: image scales, comma-separated (default: {scales})")
 
 
-def _offline_detector(args, min_face_px: int):
+def _offline_detector(args):
     from accel.scan import offline_detector
 
-    try:
-        scales = [float(scale) for scale in args.scales.split(",")]
-    except ValueError:
-        raise ValueError(f"--scales {args.scales!r}: expected comma-separated numbers such as 1,2") from None
-    try:
-        return offline_detector(args.detector, scales, min_face_px)
-    except ValidationError as error:
-        raise ConfigError("detector options", validation_problems(error)) from None
+    return offline_detector(_detector_config(args))
+
+
+def _detector_config(args) -> DetectorConfig:
+    """``--detector KIND[@SCALES]``, or the server's default detector settings."""
+    return detector_spec(args.detector) if args.detector else DetectorConfig()
 
 
 def _group_recall_text(part: dict, group: str) -> str:
@@ -772,7 +770,7 @@ def _eval_scenes(args) -> int:
         print("eval-scenes: --plot draws one model's confusion; give one --model with it", file=sys.stderr)
         return 2
     try:
-        detector = _offline_detector(args, min_face_px=8)
+        detector = _offline_detector(args)
         classifiers = [make_classifier("cpu", model) for model in models]
         splits = {model: held_out_of(classifier.model.meta) for model, classifier in zip(models, classifiers)}
         if len(set(splits.values())) > 1 and args.split != "all":
@@ -785,6 +783,8 @@ def _eval_scenes(args) -> int:
         results = evaluate_scenes(
             classifiers, args.data, detector, args.min_face_px, args.split, held_out_percent, fold
         )
+        for result in results:
+            result["detector"] = detector_name(_detector_config(args))
     except (ModelFileError, FileNotFoundError, ValueError) as error:
         print(f"eval-scenes: {error}", file=sys.stderr)
         return 2
@@ -811,7 +811,7 @@ def _print_scene_result(result: dict) -> None:
     print(
         f"{result['model']} on {result['images']} {result['split']} scenes ({result['held_out']} held out in "
         f"training): {result['faces']} faces, "
-        f"{result['faces_min_px']} >= {result['min_face_px']} px"
+        f"{result['faces_min_px']} >= {result['min_face_px']} px; detector {result.get('detector', '-')}"
     )
     by_group = ", ".join(f"{g} {_percent(r)}" for g, r in detection["recall_min_px_by_group"].items())
     print(
@@ -822,14 +822,32 @@ def _print_scene_result(result: dict) -> None:
         part = result[key]
         recalls = ", ".join(_group_recall_text(part, group) for group in part["recall"])
         print(f"  {key:<18} n={part['n']:<5} {recalls}; mean {_percent(part['mean'])}")
+    operator = result["operator"]
+    flagged = operator["noncompliant_flagged"]
+    interval = operator["noncompliant_flagged_interval_95"]
+    print(
+        f"  operator reads     compliance {_percent(operator['compliance_read'])} of {operator['faces_counted']} faces "
+        f"counted, truth {_percent(operator['compliance_true'])} of {operator['faces_true']}; mean abs error over "
+        f"{operator['groups']} groups of {operator['group_photos']} photos "
+        f"{_points(operator['mean_abs_error'])} (mean {_points(operator['mean_error'], signed=True)}); "
+        f"non-compliant flagged {_percent(flagged)}"
+        + (f" [{interval[0]:.0%}-{interval[1]:.0%}] of {operator['noncompliant']}" if interval else "")
+    )
+
+
+def _points(share: float | None, signed: bool = False) -> str:
+    """A difference of shares in percentage points: ``4.2 points`` (``+4.2`` when signed)."""
+    if share is None:
+        return "-"
+    return f"{100 * share:+.1f} points" if signed else f"{100 * share:.1f} points"
 
 
 def _scan(args) -> int:
     from accel import ModelFileError, make_classifier
-    from accel.scan import Scanner
+    from accel.scan import Scanner, offline_detector
 
     try:
-        detector = _offline_detector(args, args.min_face_px)
+        detector = offline_detector(_detector_config(args).model_copy(update={"min_face_px": args.min_face_px}))
         results = Scanner(make_classifier("cpu", args.model), detector).scan_files(args.images)
     except (ModelFileError, ValueError) as error:
         print(f"scan: {error}", file=sys.stderr)

@@ -148,39 +148,52 @@ def _scales(scales: list[float] | None) -> list[float] | None:
     return scales
 
 
-_TILE_HELP = "tile side in pixels for large frames, 'auto' (640 px tiles above 960 px) or 'off'"
+_TILE_HELP = (
+    "tile side in pixels for large frames, 'auto' or 'off'; yunet: auto is off (whole frames, scaled to the faces in "
+    "view), a side cuts frames into tiles examined at full size where they changed, the whole frame at half size; "
+    "blazeface: auto cuts frames longer than 960 px into square tiles of their shorter side"
+)
 _TILES_PER_FRAME_HELP = (
     "tiles examined per detect frame besides the whole frame (unconfirmed faces' tiles first, then the longest "
     "unvisited, changed ones first); faces in tiles not examined are held by the tracker; 0: every tile every frame"
 )
 _KIND_HELP = (
-    "face detector: 'blazeface' (BlazeFace full range: fast, tiles for large frames, misses many masked faces) or "
-    "'yuface' (libfacedetection's YuNet: finds masked faces, about 5x the CPU per frame, no tiles)"
+    "face detector: 'yunet' (YuNet on onnxruntime: finds masked faces; the default) or 'blazeface' (BlazeFace full "
+    "range: misses about half the masked faces); 'yuface', YuNet's former runtime, is read as 'yunet'"
 )
-_SCALES_HELP = "yuface only: image scales examined, merged (1: as it is; 2: upscaled twice, finds faces from ~10 px)"
+_SCALES_HELP = (
+    "yunet only: image scales examined, merged (1: as it is; 2: upscaled twice, finds faces from ~10 px at 4x the "
+    "cost); frames examined in tiles use the tiles at scale 1"
+)
 _KEEP_STILL_HELP = (
     "a region (whole frame or tile) with no motion since its last examination keeps the faces found there "
     "(re-cut and re-classified from the new frame) instead of running the detector again"
 )
+_FULL_EVERY_HELP = (
+    "yunet without tiles: every this many detect frames the frame is examined at full resolution; between those, at "
+    "the lowest scale that still sees the smallest face in view (faces too small for it wait for the next full "
+    "frame: at most this many frames late); 1: every frame at full resolution"
+)
+DetectorKind = Literal["yunet", "blazeface"]
 
 
-# Still images (``scan``, ``eval-scenes``): time is not pressing, so the detector that finds the most faces,
-# on the image and an upscaled copy (faces down to ~10 px).
-OFFLINE_DETECTOR = "yuface"
-OFFLINE_SCALES = (1.0, 2.0)
+def _kind(kind: object) -> object:
+    return "yunet" if kind == "yuface" else kind  # configs written for the libfacedetection wheel keep working
 
 
 class DetectorConfig(Strict):
-    kind: Literal["blazeface", "yuface"] = Field("blazeface", description=_KIND_HELP)
+    kind: DetectorKind = Field("yunet", description=_KIND_HELP)
     scales: list[float] = Field([1.0], min_length=1, max_length=4, description=_SCALES_HELP)
     min_face_px: int = Field(24, ge=8, le=1024, description="smaller faces are ignored")
     min_score: float = Field(0.5, gt=0, lt=1, description="detector confidence threshold")
     tile: Literal["auto", "off"] | int = Field("auto", description=_TILE_HELP)
     tiles_per_frame: int = Field(0, ge=0, le=1024, description=_TILES_PER_FRAME_HELP)
     keep_still: bool = Field(True, description=_KEEP_STILL_HELP)
+    full_frame_every: int = Field(5, ge=1, le=100, description=_FULL_EVERY_HELP)
 
     tile_in_range = field_validator("tile", mode="before")(_tile_size)
     scales_in_range = field_validator("scales")(_scales)
+    kind_renamed = field_validator("kind", mode="before")(_kind)
 
     def tile_pixels(self) -> int | None:
         return None if self.tile == "auto" else 0 if self.tile == "off" else int(self.tile)
@@ -189,16 +202,18 @@ class DetectorConfig(Strict):
 class CameraDetectorConfig(Strict):
     """Per-camera detector settings; each one left out takes the top-level ``detector`` value."""
 
-    kind: Literal["blazeface", "yuface"] | None = Field(None, description=_KIND_HELP)
+    kind: DetectorKind | None = Field(None, description=_KIND_HELP)
     scales: list[float] | None = Field(None, min_length=1, max_length=4, description=_SCALES_HELP)
     min_face_px: int | None = Field(None, ge=8, le=1024, description="smaller faces are ignored")
     min_score: float | None = Field(None, gt=0, lt=1, description="detector confidence threshold")
     tile: Literal["auto", "off"] | int | None = Field(None, description=_TILE_HELP)
     tiles_per_frame: int | None = Field(None, ge=0, le=1024, description=_TILES_PER_FRAME_HELP)
     keep_still: bool | None = Field(None, description=_KEEP_STILL_HELP)
+    full_frame_every: int | None = Field(None, ge=1, le=100, description=_FULL_EVERY_HELP)
 
     tile_in_range = field_validator("tile", mode="before")(_tile_size)
     scales_in_range = field_validator("scales")(_scales)
+    kind_renamed = field_validator("kind", mode="before")(_kind)
 
 
 class CameraConfig(Strict):
@@ -216,8 +231,8 @@ class CameraConfig(Strict):
     )
     detector: CameraDetectorConfig | None = Field(
         None,
-        description="this camera's detector settings (kind, scales, tile, tiles_per_frame, keep_still, min_face_px, "
-        "min_score)",
+        description="this camera's detector settings (kind, scales, tile, tiles_per_frame, keep_still, "
+        "full_frame_every, min_face_px, min_score)",
     )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
@@ -305,19 +320,17 @@ def validation_problems(error: ValidationError, top: str = "(top level)") -> lis
 
 
 def detector_spec(text: str) -> DetectorConfig:
-    """``KIND[@SCALES]`` (``blazeface``, ``yuface``, ``yuface@1,2``: how the bench commands name a detector) as
+    """``KIND[@SCALES]`` (``yunet``, ``blazeface``, ``yunet@1,2``: how the offline commands name a detector) as
     the server's default detector settings of that kind; :func:`detector_name` writes it back."""
     kind, _, scales = text.partition("@")
-    fields: dict = {"kind": kind}
+    fields: dict = {"kind": _kind(kind)}
     if scales:
-        if kind != "yuface":
-            raise ConfigError("--detector", [f"{text!r}: only yuface takes scales"])
+        if fields["kind"] != "yunet":
+            raise ConfigError("--detector", [f"{text!r}: only yunet takes scales"])
         try:
             fields["scales"] = [float(scale) for scale in scales.split(",")]
         except ValueError:
-            raise ConfigError(
-                "--detector", [f"{text!r}: scales are comma-separated numbers, e.g. yuface@1,2"]
-            ) from None
+            raise ConfigError("--detector", [f"{text!r}: scales are comma-separated numbers, e.g. yunet@1,2"]) from None
     try:
         return DetectorConfig(**fields)
     except ValidationError as error:
@@ -325,9 +338,9 @@ def detector_spec(text: str) -> DetectorConfig:
 
 
 def detector_name(config: DetectorConfig) -> str:
-    """``blazeface`` or ``yuface@1,2`` (the scales matter to yuface only)."""
-    if config.kind == "yuface":
-        return "yuface@" + ",".join(f"{scale:g}" for scale in config.scales)
+    """``blazeface`` or ``yunet@1,2`` (the scales matter to yunet only)."""
+    if config.kind == "yunet":
+        return "yunet@" + ",".join(f"{scale:g}" for scale in config.scales)
     return config.kind
 
 

@@ -1,9 +1,10 @@
 """The bundled demo clip: MaskedFace-Net faces of known classes on a generated background.
 
 ``python -m binarycop.democlip --data ../shared/data`` rebuilds it. Every face placed is
-checked through the real detector and the shipped model on the decoded video; a face that
-is not found or not classified as its label is replaced, so ``demo_clip.json`` holds the
-exact classes the pipeline reports for every frame of the clip.
+checked through the real detectors (YuNet at full and at half resolution, the scales a camera
+of the server examines it at, and BlazeFace) and the shipped model on the decoded video; a face
+that is not found or not classified as its label by any of them is replaced, so
+``demo_clip.json`` holds the exact classes the pipeline reports for every frame of the clip.
 """
 
 from __future__ import annotations
@@ -126,7 +127,11 @@ def build(data: Path, seed: int = 0) -> None:
     from detector import make_detector
 
     rng = np.random.default_rng(seed)
-    detector = make_detector(DetectorConfig(min_face_px=24))
+    detectors = [
+        make_detector(DetectorConfig(full_frame_every=1)),
+        make_detector(DetectorConfig(scales=[0.5], full_frame_every=1)),
+        make_detector(DetectorConfig(kind="blazeface")),
+    ]
     classifier = make_classifier("cpu", "n-cnv")
     pools = {}
     for name in SLOTS:  # faces held out from training first
@@ -144,7 +149,7 @@ def build(data: Path, seed: int = 0) -> None:
                 frames = [_render(background, faces, offset + i) for i in range(SEGMENT_FRAMES)]
                 _write(all_frames + frames, Path(tmp) / "clip.mp4")
                 decoded = decode_video(Path(tmp) / "clip.mp4")[offset:]
-                failing = _failing_slots(decoded, detector, classifier, offset)
+                failing = set().union(*(_failing_slots(decoded, d, classifier, offset) for d in detectors))
                 if not failing:
                     break
                 for slot in failing:

@@ -160,7 +160,7 @@ async def run_camera(
     recorder: CountRecorder,
 ) -> None:
     """Process the camera until its source ends (files) or the task is cancelled."""
-    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config), True)
+    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config))
     worker = CameraWorker(camera, detector, tracking, classifier, recorder)
     try:
         source = open_source(camera)

@@ -7,14 +7,19 @@ _FROM_FACES = ("CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", 
 __all__ = ["CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "make_detector", "nms", "square_boxes"]
 
 
-def make_detector(config, live: bool = False):
-    """A detector for a :class:`binarycop.config.DetectorConfig`; ``live``: for a camera of the server,
-    next to other cameras' threads (yuface then runs in a process of its own: it holds the GIL)."""
-    if config.kind == "yuface":
-        from detector.yuface import YuFaceDetector
+def make_detector(config):
+    """A detector for a :class:`binarycop.config.DetectorConfig`: YuNet (the default) or BlazeFace."""
+    if config.kind == "yunet":
+        from detector.yunet import YuNetDetector
 
-        return YuFaceDetector(
-            min_score=config.min_score, min_face_px=config.min_face_px, scales=tuple(config.scales), worker_process=live
+        return YuNetDetector(
+            min_score=config.min_score,
+            min_face_px=config.min_face_px,
+            scales=tuple(config.scales),
+            tile=config.tile_pixels(),
+            tiles_per_frame=config.tiles_per_frame,
+            keep_still=config.keep_still,
+            full_every=config.full_frame_every,
         )
     from detector.blazeface import BlazeFaceDetector
 
@@ -28,7 +33,7 @@ def make_detector(config, live: bool = False):
 
 
 def __getattr__(name: str):
-    # Imported on first use, so that a yuface worker process (detector.yunet) does not load OpenCV
+    # Imported on first use: ``import detector`` stays light for what needs only make_detector
     if name in _FROM_FACES:
         from detector import faces
 

@@ -64,6 +64,10 @@ class BlazeFaceDetector:
             boxes, scores = boxes[keep], scores[keep]
         return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, plan.coverage)
 
+    def reset(self) -> None:
+        """Forget what earlier frames showed (still regions, visits): the next frame is examined whole."""
+        self._schedulers.clear()
+
     def tile_side(self, width: int, height: int) -> int:
         """The tile side used for frames of this size (0: no tiling)."""
         if self.tile is None:  # the model's input is square: two square tiles see a 16:9 frame 1.8x larger

@@ -1,16 +1,278 @@
-"""YuNet's raw output for one image: the whole of what a live yuface worker process runs.
+"""Face detection with YuNet (libfacedetection.train, Apache-2.0; ``models/detector/``) run by onnxruntime.
 
-Kept apart from the rest of the package so that a spawned worker imports numpy and the ``yuface`` wheel
-only, not OpenCV: on 1280x720 frames a worker holds 19 MB of its own memory instead of 25 (38 MB resident
-instead of 65, the difference mostly OpenCV's shared library)."""
+YuNet finds the masked faces BlazeFace misses (``binarycop eval-scenes``: see the README's detector table). One
+onnxruntime session per process serves every camera: each run uses one thread and releases the GIL, and at most
+one run per core goes at a time (:class:`YuNetRunner`), so cameras share the cores without oversubscribing them.
+
+The network sees the frame zero-padded to a multiple of 32 (BGR, float 0-255, NCHW) and answers, per stride
+8, 16 and 32, a class and an objectness score, a box and five landmarks per cell; :func:`decode` turns them into
+boxes the way ``cv2.FaceDetectorYN`` does (a test checks it box for box).
+
+The network's cost is about proportional to the pixels it examines (31 ms of a core per 1280x720 frame), so a
+camera's frames are examined at the lowest scale that still sees every face it is following (:class:`ScalePlan`:
+the smallest face found in recent frames is kept at ``TARGET_PX`` or more), with the frame at full resolution every
+``full_every`` frames for faces too small for that scale; between those, the tracker holds small faces it could not
+have seen (``Coverage``). When all faces in view are large, a frame costs a quarter; when a small face is in
+view, every frame is examined at full resolution. Alternatively (``tile``: a side in pixels), frames are cut into
+overlapping tiles scheduled by :class:`detector.tiles.RegionScheduler` (still tiles keep their faces), with the
+whole frame at half size for faces too large for a tile.
+
+YuNet's boxes are framed differently from BlazeFace's (narrower, taller towards the forehead); they are mapped onto
+BlazeFace's framing (``to_blazeface_framing``), the framing the classifier was trained on.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
+
+import cv2
 import numpy as np
 
+from detector.faces import Faces, large_enough_faces, nms
+from detector.tiles import Coverage, RegionScheduler
 
-def raw_detect(image: np.ndarray) -> np.ndarray:
-    """YuNet's rows for a contiguous BGR image: confidence (percent), x, y, w, h, five landmarks."""
-    import yuface  # imported here: only this detector needs it
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
+MODEL = MODEL_DIR / "yunet_s_dynamic.onnx"
+STRIDES = (8, 16, 32)
+NMS_IOU = 0.3  # cv2.FaceDetectorYN's default
+TOP_K = 5000
+# A reduced-scale pass keeps the smallest followed face at least this large: YuNet finds faces from ~16 px, but its
+# boxes on small faces are too loose for the classifier (the bundled clip's 140 px faces, every frame: 39 of 140
+# frames classified differently at a quarter of full size, 35 px faces; 2 at half size, 70 px).
+TARGET_PX = 64
+FOUND_PX = 20  # a face this large at the examined scale is found, if not framed well: absent from a pass, it has left
+SCALE_STEPS = (0.5, 0.75, 1.0)  # reduced scales used (few input shapes: onnxruntime plans each shape once)
+RECENT_FRAMES = 5  # the faces of this many recent frames decide the scale
 
-    return np.asarray(yuface.c_detect(image), np.float32).reshape(-1, 16)
+# Median YuNet box against BlazeFace's on the same face: width 0.915 and height 1.174 of BlazeFace's, centre 0.004
+# widths right of and 0.051 heights above it. Measured in two steps: the libfacedetection wheel's boxes against
+# BlazeFace's (562 faces, real photos and MaskedFace-Net: 0.903, 1.161, -0.0105, -0.0645), then these boxes against
+# the wheel's (486 faces of 150 real scenes: 1.013, 1.011, +0.0162, +0.0117 of the wheel's sides).
+# ``to_blazeface_framing`` undoes that, so crops are framed as the classifier's training crops were.
+WIDTH_RATIO, HEIGHT_RATIO = 0.915, 1.174
+CENTRE_SHIFT_X, CENTRE_SHIFT_Y = 0.0041, -0.0509
+
+
+def to_blazeface_framing(boxes: np.ndarray) -> np.ndarray:
+    """YuNet boxes (N, 4) xyxy re-framed the way BlazeFace frames the same faces."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    width = (boxes[:, 2] - boxes[:, 0]) / WIDTH_RATIO
+    height = (boxes[:, 3] - boxes[:, 1]) / HEIGHT_RATIO
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 - CENTRE_SHIFT_X * width
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 - CENTRE_SHIFT_Y * height
+    return np.stack([centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2], 1)
+
+
+def padded_input(image_bgr: np.ndarray) -> np.ndarray:
+    """The network's input for a BGR image: (1, 3, H', W') float32, zero-padded to multiples of 32."""
+    height, width = image_bgr.shape[:2]
+    padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
+    blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+    blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
+    return blob
+
+
+def decode(
+    outputs: dict[str, np.ndarray], padded_h: int, padded_w: int, min_score: float, nms_iou: float = NMS_IOU
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (N, 4) xyxy and scores (N,) from YuNet's outputs for one image of the padded size, best first:
+    score = sqrt(cls * obj), centre = (cell + offset) * stride, size = exp(d) * stride, then NMS."""
+    boxes, scores = [], []
+    for stride in STRIDES:
+        cols, rows = padded_w // stride, padded_h // stride
+        cls = np.clip(outputs[f"cls_{stride}"].reshape(-1), 0, 1)
+        obj = np.clip(outputs[f"obj_{stride}"].reshape(-1), 0, 1)
+        score = np.sqrt(cls * obj)
+        keep = np.flatnonzero(score >= min_score)
+        if not len(keep):
+            continue
+        delta = outputs[f"bbox_{stride}"].reshape(-1, 4)[keep]
+        row, col = np.divmod(keep, cols)
+        assert rows * cols == len(cls), f"stride {stride}: {len(cls)} cells for a {padded_w}x{padded_h} input"
+        centre_x = (col.astype(np.float32) + delta[:, 0]) * stride
+        centre_y = (row.astype(np.float32) + delta[:, 1]) * stride
+        width, height = np.exp(delta[:, 2]) * stride, np.exp(delta[:, 3]) * stride
+        x1, y1 = centre_x - width / 2, centre_y - height / 2
+        boxes.append(np.stack([x1, y1, x1 + width, y1 + height], 1))
+        scores.append(score[keep])
+    if not boxes:
+        return np.empty((0, 4), np.float32), np.empty(0, np.float32)
+    boxes, scores = np.concatenate(boxes).astype(np.float32), np.concatenate(scores).astype(np.float32)
+    kept = cv2.dnn.NMSBoxes(_xywh(boxes).tolist(), scores.tolist(), min_score, nms_iou, top_k=TOP_K)
+    kept = np.asarray(kept, np.int64).reshape(-1)
+    return boxes[kept], scores[kept]
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+class ScalePlan:
+    """The scale factor of each frame of one camera: 1 every ``full_every`` frames (and while a face smaller than
+    ``TARGET_PX`` is in view, or with ``full_every`` 1), else the smallest step that keeps the smallest face found in
+    the last ``RECENT_FRAMES`` frames at ``TARGET_PX`` or more (the lowest step when none was found)."""
+
+    def __init__(self, full_every: int = 1):
+        self.full_every = max(1, full_every)
+        self._frame = -1
+        self._smallest: list[float] = []
+
+    def next_factor(self) -> float:
+        self._frame += 1
+        if self.full_every == 1 or self._frame % self.full_every == 0:
+            return 1.0
+        smallest = min(self._smallest, default=np.inf)
+        return next((step for step in SCALE_STEPS if step * smallest >= TARGET_PX), 1.0)
+
+    def record(self, boxes: np.ndarray) -> None:
+        """The faces (xyxy, frame pixels) found in the frame just planned."""
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if len(boxes) else []
+        self._smallest = [*self._smallest, float(np.min(sides)) if len(sides) else np.inf][-RECENT_FRAMES:]
+
+
+class YuNetRunner:
+    """One onnxruntime session of the YuNet model for the whole process, one thread per run; at most ``slots``
+    runs (default: one per core) go at once, so many cameras' detector threads share the cores."""
+
+    _shared: dict[tuple[str, int], YuNetRunner] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, model: Path = MODEL, slots: int | None = None):
+        import onnxruntime as ort  # imported here: only this detector needs it
+
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"YuNet model not found: {model}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for unreadable models
+            raise ValueError(f"{model}: not a readable ONNX model ({type(error).__name__})") from None
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        wanted = {f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in STRIDES}
+        inputs = [model_input.name for model_input in self.session.get_inputs()]
+        if inputs != ["input"] or not wanted <= set(self.output_names):
+            raise ValueError(f"{model}: not a YuNet model (inputs {inputs}, outputs {sorted(self.output_names)})")
+        self._slots = threading.BoundedSemaphore(slots or os.cpu_count() or 1)
+
+    @classmethod
+    def shared(cls, model: Path = MODEL, slots: int | None = None) -> YuNetRunner:
+        key = (str(model), slots or 0)
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(model, slots)
+            return cls._shared[key]
+
+    def run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
+        with self._slots:
+            values = self.session.run(self.output_names, {"input": blob})
+        return dict(zip(self.output_names, values))
+
+
+class YuNetDetector:
+    """Finds faces in BGR frames with YuNet at each of ``scales`` (1: the frame as it is, 2: upscaled twice).
+
+    ``tile``: tile side in pixels for large frames, 0 for none, None for auto; the whole frame is then examined at
+    ``whole_scale`` (for faces too large for a tile) every few frames, and the tiles as the region scheduler plans
+    (``tiles_per_frame``, ``keep_still``: see :mod:`detector.tiles`). Tiles apply at scale 1 only."""
+
+    def __init__(
+        self,
+        min_score: float = 0.5,
+        min_face_px: int = 24,
+        scales: tuple[float, ...] = (1.0,),
+        tile: int | None = 0,
+        tiles_per_frame: int = 0,
+        keep_still: bool = False,
+        whole_scale: float = 0.5,
+        full_every: int = 1,
+        runner: YuNetRunner | None = None,
+    ):
+        if not scales or any(not 0.25 <= scale <= 4 for scale in scales):
+            raise ValueError(f"yunet scales {list(scales)}: expected one or more factors between 0.25 and 4")
+        self.min_score = min_score
+        self.min_face_px = min_face_px
+        self.scales = tuple(float(scale) for scale in scales)
+        self.tile = tile
+        self.tiles_per_frame = tiles_per_frame
+        self.keep_still = keep_still
+        self.whole_scale = whole_scale
+        self.full_every = full_every
+        self._plan = ScalePlan(full_every)
+        self.runner = runner or YuNetRunner.shared()
+        self.inferences = 0
+        self.pixels = 0  # pixels the network has examined (its cost is about proportional to them)
+        self._schedulers: dict[tuple[int, int], RegionScheduler] = {}
+
+    def close(self) -> None:
+        """Nothing to release: the session is shared by the process."""
+
+    def reset(self) -> None:
+        """Forget what earlier frames showed (still regions, visits, face sizes): the next frame is examined whole."""
+        self._schedulers.clear()
+        self._plan = ScalePlan(self.full_every)
+
+    def tile_side(self, width: int, height: int) -> int:
+        """The tile side used for frames of this size (0: no tiling; auto: none, the scale plan instead)."""
+        if not self.tile:
+            return 0
+        return self.tile if max(width, height) > self.tile else 0
+
+    def detect(self, frame_bgr: np.ndarray, with_crops: bool = True, focus: np.ndarray | None = None) -> Faces:
+        """Faces in the frame; ``focus``: boxes of faces not yet confirmed, whose tiles are examined first."""
+        height, width = frame_bgr.shape[:2]
+        side = self.tile_side(width, height)
+        coverage = None
+        if side:
+            boxes, scores, coverage = self._detect_tiled(frame_bgr, side, focus)
+        else:
+            factor = self._plan.next_factor()
+            found = [self._detect_scaled(frame_bgr, scale * factor) for scale in self.scales]
+            boxes = np.concatenate([found_boxes for found_boxes, _ in found])
+            scores = np.concatenate([found_scores for _, found_scores in found])
+            if factor < 1:  # faces too small for this scale were not looked for: the tracker holds them
+                coverage = Coverage(np.empty((0, 4), np.int64), FOUND_PX / (factor * max(self.scales)))
+        if len(boxes):
+            keep = nms(boxes, scores)
+            boxes, scores = to_blazeface_framing(boxes[keep]), scores[keep]
+        faces = large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage)
+        if not side:
+            self._plan.record(faces.boxes)
+        return faces
+
+    def _detect_tiled(self, frame_bgr: np.ndarray, side: int, focus: np.ndarray | None):
+        height, width = frame_bgr.shape[:2]
+        key = (side, max(width, height))
+        if key not in self._schedulers:
+            # a face smaller than the tiles' overlap (20 % of a side) lies whole in some tile; a larger one may be
+            # cut by every tile, and is left to the whole-frame pass
+            reliable = 0.2 * side / max(width, height)
+            self._schedulers[key] = RegionScheduler(side, self.tiles_per_frame, self.keep_still, reliable)
+        scheduler = self._schedulers[key]
+        plan = scheduler.plan(frame_bgr, focus)
+        boxes, scores = [plan.kept_boxes], [plan.kept_scores]
+        for region in plan.examine:
+            x0, y0, x1, y1 = scheduler.region(region)
+            if x0 == 0 and y0 == 0 and (x1, y1) == (width, height):  # the whole frame, for large faces
+                found_boxes, found_scores = self._detect_scaled(frame_bgr, self.whole_scale)
+            else:
+                found_boxes, found_scores = self._detect_scaled(frame_bgr[y0:y1, x0:x1], 1.0)
+                found_boxes = found_boxes + np.array([x0, y0, x0, y0], np.float32)
+            scheduler.record(region, found_boxes, found_scores)
+            boxes.append(found_boxes)
+            scores.append(found_scores)
+        return np.concatenate(boxes), np.concatenate(scores), plan.coverage
+
+    def _detect_scaled(self, image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        image = image_bgr
+        if scale != 1:
+            image = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        blob = padded_input(image)
+        self.inferences += 1
+        self.pixels += blob.shape[2] * blob.shape[3]
+        boxes, scores = decode(self.runner.run(blob), blob.shape[2], blob.shape[3], self.min_score)
+        return boxes / scale, scores

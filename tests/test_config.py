@@ -137,7 +137,7 @@ def test_camera_detector_settings_override_the_top_level_ones():
         ("{tile: 64}", "cameras.0.detector.tile: Value error, tile side must be between 128 and 4096 pixels"),
         ("{tile: on}", "cameras.0.detector.tile: Value error, use 'auto', 'off' or a tile side in pixels"),
         ("{tiles_per_frame: -1}", "cameras.0.detector.tiles_per_frame: Input should be greater than or equal to 0"),
-        ("{kind: yunet}", "cameras.0.detector.kind: Input should be 'blazeface' or 'yuface'"),
+        ("{kind: retina}", "cameras.0.detector.kind: Input should be 'yunet' or 'blazeface'"),
         ("{scales: [1, 9]}", "cameras.0.detector.scales: Value error, scales must be factors between 0.25 and 4"),
         ("{flavour: x}", "cameras.0.detector.flavour: unknown key"),
     ],

@@ -95,7 +95,9 @@ def test_faces_of_24_px_are_found_in_crowd_frames_with_small_tiles(shared_data, 
     from binarycop.config import parse_config
     from detector import make_detector
 
-    config = parse_config("cameras: [{name: far, url: a.mp4, detector: {tile: 192, min_face_px: 24}}]", environ={})
+    config = parse_config(
+        "cameras: [{name: far, url: a.mp4, detector: {kind: blazeface, tile: 192, min_face_px: 24}}]", environ={}
+    )
     frame = crowd_frame(face_patches(shared_data, 40), width, height, face_px=24)
     detector = make_detector(config.cameras[0].detector_config(config.detector))
     try:
@@ -121,9 +123,9 @@ def test_crowd_frames_hide_faces_from_the_whole_frame_pass(shared_data):
 
 @pytest.fixture(scope="module")
 def yunet():
-    from detector.yuface import YuFaceDetector
+    from detector.yunet import YuNetDetector
 
-    return YuFaceDetector(min_face_px=0)
+    return YuNetDetector(min_face_px=0)
 
 
 def _matched_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -131,110 +133,154 @@ def _matched_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return overlaps.max(axis=1) if overlaps.size else np.empty(0)
 
 
-def test_yuface_boxes_are_framed_like_blazeface(shared_data, detector, yunet):
-    """The classifier sees one framing whichever detector cut the crop: converted yuface boxes overlap
-    BlazeFace's boxes of the same faces closer than yuface's own boxes do."""
+def test_yunet_decoder_gives_cv2_facedetectoryn_boxes(shared_data):
+    """The decoder against OpenCV's own YuNet (``cv2.FaceDetectorYN`` on the 640x640 model file): fed the raw
+    outputs of the same network (cv2.dnn), it gives the same faces, boxes within float32 rounding (1e-3 px) and the
+    same scores; onnxruntime's outputs for the dynamic model give the same faces again."""
+    from detector.yunet import MODEL_DIR, YuNetRunner, decode, padded_input
+
+    fixed = MODEL_DIR / "yunet_s_640_640.onnx"
+    reference = cv2.FaceDetectorYN.create(str(fixed), "", (640, 640), 0.5, 0.3, 5000)
+    network = cv2.dnn.readNet(str(fixed))
+    names = network.getUnconnectedOutLayersNames()
+    runner = YuNetRunner()
+    compared = 0
+    for path in sorted((shared_data / "scenes" / "images").iterdir())[:24]:
+        image = cv2.resize(cv2.imread(str(path)), (640, 640))
+        _, expected = reference.detect(image)
+        expected = np.zeros((0, 15), np.float32) if expected is None else expected
+        expected_boxes = np.concatenate([expected[:, :2], expected[:, :2] + expected[:, 2:4]], axis=1)
+        blob = padded_input(image)
+        network.setInput(blob)
+        boxes, scores = decode(dict(zip(names, network.forward(names))), 640, 640, 0.5)
+        order, expected_order = np.lexsort(boxes.T[::-1]), np.lexsort(expected_boxes.T[::-1])
+        np.testing.assert_allclose(boxes[order], expected_boxes[expected_order], atol=1e-3)
+        np.testing.assert_allclose(scores[order], expected[expected_order, 14], atol=1e-6)
+        ours, _ = decode(runner.run(blob), 640, 640, 0.5)
+        assert len(ours) == len(expected)
+        if len(ours):
+            assert np.median(_matched_ious(expected_boxes, ours)) > 0.99
+        compared += len(expected)
+    assert compared >= 40
+
+
+def test_yunet_pads_frames_to_multiples_of_32():
+    from detector.yunet import padded_input
+
+    image = np.arange(33 * 70 * 3, dtype=np.uint8).reshape(33, 70, 3) % 251
+    blob = padded_input(image)
+    assert blob.shape == (1, 3, 64, 96) and blob.dtype == np.float32
+    np.testing.assert_array_equal(blob[0, :, :33, :70], image.transpose(2, 0, 1))
+    assert not blob[0, :, 33:].any() and not blob[0, :, :, 70:].any()
+
+
+def test_yunet_boxes_are_framed_like_blazeface(shared_data, detector, yunet):
+    """The classifier sees one framing whichever detector cut the crop: converted YuNet boxes overlap
+    BlazeFace's boxes of the same faces closer than YuNet's own boxes do."""
     raw, converted = [], []
     for name in ("chandrikadeb7_pic3.jpg", "fr_two_people.jpg", "insightface_t1.jpg", "fr_obama_and_biden.jpg"):
         image = cv2.imread(str(shared_data / "scenes" / "misc" / name))
         blaze = detector.detect(image, with_crops=False).boxes
+        yunet.reset()
         found = yunet.detect(image, with_crops=False).boxes  # already in BlazeFace's framing
         ious = _matched_ious(blaze, found)
         keep = ious > 0.3
         converted.extend(ious[keep])
-        own, _ = yunet._detect_scaled(image, 1.0)  # yuface's own boxes, before re-framing
+        own, _ = yunet._detect_scaled(image, 1.0)  # YuNet's own boxes, before re-framing
         raw.extend(_matched_ious(blaze, own)[keep])
     assert len(converted) >= 8
     assert np.median(converted) > 0.75
     assert np.median(converted) > np.median(raw) + 0.05
 
 
-def test_yuface_finds_masked_faces_blazeface_misses(shared_data, detector, yunet):
-    """Correctly masked faces >= 24 px in held-out real scenes: yuface finds most, BlazeFace far fewer."""
+def test_yunet_finds_masked_faces_blazeface_misses(shared_data, detector):
+    """Correctly masked faces >= 24 px in held-out real scenes, both detectors with the server's settings (the
+    default detector, and blazeface): YuNet finds most, BlazeFace far fewer."""
+    from accel.scan import offline_detector
     from accel.scenes import match_boxes, scene_split
+    from binarycop.config import DetectorConfig
 
-    found = {"blazeface": 0, "yuface": 0}
+    detectors = {"blazeface": offline_detector(DetectorConfig(kind="blazeface")), "yunet": offline_detector()}
+    found = dict.fromkeys(detectors, 0)
     total = 0
     for scene in scene_split(shared_data / "scenes", "held-out")[:40]:
         image = cv2.imread(str(scene.image_path))
         sizes = np.minimum(scene.boxes[:, 2] - scene.boxes[:, 0], scene.boxes[:, 3] - scene.boxes[:, 1])
         masked = (np.array(scene.groups) == "with_mask") & (sizes >= 24)
         total += int(masked.sum())
-        for name, chosen in (("blazeface", detector), ("yuface", yunet)):
+        for name, chosen in detectors.items():
             matched = match_boxes(scene.boxes, chosen.detect(image, with_crops=False).boxes)
             found[name] += int(((matched >= 0) & masked).sum())
+    detectors["blazeface"].close()
     assert total >= 30
-    assert found["yuface"] >= 0.85 * total
-    assert found["yuface"] >= found["blazeface"] + 0.15 * total
+    assert found["yunet"] >= 0.85 * total
+    assert found["yunet"] >= found["blazeface"] + 0.15 * total
 
 
-def test_what_a_yuface_worker_runs_imports_no_opencv():
-    """A live yuface worker unpickles ``detector.yunet.raw_detect``: importing it (and the package above it)
-    must not load OpenCV, which the worker never uses (6 MB of its own memory, 27 MB resident, per yuface camera)."""
-    import subprocess
-    import sys
+def test_one_yunet_session_serves_many_camera_threads_alike():
+    """Every camera's detector shares the process's one onnxruntime session: eight threads detecting at once
+    get exactly the boxes one thread gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    code = "import sys, detector.yunet; print(sorted(m for m in ('cv2', 'mediapipe', 'torch') if m in sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert loaded.strip() == "[]"
-
-
-def test_a_live_yuface_detector_runs_in_its_own_process_and_outlives_its_death():
-    """yuface holds the GIL while it runs, so a camera's detector runs it in a child process (the server's
-    threads and other cameras keep running); the same boxes as in-process; a killed worker fails one
-    frame with a clear error and the next frame starts a new worker."""
-    import os
-    import signal
-
-    from binarycop.config import DetectorConfig
     from binarycop.democlip import clip_frames
-    from detector import make_detector
-    from detector.yuface import YuFaceDetector
+    from detector.yunet import YuNetDetector, YuNetRunner
 
-    image = clip_frames()[0]  # the bundled clip: four faces in its first frame
-    expected = YuFaceDetector().detect(image).boxes
-    live = make_detector(DetectorConfig(kind="yuface"), live=True)
-    try:
-        assert len(expected) == 4
-        np.testing.assert_array_equal(live.detect(image).boxes, expected)
-        workers = list(live._pool._processes)
-        assert len(workers) == 1 and workers[0] != os.getpid()
-        os.kill(workers[0], signal.SIGKILL)
-        with pytest.raises(RuntimeError, match="yuface worker process died"):
-            live.detect(image)
-        np.testing.assert_array_equal(live.detect(image).boxes, expected)
-        assert list(live._pool._processes) != workers
-    finally:
-        live.close()
-    assert live._pool is None
+    frames = clip_frames()[:16]
+    alone = [YuNetDetector().detect(frame).boxes for frame in frames]
+    detectors = [YuNetDetector() for _ in range(8)]
+    assert len({id(d.runner) for d in detectors}) == 1 and detectors[0].runner is YuNetRunner.shared()
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda i: detectors[i % 8].detect(frames[i]).boxes, range(len(frames))))
+    assert sum(len(boxes) for boxes in alone) >= 30
+    for mine, theirs in zip(together, alone):
+        np.testing.assert_array_equal(mine, theirs)
 
 
-def test_yuface_upscaled_pass_finds_small_faces(shared_data):
+def test_yunet_tiles_of_a_large_frame_find_what_the_whole_frame_does(shared_data):
+    """A 1280x720 frame with 32 px faces: 480 px tiles (the whole frame at half size) find at least the faces one
+    whole-frame pass finds, and examine nothing on the next frame when nothing moved."""
+    from binarycop.bench_faces import crowd_frame, face_patches, found
+    from detector.yunet import YuNetDetector
+
+    frame = crowd_frame(face_patches(shared_data, 30), 1280, 720, face_px=32)
+    whole = YuNetDetector(tile=0).detect(frame.pixels, with_crops=False)
+    tiled_detector = YuNetDetector(tile=480, keep_still=True)
+    tiled = tiled_detector.detect(frame.pixels, with_crops=False)
+    assert found(frame.boxes, tiled.boxes) >= max(found(frame.boxes, whole.boxes), 0.8 * len(frame.boxes))
+    first = tiled_detector.pixels
+    again = tiled_detector.detect(frame.pixels, with_crops=False)
+    assert tiled_detector.pixels == first  # nothing moved: every tile kept its faces, nothing ran
+    assert found(frame.boxes, again.boxes) == found(frame.boxes, tiled.boxes)
+
+
+def test_yunet_upscaled_pass_finds_small_faces(shared_data):
     """A group photo shrunk until its faces are about 12 px: only the upscaled pass finds them."""
-    from detector.yuface import YuFaceDetector
+    from detector.yunet import YuNetDetector
 
     image = cv2.imread(str(shared_data / "scenes" / "misc" / "insightface_t1.jpg"))
-    full = YuFaceDetector(min_face_px=0).detect(image, with_crops=False)
+    full = YuNetDetector(min_face_px=0).detect(image, with_crops=False)
     factor = 12 / np.median(full.boxes[:, 2] - full.boxes[:, 0])
     small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    once = YuFaceDetector(min_face_px=0, scales=(1.0,)).detect(small)
-    twice = YuFaceDetector(min_face_px=0, scales=(1.0, 2.0)).detect(small)
+    once = YuNetDetector(min_face_px=0, scales=(1.0,)).detect(small)
+    twice = YuNetDetector(min_face_px=0, scales=(1.0, 2.0)).detect(small)
     assert len(full) >= 5
     assert len(twice) >= len(full) - 1 > len(once)
     assert twice.crops.shape == (len(twice), 32, 32, 3)
 
 
-def test_yuface_is_chosen_by_config_and_refuses_bad_scales():
+def test_yunet_is_the_default_chosen_by_config_and_refuses_bad_scales():
     from binarycop.config import CameraConfig, DetectorConfig
     from detector import make_detector
-    from detector.yuface import YuFaceDetector
+    from detector.yunet import YuNetDetector
 
-    camera = CameraConfig(name="door", url="clip.mp4", detector={"kind": "yuface", "scales": [1, 2]})
+    assert DetectorConfig().kind == "yunet"
+    camera = CameraConfig(name="door", url="clip.mp4", detector={"kind": "yunet", "scales": [1, 2]})
     chosen = make_detector(camera.detector_config(DetectorConfig(min_face_px=30)))
-    assert isinstance(chosen, YuFaceDetector) and chosen.scales == (1.0, 2.0) and chosen.min_face_px == 30
+    assert isinstance(chosen, YuNetDetector) and chosen.scales == (1.0, 2.0) and chosen.min_face_px == 30
     assert len(chosen.detect(np.full((360, 640, 3), 128, np.uint8))) == 0
+    assert DetectorConfig(kind="yuface").kind == "yunet"  # configs written for the old runtime keep working
     with pytest.raises(ValueError, match="scales must be factors between 0.25 and 4"):
-        DetectorConfig(kind="yuface", scales=[8])
+        DetectorConfig(kind="yunet", scales=[8])
     with pytest.raises(ValueError, match="kind"):
         DetectorConfig(kind="haar")
 
@@ -242,10 +288,10 @@ def test_yuface_is_chosen_by_config_and_refuses_bad_scales():
 @pytest.mark.parametrize(
     "text, problem",
     [
-        ("yuface@1,x", "'yuface@1,x': scales are comma-separated numbers"),
-        ("yuface@9", "scales must be factors between 0.25 and 4"),
-        ("blazeface@2", "'blazeface@2': only yuface takes scales"),
-        ("retina", "kind: Input should be 'blazeface' or 'yuface'"),
+        ("yunet@1,x", "'yunet@1,x': scales are comma-separated numbers"),
+        ("yunet@9", "scales must be factors between 0.25 and 4"),
+        ("blazeface@2", "'blazeface@2': only yunet takes scales"),
+        ("retina", "kind: Input should be 'yunet' or 'blazeface'"),
     ],
 )
 def test_bench_detector_option(capsys, text, problem):
@@ -254,8 +300,9 @@ def test_bench_detector_option(capsys, text, problem):
     from binarycop.cli import main
     from binarycop.config import DetectorConfig, detector_spec
 
-    assert detector_spec("blazeface") == DetectorConfig()
-    assert detector_spec("yuface@1,2") == DetectorConfig(kind="yuface", scales=[1.0, 2.0])
+    assert detector_spec("yunet") == DetectorConfig()
+    assert detector_spec("blazeface") == DetectorConfig(kind="blazeface")
+    assert detector_spec("yunet@1,2") == DetectorConfig(kind="yunet", scales=[1.0, 2.0])
     assert main(["-q", "bench", "slice", "--detector", text]) == 2
     assert problem in capsys.readouterr().err
 
@@ -268,11 +315,53 @@ def test_bench_pipeline_compares_detectors_against_one_decode_search(capsys):
     from binarycop.cli import main
 
     argv = ["-q", "bench", "pipeline", "--cameras", "1", "--seconds", "1", "--json"]
-    assert main([*argv, "--detector", "blazeface", "--detector", "yuface@0.5"]) == 0
+    assert main([*argv, "--detector", "yunet", "--detector", "blazeface"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
-    assert [figure["detector"] for figure in result["detectors"]] == ["blazeface", "yuface@0.5"]
-    assert result["detector"] == "blazeface" and result["detectors"][0]["cameras_vs_first"] in (1.0, None)
+    assert [figure["detector"] for figure in result["detectors"]] == ["yunet@1", "blazeface"]
+    assert result["detector"] == "yunet@1" and result["detectors"][0]["cameras_vs_first"] in (1.0, None)
     assert {figure["decode_only_cameras"] for figure in result["detectors"]} == {result["decode_only_cameras"]}
     assert result["decode_only_cameras"] in (0, 1)
     assert captured.err.count("decode only: 1 cameras") == 1 and captured.err.count("pipeline: 1 cameras") == 2
+
+
+def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
+    """Full resolution every ``full_every`` frames and while a small face is in view; otherwise the lowest step
+    keeping the smallest recent face at >= 64 px (140 px faces: half; 100 px: three quarters; 80 px: full)."""
+    from detector.yunet import ScalePlan
+
+    def face(side: float) -> np.ndarray:
+        return np.array([[0, 0, side, side]], np.float32)
+
+    plan = ScalePlan(full_every=5)
+    factors = []
+    for side in (140, 140, 140, 140, 140, 100, 100, 80):
+        factors.append(plan.next_factor())
+        plan.record(face(side))
+    assert factors == [1.0, 0.5, 0.5, 0.5, 0.5, 1.0, 0.75, 0.75]
+    assert plan.next_factor() == 1.0  # the 80 px face of the frame before
+    plan.record(np.empty((0, 4), np.float32))
+    for _ in range(5):
+        plan.record(np.empty((0, 4), np.float32))  # nobody in the last five frames: the lowest step
+    assert plan.next_factor() == 0.5
+    assert [ScalePlan(full_every=1).next_factor() for _ in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
+    """The bundled clip's frames (140 px faces) as a camera sees them, with the server's default settings: every
+    face the full-resolution detector finds is found, and what is found matches, for under half the pixels."""
+    from binarycop.config import DetectorConfig
+    from binarycop.democlip import clip_frames
+    from detector import make_detector
+
+    frames = clip_frames()[::2]
+    camera = make_detector(DetectorConfig())
+    full = make_detector(DetectorConfig(full_frame_every=1))
+    assert camera.full_every == 5
+    for frame in frames:
+        seen, expected = camera.detect(frame, with_crops=False), full.detect(frame, with_crops=False)
+        assert len(seen) == len(expected)
+        if len(expected):
+            assert _matched_ious(expected.boxes, seen.boxes).min() > 0.7
+    assert sum(len(full.detect(frame, with_crops=False)) for frame in frames) >= 100
+    assert camera.pixels < 0.5 * full.pixels

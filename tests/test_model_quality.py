@@ -119,13 +119,17 @@ def test_scan_of_unreadable_image_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "scales, problem",
-    [("1,x", "--scales '1,x': expected comma-separated numbers"), ("9", "scales must be factors between 0.25 and 4")],
+    "spec, problem",
+    [
+        ("yunet@1,x", "'yunet@1,x': scales are comma-separated numbers"),
+        ("yunet@9", "scales must be factors between 0.25 and 4"),
+        ("haar", "kind: Input should be 'yunet' or 'blazeface'"),
+    ],
 )
-def test_scan_with_bad_scales_is_a_clear_error(tmp_path, capsys, scales, problem):
+def test_scan_with_a_bad_detector_is_a_clear_error(tmp_path, capsys, spec, problem):
     image = tmp_path / "grey.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 127, np.uint8))
-    assert main(["-q", "scan", "--scales", scales, str(image)]) == 2
+    assert main(["-q", "scan", "--detector", spec, str(image)]) == 2
     assert problem in capsys.readouterr().err
 
 

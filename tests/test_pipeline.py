@@ -59,19 +59,19 @@ def test_clip_gives_exact_counts_in_redis(redis_server):
     assert str(CLIP).encode() not in redis_dump(client) and b"mp4" not in redis_dump(client)
 
 
-def test_a_yuface_camera_counts_the_clip_people_exactly(redis_server, monkeypatch):
-    """The same clip through a camera set to the other detector (``detector: {kind: yuface}``)."""
-    from detector.yuface import YuFaceDetector
+def test_a_blazeface_camera_counts_the_clip_people_exactly(redis_server, monkeypatch):
+    """The same clip through a camera set to the other detector (``detector: {kind: blazeface}``)."""
+    from detector.blazeface import BlazeFaceDetector
 
     frames_seen = []
-    detect = YuFaceDetector.detect
+    detect = BlazeFaceDetector.detect
 
     def counting_detect(self, frame_bgr, *args, **kwargs):
         frames_seen.append(frame_bgr.shape)
         return detect(self, frame_bgr, *args, **kwargs)
 
-    monkeypatch.setattr(YuFaceDetector, "detect", counting_detect)
-    camera = CameraConfig(name="door", url=str(CLIP), realtime=False, detector={"kind": "yuface"})
+    monkeypatch.setattr(BlazeFaceDetector, "detect", counting_detect)
+    camera = CameraConfig(name="door", url=str(CLIP), realtime=False, detector={"kind": "blazeface"})
     config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=[camera])
     _run_to_end(config, redis_server.url)
 
@@ -80,7 +80,7 @@ def test_a_yuface_camera_counts_the_clip_people_exactly(redis_server, monkeypatc
     assert people == {f"door|all|{name}": count for name, count in expected_people().items()}
     frames = {k.decode(): int(v) for k, v in client.hgetall(FRAMES_KEY).items()}
     assert frames == {"door|processed": len(sampled_frames(5))}
-    assert len(frames_seen) == len(sampled_frames(5))  # every frame went through yuface, none through BlazeFace
+    assert len(frames_seen) == len(sampled_frames(5))  # every frame went through BlazeFace, none through YuNet
 
 
 def test_bad_sources_are_counted_as_failed_and_others_keep_counting(redis_server, tmp_path):
