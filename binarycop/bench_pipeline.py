@@ -5,6 +5,10 @@ view, none between face sets, about 9 on average) are served on loopback; the wh
 reads them at detect fps 5. A count of cameras is sustained when under 1 % of the sampled
 frames are dropped and the 95th percentile of capture-to-count latency is under 1 s. The
 reference is decoding alone: the same streams read by the same sources, frames thrown away.
+
+People counted are compared with the people the streams showed in the measured window: 16 per face set,
+one face set every 3.5 s of stream (``people_vs_shown``); a window cuts a face set at each end, so over a
+15 s window the figure is good to about one face set per camera (use ``--seconds`` for more).
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import cv2
 import numpy as np
 
 from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
-from binarycop.democlip import clip_frames
+from binarycop.democlip import FPS, GAP_FRAMES, SEGMENT_FRAMES, clip_frames
 from binarycop.mjpeg import MjpegCamera
 
 DETECT_FPS = 5
 MAX_DROP_RATIO = 0.01
 MAX_P95_SECONDS = 1.0
 WARM_UP_TIMEOUT = 30.0
+PEOPLE_PER_SET = 16  # the 2x2 grid shows four copies of the clip's four faces
+SET_SECONDS = (SEGMENT_FRAMES + GAP_FRAMES) / FPS  # a new face set every 3.5 s of stream
 
 
 def crowd_frames() -> list[bytes]:
@@ -77,7 +83,7 @@ async def _trial(
         finally:
             await server.stop()
             embedded.close()
-        return _summary(before, after, elapsed)
+        return _summary(before, after, elapsed, cameras)
     finally:
         for stream in streams:
             stream.stop()
@@ -136,7 +142,7 @@ def _delta(before: dict, after: dict, key: str) -> dict[str, int]:
     return {name: int(value) - int(old.get(name, 0)) for name, value in after.get(key, {}).items()}
 
 
-def _summary(before: dict, after: dict, elapsed: float) -> dict:
+def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
     from stats.redis_store import STAGE_BUCKETS
 
     frames = _delta(before, after, "binarycop:frames")
@@ -153,6 +159,8 @@ def _summary(before: dict, after: dict, elapsed: float) -> dict:
             p95 = bound  # the bucket's upper bound: a conservative p95
             break
     crops = sum(_delta(before, after, "binarycop:classifier_crops").values())
+    people = sum(_delta(before, after, "binarycop:people").values())
+    shown = cameras * PEOPLE_PER_SET * elapsed / SET_SECONDS
     seen = processed + dropped
     return {
         "processed": processed,
@@ -160,6 +168,8 @@ def _summary(before: dict, after: dict, elapsed: float) -> dict:
         "drop_ratio": dropped / seen if seen else 1.0,
         "p95_latency_s": p95,
         "crops_per_s": crops / elapsed,
+        "people": people,
+        "people_vs_shown": people / shown if shown else None,
     }
 
 
@@ -182,9 +192,10 @@ def search(
     def run(n: int) -> dict:
         result = asyncio.run(_trial(n, seconds, decode_only, frames, detector or DetectorConfig()))
         kind = "decode only" if decode_only else "pipeline"
+        people = result.get("people_vs_shown")
         print(
             f"{kind}: {n} cameras -> drop {result['drop_ratio']:.3%}, p95 {result['p95_latency_s']} s, "
-            f"{result['crops_per_s']:.0f} crops/s",
+            f"{result['crops_per_s']:.0f} crops/s" + (f", people {people:.0%} of shown" if people is not None else ""),
             file=sys.stderr,
         )
         return result
@@ -230,6 +241,7 @@ def bench_pipeline(
                 "drop_ratio": result.get("drop_ratio", 1.0),
                 "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame got through (JSON has no inf)
                 "crops_per_s": result.get("crops_per_s", 0.0),
+                "people_vs_shown": result.get("people_vs_shown"),
             }
         )
     decode_cameras, _ = search(True, seconds, frames, cameras, limit)

@@ -245,6 +245,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench_pipeline.add_argument("--json", action="store_true")
     bench_pipeline.set_defaults(handler=_bench_pipeline)
+    bench_soak = bench_kinds.add_parser("soak", help="resident memory of the serving processes over a long run")
+    bench_soak.add_argument("--cameras", type=int, default=4, help="1280x720 loopback MJPEG cameras (default 4)")
+    bench_soak.add_argument("--minutes", type=float, default=30, help="measured minutes after the warm-up (30)")
+    bench_soak.add_argument("--every", type=float, default=60, help="seconds between memory samples (60)")
+    bench_soak.add_argument("--warm-up", type=float, default=60, help="seconds run before the first sample (60)")
+    bench_soak.add_argument("--detector", metavar="KIND[@SCALES]", help="default: the server's default detector")
+    bench_soak.add_argument("--json", action="store_true")
+    bench_soak.set_defaults(handler=_bench_soak)
     bench_faces = bench_kinds.add_parser("faces", help="small faces found in generated crowd frames, per tiling")
     bench_faces.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with maskedface/")
     bench_faces.add_argument("--sizes", default="24,32,48", help="face box sides in pixels, comma-separated")
@@ -354,7 +362,30 @@ def _bench_pipeline(args) -> int:
             f"({f'{versus:.2f}x the first' if versus is not None else 'the first sustained none'}; "
             f"decode alone: {figure['decode_only_cameras']}); "
             f"drop {figure['drop_ratio']:.2%}, p95 latency {figure['p95_latency_s']} s, "
-            f"{figure['crops_per_s']:.0f} crops/s"
+            f"{figure['crops_per_s']:.0f} crops/s, people counted "
+            + (f"{figure['people_vs_shown']:.0%} of shown" if figure.get("people_vs_shown") is not None else "-")
+        )
+    return 0
+
+
+def _bench_soak(args) -> int:
+    from binarycop.bench_soak import bench_soak
+
+    if args.cameras < 1 or args.minutes <= 0 or args.every <= 0 or args.warm_up < 0:
+        print("bench soak: --cameras >= 1, --minutes and --every > 0, --warm-up >= 0", file=sys.stderr)
+        return 2
+    result = bench_soak(args.cameras, args.minutes, args.every, args.warm_up, _detector_config(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['detector']}, {result['cameras']} cameras, {result['minutes']:g} min after "
+        f"{result['warm_up_seconds']:g} s warm-up, {result['frames_processed']} frames processed:"
+    )
+    for name, figure in result["processes"].items():
+        print(
+            f"  {name}: resident {figure['start_mb']} MB -> {figure['end_mb']} MB "
+            f"(peak {figure['peak_mb']} MB, growth {figure['growth']:+.1%})"
         )
     return 0
 

@@ -30,6 +30,11 @@ class EmbeddedRedis:
         self.socket_path = self._server.socket_file
 
     @property
+    def pid(self) -> int:
+        """The embedded redis-server's process id."""
+        return int(self._server.pid)
+
+    @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 

@@ -322,6 +322,7 @@ def test_bench_pipeline_compares_detectors_against_one_decode_search(capsys):
     assert result["detector"] == "yunet@1" and result["detectors"][0]["cameras_vs_first"] in (1.0, None)
     assert {figure["decode_only_cameras"] for figure in result["detectors"]} == {result["decode_only_cameras"]}
     assert result["decode_only_cameras"] in (0, 1)
+    assert all(figure["people_vs_shown"] is not None for figure in result["detectors"])
     assert captured.err.count("decode only: 1 cameras") == 1 and captured.err.count("pipeline: 1 cameras") == 2
 
 
@@ -365,3 +366,22 @@ def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
             assert _matched_ious(expected.boxes, seen.boxes).min() > 0.7
     assert sum(len(full.detect(frame, with_crops=False)) for frame in frames) >= 100
     assert camera.pixels < 0.5 * full.pixels
+
+
+def test_bench_soak_samples_the_resident_memory_of_the_server_and_redis(capsys):
+    """``bench soak`` for a few seconds: one real loopback MJPEG camera through the whole server; the memory of
+    both serving processes sampled from /proc, and the frames processed meanwhile."""
+    import json
+
+    from binarycop.cli import main
+
+    argv = ["-q", "bench", "soak", "--cameras", "1", "--minutes", "0.05", "--every", "1", "--warm-up", "0", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["detector"] == "yunet@1" and result["cameras"] == 1
+    assert result["frames_processed"] > 0
+    assert set(result["processes"]) == {"server", "redis"}
+    for figure in result["processes"].values():
+        assert 0 < figure["start_mb"] <= figure["peak_mb"] and figure["end_mb"] <= figure["peak_mb"]
+    assert len(result["samples"]) >= 3
+    assert main(["-q", "bench", "soak", "--minutes", "0"]) == 2

@@ -1,0 +1,104 @@
+"""``binarycop bench soak``: resident memory of the serving processes over a long run, so a leak is a figure.
+
+N HTTP MJPEG cameras (1280x720, the bench pipeline's crowd frames) on loopback are read by the whole server
+with the given detector for ``minutes``; after a warm-up the resident memory (VmRSS) of the server process and of
+the embedded Redis is sampled every ``every`` seconds. Reported: start (after warm-up), end, peak and growth per
+process, and the frames processed, so a growth can be read against the work done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from binarycop.bench_pipeline import DETECT_FPS, _free_port, _warm_up, crowd_frames
+from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
+from binarycop.mjpeg import MjpegCamera
+
+WARM_UP_SECONDS = 60.0
+
+
+def resident_mb(pid: int | str = "self") -> float:
+    """Resident memory (VmRSS) of a process in MB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS")
+
+
+async def _soak(cameras: int, minutes: float, every: float, warm_up: float, detector: DetectorConfig) -> dict:
+    from binarycop.server import Server
+    from stats import read_counts
+    from stats.embedded import EmbeddedRedis
+
+    frames = crowd_frames()
+    streams = [MjpegCamera(_free_port(), frames=frames).start() for _ in range(cameras)]
+    configs = [
+        CameraConfig(name=f"cam-{i}", url=s.url, detect_fps=DETECT_FPS, stall_seconds=5) for i, s in enumerate(streams)
+    ]
+    embedded = EmbeddedRedis()
+    processes = {"server": "self", "redis": embedded.pid}
+    server = Server(
+        Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs, detector=detector),
+        embedded.url,
+    )
+    samples: list[dict] = []
+    try:
+        await server.start()
+        await _warm_up(server, cameras)
+        await asyncio.sleep(warm_up)
+        started = time.monotonic()
+        before = await read_counts(server.client)
+        while True:
+            elapsed = time.monotonic() - started
+            samples.append(
+                {"seconds": round(elapsed, 1), **{name: resident_mb(pid) for name, pid in processes.items()}}
+            )
+            print(
+                f"soak: {elapsed / 60:.1f} min: " + ", ".join(f"{n} {samples[-1][n]:.1f} MB" for n in processes),
+                file=sys.stderr,
+            )
+            if elapsed >= minutes * 60:
+                break
+            await asyncio.sleep(min(every, minutes * 60 - elapsed))
+        await server.recorder.flush()
+        after = await read_counts(server.client)
+    finally:
+        await server.stop()
+        embedded.close()
+        for stream in streams:
+            stream.stop()
+    frames_before = before.get("binarycop:frames", {})
+    processed = sum(
+        int(v) - int(frames_before.get(k, 0)) for k, v in after.get("binarycop:frames", {}).items() if "processed" in k
+    )
+    figures = {}
+    for name in processes:
+        start, end = samples[0][name], samples[-1][name]
+        figures[name] = {
+            "start_mb": round(start, 1),
+            "end_mb": round(end, 1),
+            "peak_mb": round(max(sample[name] for sample in samples), 1),
+            "growth": (end - start) / start if start else None,
+        }
+    return {
+        "detector": detector_name(detector),
+        "cameras": cameras,
+        "minutes": minutes,
+        "warm_up_seconds": warm_up,
+        "frames_processed": processed,
+        "processes": figures,
+        "samples": samples,
+    }
+
+
+def bench_soak(
+    cameras: int = 4,
+    minutes: float = 30,
+    every: float = 60,
+    warm_up: float = WARM_UP_SECONDS,
+    detector: DetectorConfig | None = None,
+) -> dict:
+    return asyncio.run(_soak(cameras, minutes, every, warm_up, detector or DetectorConfig()))
