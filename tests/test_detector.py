@@ -328,7 +328,7 @@ def test_bench_pipeline_compares_detectors_against_one_decode_search(capsys):
 
 def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
     """Full resolution every ``full_every`` frames and while a small face is in view; otherwise the lowest step
-    keeping the smallest recent face at >= 64 px (140 px faces: half; 100 px: three quarters; 80 px: full)."""
+    keeping the smallest recent face at >= 36 px (80 px faces: half; 60 px: three quarters; 40 px: full)."""
     from detector.yunet import ScalePlan
 
     def face(side: float) -> np.ndarray:
@@ -336,11 +336,11 @@ def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
 
     plan = ScalePlan(full_every=5)
     factors = []
-    for side in (140, 140, 140, 140, 140, 100, 100, 80):
+    for side in (80, 80, 80, 80, 80, 60, 60, 40):
         factors.append(plan.next_factor())
         plan.record(face(side))
     assert factors == [1.0, 0.5, 0.5, 0.5, 0.5, 1.0, 0.75, 0.75]
-    assert plan.next_factor() == 1.0  # the 80 px face of the frame before
+    assert plan.next_factor() == 1.0  # the 40 px face of the frame before
     plan.record(np.empty((0, 4), np.float32))
     for _ in range(5):
         plan.record(np.empty((0, 4), np.float32))  # nobody in the last five frames: the lowest step
@@ -349,8 +349,8 @@ def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
 
 
 def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
-    """The bundled clip's frames (140 px faces) as a camera sees them, with the server's default settings: every
-    face the full-resolution detector finds is found, and what is found matches, for under half the pixels."""
+    """The bundled clip's frames (face boxes of ~78 px) as a camera sees them, with the server's default settings:
+    every face the full-resolution detector finds is found, and what is found matches, for under half the pixels."""
     from binarycop.config import DetectorConfig
     from binarycop.democlip import clip_frames
     from detector import make_detector
@@ -365,7 +365,7 @@ def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
         if len(expected):
             assert _matched_ious(expected.boxes, seen.boxes).min() > 0.7
     assert sum(len(full.detect(frame, with_crops=False)) for frame in frames) >= 100
-    assert camera.pixels < 0.5 * full.pixels
+    assert camera.pixels < 0.45 * full.pixels
 
 
 def test_bench_soak_samples_the_resident_memory_of_the_server_and_redis(capsys):
