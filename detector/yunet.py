@@ -24,6 +24,7 @@ BlazeFace's framing (``to_blazeface_framing``), the framing the classifier was t
 from __future__ import annotations
 
 import os
+import random
 import threading
 from pathlib import Path
 
@@ -113,18 +114,23 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 class ScalePlan:
-    """The scale factor of each frame of one camera: 1 every ``full_every`` frames (and while a face smaller than
-    ``TARGET_PX`` is in view, or with ``full_every`` 1), else the smallest step that keeps the smallest face found in
-    the last ``RECENT_FRAMES`` frames at ``TARGET_PX`` or more (the lowest step when none was found)."""
+    """The scale factor of each frame of one camera: 1 on the first frame, then every ``full_every`` frames (and
+    while a face smaller than ``TARGET_PX`` is in view, or with ``full_every`` 1); else the smallest step that keeps
+    the smallest face found in the last ``RECENT_FRAMES`` frames at ``TARGET_PX`` or more (the lowest step when none
+    was found). The second full frame comes after ``phase`` frames (default: drawn at random), so cameras started
+    together do not all run full frames at once."""
 
-    def __init__(self, full_every: int = 1):
+    def __init__(self, full_every: int = 1, phase: int | None = None):
         self.full_every = max(1, full_every)
         self._frame = -1
+        self._next_full = 0
+        self._phase = phase if phase is not None else random.randint(1, self.full_every)
         self._smallest: list[float] = []
 
     def next_factor(self) -> float:
         self._frame += 1
-        if self.full_every == 1 or self._frame % self.full_every == 0:
+        if self.full_every == 1 or self._frame >= self._next_full:
+            self._next_full = self._frame + (self._phase if self._frame == 0 else self.full_every)
             return 1.0
         smallest = min(self._smallest, default=np.inf)
         return next((step for step in SCALE_STEPS if step * smallest >= TARGET_PX), 1.0)

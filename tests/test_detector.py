@@ -334,7 +334,7 @@ def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
     def face(side: float) -> np.ndarray:
         return np.array([[0, 0, side, side]], np.float32)
 
-    plan = ScalePlan(full_every=5)
+    plan = ScalePlan(full_every=5, phase=5)
     factors = []
     for side in (80, 80, 80, 80, 80, 60, 60, 40):
         factors.append(plan.next_factor())
@@ -346,6 +346,8 @@ def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
         plan.record(np.empty((0, 4), np.float32))  # nobody in the last five frames: the lowest step
     assert plan.next_factor() == 0.5
     assert [ScalePlan(full_every=1).next_factor() for _ in range(3)] == [1.0, 1.0, 1.0]
+    staggered = ScalePlan(full_every=5, phase=2)
+    assert [staggered.next_factor() for _ in range(8)] == [1.0, 0.5, 1.0, 0.5, 0.5, 0.5, 0.5, 1.0]
 
 
 def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
