@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from detector.faces import Faces, large_enough_faces, nms
-from detector.tiles import Coverage, RegionScheduler
+from detector.tiles import WHOLE, Coverage, RegionScheduler
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
 MODEL = MODEL_DIR / "yunet_s_dynamic.onnx"
@@ -185,9 +185,10 @@ class YuNetRunner:
 class YuNetDetector:
     """Finds faces in BGR frames with YuNet at each of ``scales`` (1: the frame as it is, 2: upscaled twice).
 
-    ``tile``: tile side in pixels for large frames, 0 for none, None for auto; the whole frame is then examined at
-    ``whole_scale`` (for faces too large for a tile) every few frames, and the tiles as the region scheduler plans
-    (``tiles_per_frame``, ``keep_still``: see :mod:`detector.tiles`). Tiles apply at scale 1 only."""
+    Without ``tile`` (0 or None, auto), each frame is examined whole at the scale :class:`ScalePlan` picks
+    (``full_every``). With ``tile`` (a side in pixels), the tiles are examined at full size as the region scheduler
+    plans (``tiles_per_frame``, ``keep_still``: see :mod:`detector.tiles`) and the whole frame at ``whole_scale``
+    every few frames, for faces too large for a tile."""
 
     def __init__(
         self,
@@ -232,7 +233,7 @@ class YuNetDetector:
         return self.tile if max(width, height) > self.tile else 0
 
     def detect(self, frame_bgr: np.ndarray, with_crops: bool = True, focus: np.ndarray | None = None) -> Faces:
-        """Faces in the frame; ``focus``: boxes of faces not yet confirmed, whose tiles are examined first."""
+        """Faces in the frame; ``focus`` (tiles only): boxes of faces not yet confirmed, whose tiles go first."""
         height, width = frame_bgr.shape[:2]
         side = self.tile_side(width, height)
         coverage = None
@@ -266,7 +267,7 @@ class YuNetDetector:
         boxes, scores = [plan.kept_boxes], [plan.kept_scores]
         for region in plan.examine:
             x0, y0, x1, y1 = scheduler.region(region)
-            if x0 == 0 and y0 == 0 and (x1, y1) == (width, height):  # the whole frame, for large faces
+            if region == WHOLE:  # the whole frame, for faces too large for a tile
                 found_boxes, found_scores = self._detect_scaled(frame_bgr, self.whole_scale)
             else:
                 found_boxes, found_scores = self._detect_scaled(frame_bgr[y0:y1, x0:x1], 1.0)
