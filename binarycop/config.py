@@ -221,6 +221,13 @@ class CameraConfig(Strict):
     )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
+    max_frame_pixels: int = Field(
+        4096 * 2160,
+        ge=64 * 64,
+        le=100_000_000,
+        description="a frame declaring more pixels (width x height) is refused before it is decoded and counted as "
+        "failed; default 4K (4096x2160)",
+    )
 
     @property
     def display_url(self) -> str:

@@ -17,6 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 BUFFER_FRAMES = 2
+MAX_FRAME_PIXELS = 4096 * 2160  # 4K (DCI); the config's default
+
+
+def too_large(width: int, height: int, max_pixels: int) -> str | None:
+    """Why a frame of that size is refused (it declares more than ``max_pixels``), or None."""
+    if width * height <= max_pixels:
+        return None
+    return f"frame of {width}x{height} px refused: above max_frame_pixels ({max_pixels} px)"
 
 
 @dataclass
@@ -29,6 +37,10 @@ class Frame:
     pixels: np.ndarray
     decode_seconds: float = 0.0
     captured: float = 0.0
+
+
+class BadFrame(ValueError):
+    """A frame that cannot be used: damaged, or larger than allowed (the message says which); counted as failed."""
 
 
 class SourceError(RuntimeError):

@@ -8,11 +8,14 @@ decode count as a failed frame.
 from __future__ import annotations
 
 import base64
+import struct
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
+
+from ingest.buffer import BadFrame, too_large
 
 CHUNK = 64 * 1024
 MAX_PART_BYTES = 16 * 1024 * 1024
@@ -66,9 +69,45 @@ def parts(response, boundary: bytes):
             yield part[header_end + 4 :].rstrip(b"\r\n") if header_end >= 0 else b""
 
 
-def decode_jpeg(body: bytes) -> np.ndarray | None:
-    """BGR pixels of a whole JPEG, or None for anything damaged."""
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as a JPEG's frame header (SOFn) declares them, read without decoding; None if absent."""
+    index = 2
+    while index + 9 <= len(data):
+        if data[index] != 0xFF:
+            return None
+        marker = data[index + 1]
+        if marker == 0xFF:  # fill byte
+            index += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            index += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack_from(">HH", data, index + 5)
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        index += 2 + struct.unpack_from(">H", data, index + 2)[0]
+    return None
+
+
+_STANDALONE_MARKERS = frozenset([0x01, *range(0xD0, 0xD8)])
+
+
+def decode_jpeg(body: bytes, max_pixels: int) -> np.ndarray:
+    """BGR pixels of a whole JPEG; :class:`BadFrame` for anything damaged or declaring more than ``max_pixels``.
+
+    The size is read from the frame header first: a 600-byte JPEG may declare 32000x32000 pixels (3 GB decoded).
+    """
     if len(body) < 4 or not body.startswith(b"\xff\xd8") or not body.endswith(b"\xff\xd9"):
-        return None
+        raise BadFrame("damaged JPEG (no start or end marker)")
+    size = jpeg_size(body)
+    if size is None:
+        raise BadFrame("damaged JPEG (no frame header)")
+    refused = too_large(*size, max_pixels)
+    if refused:
+        raise BadFrame(refused)
     pixels = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-    return pixels if pixels is not None and pixels.size else None
+    if pixels is None or not pixels.size:
+        raise BadFrame("damaged JPEG (does not decode)")
+    return pixels

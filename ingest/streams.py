@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 
 from ingest import mjpeg
-from ingest.buffer import BufferedSource, Frame
+from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, too_large
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -43,8 +43,11 @@ class StreamSource(BufferedSource):
         detect_fps: float,
         stall_seconds: float = 10.0,
         reconnect_max_seconds: float = 30.0,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
     ):
         super().__init__(camera, block_when_full=False)
+        self.max_frame_pixels = max_frame_pixels
+        self._logged_failures: set[str] = set()  # kinds of failed frame logged on this connection
         self.url = url
         self.display_url = display_url
         self.detect_fps = detect_fps
@@ -66,6 +69,7 @@ class StreamSource(BufferedSource):
             if attempts:
                 self.status.add(reconnects=1)
             attempts += 1
+            self._logged_failures.clear()
             delivered = None
             if self.url.startswith(("http://", "https://")):
                 delivered = self._read_mjpeg()
@@ -120,9 +124,10 @@ class StreamSource(BufferedSource):
                     now = time.monotonic()
                     if not sampler.due(now):
                         continue
-                    pixels = mjpeg.decode_jpeg(body)
-                    if pixels is None:
-                        self.status.add(failed=1)
+                    try:
+                        pixels = mjpeg.decode_jpeg(body, self.max_frame_pixels)
+                    except BadFrame as error:
+                        self._failed(error)
                         continue
                     self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
             except OSError:  # timeout (a stall) or a dropped connection
@@ -145,7 +150,8 @@ class StreamSource(BufferedSource):
             if not container.streams.video:
                 return False
             stream = container.streams.video[0]
-            stream.codec_context.options = {"err_detect": "explode"}
+            # max_pixels: FFmpeg refuses a larger frame before allocating it (a decode error, counted as failed)
+            stream.codec_context.options = {"err_detect": "explode", "max_pixels": str(self.max_frame_pixels)}
             return self._pump_av(container, stream, av)
 
     def _pump_av(self, container, stream, av) -> bool:
@@ -161,9 +167,11 @@ class StreamSource(BufferedSource):
                 now = time.monotonic()
                 try:
                     decoded = packet.decode()
-                except av.InvalidDataError:
+                    if decoded and too_large(decoded[-1].width, decoded[-1].height, self.max_frame_pixels):
+                        raise BadFrame(too_large(decoded[-1].width, decoded[-1].height, self.max_frame_pixels))
+                except (av.FFmpegError, BadFrame) as error:  # damaged, or larger than max_pixels
                     if sampler.due(now):
-                        self.status.add(failed=1)
+                        self._failed(error)
                     continue
                 if decoded and sampler.due(now):
                     pixels = decoded[-1].to_ndarray(format="bgr24")
@@ -176,6 +184,10 @@ class StreamSource(BufferedSource):
         """Read until the stream ends or stalls; True if any frame arrived."""
         sampler = _Sampler(self.detect_fps)
         delivered = False
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if too_large(*declared, self.max_frame_pixels):  # the stream's header: refused before any frame decodes
+            self._failed(BadFrame(too_large(*declared, self.max_frame_pixels)))
+            return False
         while not self._stopped.is_set():
             if not capture.grab():  # returns False at end of stream or after the read timeout
                 return delivered
@@ -188,8 +200,20 @@ class StreamSource(BufferedSource):
             if not ok or pixels is None or pixels.size == 0:
                 self.status.add(failed=1)
                 continue
+            if too_large(pixels.shape[1], pixels.shape[0], self.max_frame_pixels):  # the size changed mid-stream
+                self._failed(BadFrame(too_large(pixels.shape[1], pixels.shape[0], self.max_frame_pixels)))
+                continue
             self._put(Frame(self.camera, time.time(), pixels, decode_seconds, now))
         return delivered
+
+    def _failed(self, error: Exception) -> None:
+        """A frame counted as failed; the first of each kind per connection is logged (they may come at 30/s)."""
+        self.status.add(failed=1)
+        reason = str(error) if isinstance(error, BadFrame) else f"decode error {type(error).__name__}"
+        kind = reason.split(":")[0].split(" (")[0]
+        if kind not in self._logged_failures:
+            self._logged_failures.add(kind)
+            log.warning("camera %s: %s (further ones counted as failed, not logged)", self.camera, reason)
 
     def _arrived(self, delivered_before: bool) -> bool:
         """A frame came in: the camera is up (logged once per connection)."""
