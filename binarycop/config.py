@@ -261,6 +261,17 @@ class IngesterConfig(Strict):
     lease_seconds: float = Field(
         15, ge=1, le=600, description="camera lease time: a dead ingester's cameras move to others after this long"
     )
+    stop_wait_seconds: float = Field(
+        10,
+        ge=0,
+        le=300,
+        description="at a stop, how long to wait for Redis to take the pending counts before keeping them in the spool",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="where counts Redis did not take at a stop are kept until the next start replays them; "
+        "default: $XDG_DATA_HOME/binarycop/spool (~/.local/share/binarycop/spool)",
+    )
 
 
 class Config(Strict):

@@ -16,7 +16,9 @@ from binarycop import __version__
 from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url, redis_client
 from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
+from stats.embedded import default_data_dir
 from stats.leases import Leases
+from stats.spool import SpoolError, counted, replay_spool, write_spool
 from stats.web import CountsWeb
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,13 @@ class Server:
         self._cameras_lock = asyncio.Lock()
         self._stopping = False
         self._redis_warned = False
+        self.spool_dir = config.ingester.spool_dir or default_data_dir() / "spool"
+        self._spool_replayed = self._spool_warned = False
+        self.exit_status = 0  # 1 when a stop lost counts (Redis away and the spool not writable)
 
     async def start(self) -> None:
         await self._check_redis()
+        await self._replay_spool()
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(
             make_classifier, classifier_config.backend, classifier_config.model, classifier_config.bitfile
@@ -72,6 +78,17 @@ class Server:
             if "SSL" in str(error) or "certificate" in str(error).lower():
                 raise ConfigError("redis", [f"redis.tls: TLS with Redis at {shown} failed: {error}"]) from None
             log.warning("Redis at %s unreachable at start, counts will wait for it: %s", shown, error)
+
+    async def _replay_spool(self) -> None:
+        """Counts an earlier stop kept on disk go to Redis; retried at each flush while Redis is away."""
+        try:
+            await replay_spool(self.client, self.spool_dir)
+        except (RedisError, OSError) as error:
+            if not self._spool_warned:
+                log.warning("spool in %s not replayed yet, Redis unreachable: %s", self.spool_dir, error)
+            self._spool_warned = True  # tried again at each flush
+            return
+        self._spool_replayed = True
 
     def _start_camera(self, camera: CameraConfig) -> None:
         self.classifier.callers = len(self.camera_tasks) + 1
@@ -182,19 +199,55 @@ class Server:
             _, pending = await asyncio.wait(pending, timeout=2)
         held = list(self.camera_tasks)
         self.camera_tasks.clear()
-        if await self.recorder.flush():
+        if await self._flush_within(self.config.ingester.stop_wait_seconds):
             # Counts are in; hand the cameras over at once rather than after the lease time.
             await _quietly(self.leases.release_all(held))
             await _quietly(self.recorder.say_goodbye())
+        else:
+            self._keep_unflushed()
         if self.classifier is not None:
             self.classifier.close()
         if self.web is not None:
             await self.web.stop()
         await self.client.aclose()
 
+    async def _flush_within(self, seconds: float) -> bool:
+        """Flush, tried again until Redis confirms or ``seconds`` have passed; False if it never did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            try:
+                if await asyncio.wait_for(self.recorder.flush(), max(deadline - loop.time(), 1.0)):
+                    return True
+            except TimeoutError:
+                log.warning("Redis did not answer, %d counts pending", self.recorder.pending)
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(min(0.5, deadline - loop.time()))
+
+    def _keep_unflushed(self) -> None:
+        """At a stop with Redis away: what it did not take goes to the spool, or is reported lost (exit 1)."""
+        batches = self.recorder.take_unflushed()
+        if not batches:
+            return
+        waited = self.config.ingester.stop_wait_seconds
+        try:
+            path = write_spool(self.spool_dir, self.recorder.ingester, batches)
+        except SpoolError as error:
+            lost = counted(batches)
+            log.error("%d counts LOST: Redis did not take them within %g s of the stop, and %s", lost, waited, error)
+            self.exit_status = 1
+            return
+        kept = counted(batches)
+        log.warning(
+            "Redis did not take %d counts within %g s of the stop: kept in %s until the next start", kept, waited, path
+        )
+
     async def _flush_forever(self) -> None:
         while not self._stopping:
             await asyncio.sleep(FLUSH_SECONDS)
+            if not self._spool_replayed:
+                await self._replay_spool()
             await self.recorder.flush()
             if self.classifier is not None:
                 self.recorder.set_build_info(
