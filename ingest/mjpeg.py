@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -27,7 +27,8 @@ def open_stream(url: str, timeout: float):
     request_url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
     request = urllib.request.Request(request_url)
     if parts.username is not None:
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        user, password = unquote(parts.username), unquote(parts.password or "")  # %23 in the URL is '#'
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the operator's own camera URL
 

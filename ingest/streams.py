@@ -70,23 +70,12 @@ class StreamSource(BufferedSource):
                 self.status.add(reconnects=1)
             attempts += 1
             self._logged_failures.clear()
-            delivered = None
-            if self.url.startswith(("http://", "https://")):
-                delivered = self._read_mjpeg()
-            elif self.url.startswith(("rtsp://", "rtsps://")):
-                delivered = self._read_av()
-            elif device_index(self.url) is not None and not self._device_present():
+            try:
+                delivered = self._read_once()
+            except Exception as error:  # noqa: BLE001 - whatever the camera sends, the reader goes on
+                # the type only: a message may quote the camera's bytes or its URL
+                log.warning("camera %s: reading %s failed: %s", self.camera, self.display_url, type(error).__name__)
                 delivered = False
-            if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
-                capture = self._open()
-                delivered = False
-                try:
-                    if capture.isOpened():
-                        delivered = self._pump(capture)
-                except cv2.error as error:  # a decoder error must not end the camera
-                    log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
-                finally:
-                    capture.release()
             self.status.up = False
             if delivered:
                 backoff = FIRST_BACKOFF_SECONDS
@@ -95,6 +84,27 @@ class StreamSource(BufferedSource):
             log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
             self._stopped.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _read_once(self) -> bool:
+        """One connection, until it ends or stalls; True if any frame arrived."""
+        delivered = None
+        if self.url.startswith(("http://", "https://")):
+            delivered = self._read_mjpeg()
+        elif self.url.startswith(("rtsp://", "rtsps://")):
+            delivered = self._read_av()
+        elif device_index(self.url) is not None and not self._device_present():
+            delivered = False
+        if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
+            capture = self._open()
+            delivered = False
+            try:
+                if capture.isOpened():
+                    delivered = self._pump(capture)
+            except cv2.error as error:  # a decoder error must not end the camera
+                log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
+            finally:
+                capture.release()
+        return delivered
 
     def _device_present(self) -> bool:
         """A V4L2 device node exists (a USB camera may be plugged in later: the watchdog keeps looking)."""

@@ -4,14 +4,17 @@ replies that are not HTTP, redirects to other hosts, streams without boundaries,
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 
-from binarycop.config import CameraConfig
+import pytest
+
+from binarycop.config import CameraConfig, ConfigError, parse_config, redact_url
 from binarycop.democlip import CLIP
 from binarycop.mjpeg import MjpegCamera, clip_jpegs
 from ingest import FileSource, StreamSource, open_source
 from tests.conftest import free_port, wait_until
-from tests.hostile import bomb_jpeg
+from tests.hostile import RawServer, bomb_jpeg
 from tests.test_streams import RtspCamera, _write_frames
 
 SMALL_LIMIT = 320 * 180  # below the clip's 640x360
@@ -77,3 +80,71 @@ def test_rtsp_frames_larger_than_the_limit_are_refused_by_ffmpeg(tmp_path):
     finally:
         camera.kill()
     assert delivered == [] and source.status.failed >= 10
+
+
+def _send(data: bytes):
+    """A reply: ``data``, then the connection closes."""
+
+    def reply(connection, stopping):
+        connection.sendall(data)
+
+    return reply
+
+
+MJPEG_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n"
+HOSTILE_REPLIES = {
+    "not-http": b"SSH-2.0-OpenSSH_9.6\r\n",  # http.client: BadStatusLine
+    "bad-chunk-size": MJPEG_HEADERS + b"Transfer-Encoding: chunked\r\n\r\nzz-not-hex\r\n--frame\r\n",  # IncompleteRead
+    "70-kb-header-line": MJPEG_HEADERS + b"X-Padding: " + b"a" * 70_000 + b"\r\n\r\n",  # LineTooLong
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_REPLIES))
+def test_a_reply_that_breaks_http_ends_in_the_reconnect_loop_logged_redacted(name, caplog):
+    server = RawServer(_send(HOSTILE_REPLIES[name]))
+    url = f"http://viewer:s3cr3t-pw@127.0.0.1:{server.port}/video.mjpg"
+    source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            _read(source, lambda s, f: s.status.reconnects >= 2 and server.connections >= 3, what="reconnects")
+    finally:
+        server.stop()
+    assert f"reading http://viewer:***@127.0.0.1:{server.port}/video.mjpg failed" in caplog.text
+    assert "s3cr3t" not in caplog.text
+
+
+def test_a_password_with_a_hash_is_a_clear_config_error_and_never_shown():
+    text = "cameras:\n  - {name: gate, url: 'http://viewer:pa#ss@10.0.0.5:8080/video.mjpg'}\n"
+    with pytest.raises(ConfigError, match=r"cameras\.0\.url: .*percent-encoded \(%2F, %3F, %23\)") as caught:
+        parse_config(text)
+    assert "pa#ss" not in str(caught.value) and "ss@" not in str(caught.value)
+    assert redact_url("http://viewer:pa#ss@10.0.0.5:8080/video.mjpg") == "http://***@10.0.0.5:8080/video.mjpg"
+
+
+def test_a_password_with_a_hash_outside_the_config_keeps_the_reader_retrying(caplog):
+    """A source made without the config's check (urllib reads the host as 'viewer', the port as 'pa'):
+    reconnected with backoff, never shown."""
+    url = f"http://viewer:pa#ss@127.0.0.1:{free_port()}/video.mjpg"
+    source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
+    with caplog.at_level(logging.WARNING):
+        _read(source, lambda s, f: s.status.reconnects >= 2, what="reconnects")
+    assert "reading http://***@127.0.0.1:" in caplog.text and "pa#ss" not in caplog.text
+
+
+def test_a_percent_encoded_password_is_sent_decoded():
+    """'%23' in the URL is '#' in the password the camera checks."""
+    seen = []
+
+    def reply(connection, stopping):
+        seen.append(True)
+        connection.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
+    server = RawServer(reply)
+    url = f"http://viewer:pa%23ss@127.0.0.1:{server.port}/video.mjpg"
+    source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
+    try:
+        _read(source, lambda s, f: server.connections >= 1, what="a request")
+    finally:
+        server.stop()
+    token = base64.b64encode(b"viewer:pa#ss")
+    assert b"Authorization: Basic " + token in server.requests[0]
