@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -22,7 +23,8 @@ MAX_PART_BYTES = 16 * 1024 * 1024
 
 
 def open_stream(url: str, timeout: float):
-    """An open HTTP response (credentials from the URL sent as Basic auth, never logged), or raise OSError."""
+    """An open HTTP response (credentials from the URL sent as Basic auth, never logged and never to another
+    origin), or raise OSError."""
     parts = urlsplit(url)
     request_url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
     request = urllib.request.Request(request_url)
@@ -30,7 +32,28 @@ def open_stream(url: str, timeout: float):
         user, password = unquote(parts.username), unquote(parts.password or "")  # %23 in the URL is '#'
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the operator's own camera URL
+    return _OPENER.open(request, timeout=timeout)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+class _SameOriginAuth(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but the camera's credentials only to its own scheme, host and port: a camera (or
+    whoever answers for it) redirecting to another host gets no ``Authorization`` sent there."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(req.full_url, code, "redirect to a non-HTTP URL refused", headers, fp)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameOriginAuth)
 
 
 def boundary_of(content_type: str) -> bytes | None:

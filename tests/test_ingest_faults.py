@@ -148,3 +148,53 @@ def test_a_percent_encoded_password_is_sent_decoded():
         server.stop()
     token = base64.b64encode(b"viewer:pa#ss")
     assert b"Authorization: Basic " + token in server.requests[0]
+
+
+def _redirect_to(location: str):
+    def reply(connection, stopping):
+        connection.sendall(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    return reply
+
+
+def _stream(connection, stopping):
+    jpeg = clip_jpegs()[0]
+    connection.sendall(MJPEG_HEADERS + b"\r\n")
+    while not stopping.is_set():
+        connection.sendall(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n")
+        stopping.wait(0.1)
+
+
+@pytest.mark.parametrize("other_host", ["127.0.0.1", "localhost"])
+def test_credentials_are_never_sent_to_another_origin_on_a_redirect(other_host):
+    """The camera answers 302 to a server on another port (another origin) or another host name."""
+    elsewhere = RawServer(_stream)
+    camera = RawServer(_redirect_to(f"http://{other_host}:{elsewhere.port}/video.mjpg"))
+    url = f"http://viewer:s3cr3t-pw@127.0.0.1:{camera.port}/video.mjpg"
+    source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
+    try:
+        frames = _read(source, lambda s, f: len(f) >= 2, what="frames from the redirect's target")
+    finally:
+        camera.stop()
+        elsewhere.stop()
+    assert frames and b"Authorization: Basic " in camera.requests[0]
+    assert all(b"authorization" not in request.lower() for request in elsewhere.requests)
+
+
+def test_credentials_follow_a_redirect_within_the_camera():
+    """Same scheme, host and port: the camera still gets its credentials after redirecting to another path."""
+
+    def reply(connection, stopping):  # the first request is redirected, the next one streams
+        if len(camera.requests) == 1:
+            _redirect_to(f"http://127.0.0.1:{camera.port}/live.mjpg")(connection, stopping)
+        else:
+            _stream(connection, stopping)
+
+    camera = RawServer(reply)
+    url = f"http://viewer:s3cr3t-pw@127.0.0.1:{camera.port}/video.mjpg"
+    source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
+    try:
+        _read(source, lambda s, f: len(f) >= 1, what="frames after the redirect")
+    finally:
+        camera.stop()
+    assert b"GET /live.mjpg" in camera.requests[1] and b"Authorization: Basic " in camera.requests[1]
