@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -67,30 +68,73 @@ def boundary_of(content_type: str) -> bytes | None:
     return None
 
 
-def parts(response, boundary: bytes):
-    """Yield each part's body (bytes) as it completes."""
-    marker = b"--" + boundary
-    buffer = b""
-    while True:
-        chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
-        if not chunk:
-            return
-        buffer += chunk
-        while True:
-            start = buffer.find(marker)
-            if start < 0:
-                break
-            end = buffer.find(marker, start + len(marker))
-            if end < 0:
-                if len(buffer) - start > MAX_PART_BYTES:  # a part without end: drop it
-                    buffer = b""
-                else:
-                    buffer = buffer[start:]
-                break
-            part = buffer[start + len(marker) : end]
-            buffer = buffer[end:]
-            header_end = part.find(b"\r\n\r\n")
-            yield part[header_end + 4 :].rstrip(b"\r\n") if header_end >= 0 else b""
+class Stalled(TimeoutError):
+    """No whole part for the stall time, whatever trickled in meanwhile."""
+
+
+class Parts:
+    """Iterates the bodies of a multipart stream's parts, each as it completes.
+
+    Bounded: a part (or data before the first boundary) longer than ``max_part_bytes`` is dropped and
+    ``on_dropped`` called once for it; the search resumes at the next boundary. Each byte is searched for the
+    boundary once (``searched`` counts them), never again on later reads. A stall is watched on whole parts:
+    none for ``stall_seconds`` raises :class:`Stalled`, however many bytes trickle in.
+    """
+
+    def __init__(
+        self,
+        response,
+        boundary: bytes,
+        max_part_bytes: int = MAX_PART_BYTES,
+        stall_seconds: float = 10,
+        on_dropped=None,
+    ):
+        self.response = response
+        self.marker = b"--" + boundary
+        self.max_part_bytes = max_part_bytes
+        self.stall_seconds = stall_seconds
+        self.on_dropped = on_dropped or (lambda: None)
+        self.received = self.searched = self.largest_buffer = 0
+
+    def _read(self) -> bytes:
+        read = self.response.read1 if hasattr(self.response, "read1") else self.response.read
+        chunk = read(CHUNK)
+        self.received += len(chunk)
+        return chunk
+
+    def __iter__(self):
+        buffer = bytearray()
+        searched_to = 0  # bytes before this cannot start a boundary
+        in_part = dropping = False  # in_part: the buffer starts with a boundary
+        last_part = time.monotonic()
+        while chunk := self._read():
+            buffer += chunk
+            self.largest_buffer = max(self.largest_buffer, len(buffer))
+            while True:
+                found = buffer.find(self.marker, searched_to)
+                self.searched += (found if found >= 0 else len(buffer)) - searched_to
+                if found < 0:
+                    break
+                if in_part:
+                    yield _body(bytes(buffer[len(self.marker) : found]))
+                    last_part = time.monotonic()
+                del buffer[:found]
+                in_part, dropping = True, False
+                searched_to = len(self.marker)
+            searched_to = max(searched_to, len(buffer) - len(self.marker) + 1)
+            if len(buffer) > self.max_part_bytes:  # too long for a frame: dropped, the next boundary resyncs
+                if not dropping:
+                    self.on_dropped()
+                keep = len(self.marker) - 1
+                del buffer[:-keep]
+                searched_to, in_part, dropping = 0, False, True
+            if time.monotonic() - last_part > self.stall_seconds:
+                raise Stalled(f"no whole frame for {self.stall_seconds:g} s")
+
+
+def _body(part: bytes) -> bytes:
+    header_end = part.find(b"\r\n\r\n")
+    return part[header_end + 4 :].rstrip(b"\r\n") if header_end >= 0 else b""
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:

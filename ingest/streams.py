@@ -127,7 +127,8 @@ class StreamSource(BufferedSource):
             sampler = _Sampler(self.detect_fps)
             delivered = False
             try:
-                for body in mjpeg.parts(response, boundary):
+                parts = mjpeg.Parts(response, boundary, stall_seconds=self.stall_seconds, on_dropped=self._part_dropped)
+                for body in parts:
                     if self._stopped.is_set():
                         break
                     delivered = self._arrived(delivered)
@@ -140,9 +141,14 @@ class StreamSource(BufferedSource):
                         self._failed(error)
                         continue
                     self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
+            except mjpeg.Stalled as error:
+                log.warning("camera %s: %s from %s (bytes trickle in)", self.camera, error, self.display_url)
             except OSError:  # timeout (a stall) or a dropped connection
                 pass
             return delivered
+
+    def _part_dropped(self) -> None:
+        self._failed(BadFrame(f"MJPEG part over {mjpeg.MAX_PART_BYTES} bytes or without boundary: dropped"))
 
     def _read_av(self) -> bool | None:
         """Read an RTSP stream with PyAV, damaged frames counted as failed; None if PyAV is not installed."""

@@ -12,7 +12,7 @@ import pytest
 from binarycop.config import CameraConfig, ConfigError, parse_config, redact_url
 from binarycop.democlip import CLIP
 from binarycop.mjpeg import MjpegCamera, clip_jpegs
-from ingest import FileSource, StreamSource, open_source
+from ingest import FileSource, StreamSource, mjpeg, open_source
 from tests.conftest import free_port, wait_until
 from tests.hostile import RawServer, bomb_jpeg
 from tests.test_streams import RtspCamera, _write_frames
@@ -158,11 +158,8 @@ def _redirect_to(location: str):
 
 
 def _stream(connection, stopping):
-    jpeg = clip_jpegs()[0]
     connection.sendall(MJPEG_HEADERS + b"\r\n")
-    while not stopping.is_set():
-        connection.sendall(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n")
-        stopping.wait(0.1)
+    _stream_parts(connection, stopping)
 
 
 @pytest.mark.parametrize("other_host", ["127.0.0.1", "localhost"])
@@ -198,3 +195,76 @@ def test_credentials_follow_a_redirect_within_the_camera():
     finally:
         camera.stop()
     assert b"GET /live.mjpg" in camera.requests[1] and b"Authorization: Basic " in camera.requests[1]
+
+
+def _junk_then_frames(junk_bytes: int):
+    """MJPEG headers, ``junk_bytes`` with no boundary in them, then whole parts until stopped."""
+
+    def reply(connection, stopping):
+        connection.sendall(MJPEG_HEADERS + b"\r\n")
+        block = b"\x00" * 65536
+        for _ in range(junk_bytes // len(block)):
+            connection.sendall(block)
+        _stream_parts(connection, stopping)
+
+    return reply
+
+
+def _stream_parts(connection, stopping):
+    jpeg = clip_jpegs()[0]
+    while not stopping.is_set():
+        connection.sendall(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg + b"\r\n")
+        stopping.wait(0.1)
+
+
+def test_a_stream_without_boundaries_is_bounded_searched_once_and_dropped():
+    """3 MB without a boundary, with parts capped at 1 MB: dropped once, never more than 1 MB (and a read)
+    buffered, each byte searched for the boundary once; the parts after it come through whole."""
+    server = RawServer(_junk_then_frames(3 * 1024 * 1024))
+    dropped = []
+    try:
+        with mjpeg.open_stream(f"http://127.0.0.1:{server.port}/video.mjpg", 5) as response:
+            parts = mjpeg.Parts(response, b"frame", max_part_bytes=1024 * 1024, on_dropped=lambda: dropped.append(1))
+            bodies = [body for body, _ in zip(parts, range(3))]
+    finally:
+        server.stop()
+    assert len(dropped) == 1
+    assert all(mjpeg.decode_jpeg(body, 10**7).shape == (360, 640, 3) for body in bodies)
+    assert parts.largest_buffer <= 1024 * 1024 + mjpeg.CHUNK
+    assert parts.searched <= parts.received
+
+
+def test_a_camera_sending_no_boundary_has_its_garbage_dropped_and_counted_failed():
+    """17 MB without a boundary (over the 16 MB part limit), then good frames: counted once as failed, and
+    the frames after it are read."""
+    server = RawServer(_junk_then_frames(17 * 1024 * 1024))
+    url = f"http://127.0.0.1:{server.port}/video.mjpg"
+    source = StreamSource("gate", url, url, detect_fps=30, stall_seconds=5)
+    try:
+        frames = _read(source, lambda s, f: len(f) >= 3, what="frames after the garbage")
+    finally:
+        server.stop()
+    assert source.status.failed == 1 and len(frames) >= 3
+    assert server.connections == 1  # read through, not reconnected
+
+
+def _trickle(connection, stopping):
+    """Headers and the start of a part, then one byte every 0.2 s: never a whole frame."""
+    connection.sendall(MJPEG_HEADERS + b"\r\n--frame\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8")
+    while not stopping.is_set():
+        connection.sendall(b"\x00")
+        stopping.wait(0.2)
+
+
+def test_a_trickling_stream_is_a_stall_and_reconnected(caplog):
+    """Bytes keep coming (the socket never times out) but no whole frame for the stall time: reconnected."""
+    server = RawServer(_trickle)
+    url = f"http://127.0.0.1:{server.port}/video.mjpg"
+    source = StreamSource("gate", url, url, detect_fps=5, stall_seconds=1, reconnect_max_seconds=1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            _read(source, lambda s, f: s.status.reconnects >= 2, what="reconnects after stalls")
+    finally:
+        server.stop()
+    assert server.connections >= 3
+    assert "camera gate: no whole frame for 1 s from http://127.0.0.1" in caplog.text
