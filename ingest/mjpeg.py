@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -166,6 +167,9 @@ def decode_jpeg(body: bytes, max_pixels: int) -> np.ndarray:
     """BGR pixels of a whole JPEG; :class:`BadFrame` for anything damaged or declaring more than ``max_pixels``.
 
     The size is read from the frame header first: a 600-byte JPEG may declare 32000x32000 pixels (3 GB decoded).
+    Decoded strictly by FFmpeg (``err_detect=explode``), which refuses most JPEGs garbled inside their data
+    (a bad Huffman code, a marker where data should be) where OpenCV's libjpeg warns and hands out the picture;
+    OpenCV only where PyAV is not installed.
     """
     if len(body) < 4 or not body.startswith(b"\xff\xd8") or not body.endswith(b"\xff\xd9"):
         raise BadFrame("damaged JPEG (no start or end marker)")
@@ -175,7 +179,26 @@ def decode_jpeg(body: bytes, max_pixels: int) -> np.ndarray:
     refused = too_large(*size, max_pixels)
     if refused:
         raise BadFrame(refused)
-    pixels = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    pixels = _decode_strictly(body)
     if pixels is None or not pixels.size:
         raise BadFrame("damaged JPEG (does not decode)")
     return pixels
+
+
+_decoders = threading.local()  # one FFmpeg decoder per reader thread
+
+
+def _decode_strictly(body: bytes) -> np.ndarray | None:
+    try:
+        import av
+    except ImportError:
+        return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    context = getattr(_decoders, "context", None)
+    if context is None:
+        context = _decoders.context = av.CodecContext.create("mjpeg", "r")
+        context.options = {"err_detect": "explode"}
+    try:
+        frames = context.decode(av.Packet(body))
+    except av.FFmpegError:
+        raise BadFrame("damaged JPEG (corrupt data)") from None
+    return frames[-1].to_ndarray(format="bgr24") if frames else None

@@ -7,6 +7,8 @@ import asyncio
 import base64
 import logging
 
+import cv2
+import numpy as np
 import pytest
 
 from binarycop.config import CameraConfig, ConfigError, parse_config, redact_url
@@ -268,3 +270,27 @@ def test_a_trickling_stream_is_a_stall_and_reconnected(caplog):
         server.stop()
     assert server.connections >= 3
     assert "camera gate: no whole frame for 1 s from http://127.0.0.1" in caplog.text
+
+
+def _garbled(jpeg: bytes, seed: int) -> bytes:
+    """400 random bytes in the middle of the JPEG's data; its markers (start, end) intact."""
+    data = bytearray(jpeg)
+    middle = len(data) // 2
+    data[middle : middle + 400] = np.random.default_rng(seed).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    return bytes(data)
+
+
+def test_jpegs_garbled_inside_are_counted_failed_not_decoded():
+    """Every other part has 400 random bytes in its middle (SOI and EOI intact, OpenCV decodes every one of
+    them): FFmpeg's strict decoding refuses most (about 96 % on the clip's frames)."""
+    good = clip_jpegs()[:10]
+    frames = [jpeg for index, clean in enumerate(good) for jpeg in (clean, _garbled(clean, index))]
+    assert all(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None for jpeg in frames)
+    camera = MjpegCamera(free_port(), frames=frames).start()
+    source = StreamSource("gate", camera.url, camera.url, detect_fps=30, stall_seconds=3)
+    try:
+        delivered = _read(source, lambda s, f: s.status.failed + len(f) >= 40, what="40 parts")
+    finally:
+        camera.stop()
+    failed = source.status.failed
+    assert failed / (failed + len(delivered)) > 0.4  # half the parts are garbled; OpenCV alone: 0
