@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from pathlib import Path
 
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -46,6 +48,7 @@ class Server:
         self._redis_warned = False
         self.spool_dir = config.ingester.spool_dir or default_data_dir() / "spool"
         self._spool_replayed = self._spool_warned = False
+        self._lease_until: dict[str, float] = {}  # camera -> monotonic time by which its lease may expire
         self.exit_status = 0  # 1 when a stop lost counts (Redis away and the spool not writable)
 
     async def start(self) -> None:
@@ -63,6 +66,7 @@ class Server:
         await self._lease_round()
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
         self.tasks.append(asyncio.create_task(self._lease_forever(), name="leases"))
+        self.tasks.append(asyncio.create_task(self._lease_watchdog(), name="lease-watchdog"))
         if self.config_path is not None:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="reload"))
 
@@ -110,6 +114,7 @@ class Server:
         """Renew this ingester's leases, give back or take cameras (see :class:`stats.leases.Leases`)."""
         async with self._cameras_lock:
             wanted = [camera.name for camera in self.config.cameras]
+            sent = time.monotonic()  # every lease renewed or taken in this round lasts at least until sent + lease
             try:
                 plan = await self.leases.plan(wanted, list(self.camera_tasks))
             except (RedisError, OSError) as error:
@@ -126,6 +131,27 @@ class Server:
             for name in plan.start:
                 log.info("camera %s: lease taken by ingester %s", name, self.recorder.ingester)
                 self._start_camera(by_name[name])
+            self._lease_until = {name: sent + self.config.ingester.lease_seconds for name in self.camera_tasks}
+
+    async def _lease_watchdog(self) -> None:
+        """Stop a camera whose lease could not be renewed in time, a margin (a sixth of the lease) before it
+        may expire: another ingester takes a lease once it expires, and two must never read one camera. An
+        ingester with no other alive at its last round keeps its cameras (nobody could take them over)."""
+        margin = self.config.ingester.lease_seconds / 6
+        while not self._stopping:
+            await asyncio.sleep(min(0.5, margin))
+            if not self.leases.others_alive:
+                continue
+            now = time.monotonic()
+            for name in [name for name in self.camera_tasks if self._lease_until.get(name, math.inf) - margin < now]:
+                if name not in self.camera_tasks:  # stopped by a lease round meanwhile
+                    continue
+                log.warning(
+                    "camera %s: lease not renewed in time (Redis unreachable or slow): stopped before it can expire, "
+                    "so that another ingester can take it over",
+                    name,
+                )
+                await self._stop_camera(name)
 
     async def _lease_forever(self) -> None:
         while not self._stopping:
