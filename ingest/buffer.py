@@ -20,11 +20,10 @@ BUFFER_FRAMES = 2
 MAX_FRAME_PIXELS = 4096 * 2160  # 4K (DCI); the config's default
 
 
-def too_large(width: int, height: int, max_pixels: int) -> str | None:
-    """Why a frame of that size is refused (it declares more than ``max_pixels``), or None."""
-    if width * height <= max_pixels:
-        return None
-    return f"frame of {width}x{height} px refused: above max_frame_pixels ({max_pixels} px)"
+def check_size(width: int, height: int, max_pixels: int) -> None:
+    """Raise :class:`BadFrame` for a frame of that size if it has more than ``max_pixels``."""
+    if width * height > max_pixels:
+        raise BadFrame(f"frame of {width}x{height} px refused: above max_frame_pixels ({max_pixels} px)")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from ingest.buffer import MAX_FRAME_PIXELS, BufferedSource, Frame, SourceError, too_large
+from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, SourceError, check_size
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,12 @@ class FileSource(BufferedSource):
             self.status.add(failed=1)
             raise SourceError(f"camera {self.camera}: cannot open video file {self.path}")
         declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        refused = too_large(*declared, self.max_frame_pixels)
-        if refused:  # read from the file's header, before any frame is decoded
+        try:  # the size from the file's header, before any frame is decoded
+            check_size(*declared, self.max_frame_pixels)
+        except BadFrame as error:
             capture.release()
             self.status.add(failed=1)
-            raise SourceError(f"camera {self.camera}: video file {self.path}: {refused}")
+            raise SourceError(f"camera {self.camera}: video file {self.path}: {error}") from None
         self.status.up = True
         clip_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         interval = 1.0 / self.detect_fps
@@ -79,7 +80,9 @@ class FileSource(BufferedSource):
                 if not ok or pixels is None or pixels.size == 0:
                     self.status.add(failed=1)
                     continue
-                if too_large(pixels.shape[1], pixels.shape[0], self.max_frame_pixels):  # the size changed mid-file
+                try:
+                    check_size(pixels.shape[1], pixels.shape[0], self.max_frame_pixels)  # the size changed mid-file
+                except BadFrame:
                     self.status.add(failed=1)
                     continue
                 if self.realtime:

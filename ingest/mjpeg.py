@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from ingest.buffer import BadFrame, too_large
+from ingest.buffer import BadFrame, check_size
 
 CHUNK = 64 * 1024
 MAX_PART_BYTES = 16 * 1024 * 1024
@@ -176,9 +176,7 @@ def decode_jpeg(body: bytes, max_pixels: int) -> np.ndarray:
     size = jpeg_size(body)
     if size is None:
         raise BadFrame("damaged JPEG (no frame header)")
-    refused = too_large(*size, max_pixels)
-    if refused:
-        raise BadFrame(refused)
+    check_size(*size, max_pixels)
     pixels = _decode_strictly(body)
     if pixels is None or not pixels.size:
         raise BadFrame("damaged JPEG (does not decode)")

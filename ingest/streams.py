@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 
 from ingest import mjpeg
-from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, too_large
+from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, check_size
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -47,7 +47,7 @@ class StreamSource(BufferedSource):
     ):
         super().__init__(camera, block_when_full=False)
         self.max_frame_pixels = max_frame_pixels
-        self._logged_failures: set[str] = set()  # kinds of failed frame logged on this connection
+        self._logged_failures: set[str] = set()  # reasons for failed frames logged on this connection
         self.url = url
         self.display_url = display_url
         self.detect_fps = detect_fps
@@ -183,8 +183,8 @@ class StreamSource(BufferedSource):
                 now = time.monotonic()
                 try:
                     decoded = packet.decode()
-                    if decoded and too_large(decoded[-1].width, decoded[-1].height, self.max_frame_pixels):
-                        raise BadFrame(too_large(decoded[-1].width, decoded[-1].height, self.max_frame_pixels))
+                    if decoded:
+                        check_size(decoded[-1].width, decoded[-1].height, self.max_frame_pixels)
                 except (av.FFmpegError, BadFrame) as error:  # damaged, or larger than max_pixels
                     if sampler.due(now):
                         self._failed(error)
@@ -201,8 +201,10 @@ class StreamSource(BufferedSource):
         sampler = _Sampler(self.detect_fps)
         delivered = False
         declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if too_large(*declared, self.max_frame_pixels):  # the stream's header: refused before any frame decodes
-            self._failed(BadFrame(too_large(*declared, self.max_frame_pixels)))
+        try:  # the size from the stream's header, before any frame is decoded
+            check_size(*declared, self.max_frame_pixels)
+        except BadFrame as error:
+            self._failed(error)
             return False
         while not self._stopped.is_set():
             if not capture.grab():  # returns False at end of stream or after the read timeout
@@ -216,8 +218,10 @@ class StreamSource(BufferedSource):
             if not ok or pixels is None or pixels.size == 0:
                 self.status.add(failed=1)
                 continue
-            if too_large(pixels.shape[1], pixels.shape[0], self.max_frame_pixels):  # the size changed mid-stream
-                self._failed(BadFrame(too_large(pixels.shape[1], pixels.shape[0], self.max_frame_pixels)))
+            try:
+                check_size(pixels.shape[1], pixels.shape[0], self.max_frame_pixels)  # the size changed mid-stream
+            except BadFrame as error:
+                self._failed(error)
                 continue
             self._put(Frame(self.camera, time.time(), pixels, decode_seconds, now))
         return delivered
@@ -226,9 +230,8 @@ class StreamSource(BufferedSource):
         """A frame counted as failed; the first of each kind per connection is logged (they may come at 30/s)."""
         self.status.add(failed=1)
         reason = str(error) if isinstance(error, BadFrame) else f"decode error {type(error).__name__}"
-        kind = reason.split(":")[0].split(" (")[0]
-        if kind not in self._logged_failures:
-            self._logged_failures.add(kind)
+        if reason not in self._logged_failures:
+            self._logged_failures.add(reason)
             log.warning("camera %s: %s (further ones counted as failed, not logged)", self.camera, reason)
 
     def _arrived(self, delivered_before: bool) -> bool:
