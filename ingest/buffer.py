@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BUFFER_FRAMES = 2
+STOP_WAIT_SECONDS = 1.0  # the longest stop() holds its caller (the event loop) waiting for the reader
 MAX_FRAME_PIXELS = 4096 * 2160  # 4K (DCI); the config's default
 
 
@@ -92,7 +93,9 @@ class BufferedSource:
             self._ready.notify_all()
         self._notify_loop()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # A reader blocked in a silent camera's read ends at its timeout; it is not waited for that long
+            # (the event loop renews every camera's lease), and nothing it reads after this goes anywhere.
+            self._thread.join(timeout=STOP_WAIT_SECONDS)
 
     async def frames(self):
         """Async iterator of frames; ends when the source ends or is stopped."""

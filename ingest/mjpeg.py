@@ -79,7 +79,8 @@ class Parts:
     Bounded: a part (or data before the first boundary) longer than ``max_part_bytes`` is dropped and
     ``on_dropped`` called once for it; the search resumes at the next boundary. Each byte is searched for the
     boundary once (``searched`` counts them), never again on later reads. A stall is watched on whole parts:
-    none for ``stall_seconds`` raises :class:`Stalled`, however many bytes trickle in.
+    none for ``stall_seconds`` raises :class:`Stalled`, however many bytes trickle in. Iteration ends after
+    the first read that finds ``stopped()`` true.
     """
 
     def __init__(
@@ -89,12 +90,14 @@ class Parts:
         max_part_bytes: int = MAX_PART_BYTES,
         stall_seconds: float = 10,
         on_dropped=None,
+        stopped=None,
     ):
         self.response = response
         self.marker = b"--" + boundary
         self.max_part_bytes = max_part_bytes
         self.stall_seconds = stall_seconds
         self.on_dropped = on_dropped or (lambda: None)
+        self.stopped = stopped or (lambda: False)
         self.received = self.searched = self.largest_buffer = 0
 
     def _read(self) -> bytes:
@@ -108,7 +111,7 @@ class Parts:
         searched_to = 0  # bytes before this cannot start a boundary
         in_part = dropping = False  # in_part: the buffer starts with a boundary
         last_part = time.monotonic()
-        while chunk := self._read():
+        while (chunk := self._read()) and not self.stopped():
             buffer += chunk
             self.largest_buffer = max(self.largest_buffer, len(buffer))
             while True:

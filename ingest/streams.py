@@ -127,7 +127,13 @@ class StreamSource(BufferedSource):
             sampler = _Sampler(self.detect_fps)
             delivered = False
             try:
-                parts = mjpeg.Parts(response, boundary, stall_seconds=self.stall_seconds, on_dropped=self._part_dropped)
+                parts = mjpeg.Parts(
+                    response,
+                    boundary,
+                    stall_seconds=self.stall_seconds,
+                    on_dropped=self._part_dropped,
+                    stopped=self._stopped.is_set,
+                )
                 for body in parts:
                     if self._stopped.is_set():
                         break

@@ -294,3 +294,16 @@ def test_jpegs_garbled_inside_are_counted_failed_not_decoded():
         camera.stop()
     failed = source.status.failed
     assert failed / (failed + len(delivered)) > 0.4  # half the parts are garbled; OpenCV alone: 0
+
+
+def test_a_stopped_reader_of_a_trickling_stream_ends_without_waiting_for_the_stall():
+    """Stopping a camera (its lease handed over) must not wait for a 300 s stall: the reader ends at the
+    next byte, so the event loop that stops it is not held (it renews the other cameras' leases)."""
+    server = RawServer(_trickle)
+    url = f"http://127.0.0.1:{server.port}/video.mjpg"
+    source = StreamSource("gate", url, url, detect_fps=5, stall_seconds=300)
+    try:
+        _read(source, lambda s, f: server.connections >= 1 and s.status.up is False, what="a connection")
+    finally:
+        server.stop()
+    assert not source._thread.is_alive()
