@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 
 import cv2
 import numpy as np
@@ -307,3 +308,41 @@ def test_a_stopped_reader_of_a_trickling_stream_ends_without_waiting_for_the_sta
     finally:
         server.stop()
     assert not source._thread.is_alive()
+
+
+def test_credentials_are_not_sent_elsewhere_by_ffmpeg_reading_other_video_over_http():
+    """Not MJPEG (an MP4 over HTTP): after urllib's look, OpenCV's FFmpeg reads the URL and follows the
+    camera's redirect itself (after a Basic challenge); the other origin gets no credentials either. (FFmpeg
+    held before the fix of the MJPEG reader; this keeps it so.)"""
+    video = CLIP.read_bytes()
+
+    def serve_video(connection, stopping):  # with byte ranges: FFmpeg seeks in an MP4
+        wanted = re.search(rb"Range: bytes=(\d+)-", elsewhere.requests[-1])
+        start = int(wanted.group(1)) if wanted else 0
+        status = (
+            f"206 Partial Content\r\nContent-Range: bytes {start}-{len(video) - 1}/{len(video)}" if wanted else "200 OK"
+        )
+        head = f"HTTP/1.1 {status}\r\nContent-Type: video/mp4\r\nContent-Length: {len(video) - start}\r\n\r\n"
+        connection.sendall(head.encode() + video[start:])
+
+    elsewhere = RawServer(serve_video)
+
+    def challenge_then_redirect(connection, stopping):  # FFmpeg sends Basic credentials only when challenged
+        if len([request for request in camera.requests if b"Lavf" in request]) == 1:
+            www = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="cam"\r\nContent-Length: 0\r\n\r\n'
+            connection.sendall(www)
+        else:
+            _redirect_to(f"http://127.0.0.1:{elsewhere.port}/clip.mp4")(connection, stopping)
+
+    camera = RawServer(challenge_then_redirect)
+    url = f"http://viewer:s3cr3t-pw@127.0.0.1:{camera.port}/clip.mp4"
+    source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=3, reconnect_max_seconds=1)
+    try:
+        frames = _read(source, lambda s, f: len(f) >= 2, what="frames of the redirected video")
+    finally:
+        camera.stop()
+        elsewhere.stop()
+    ffmpeg = [request for request in camera.requests if b"Lavf" in request]
+    assert frames and b"Authorization: Basic " in ffmpeg[1]  # challenged, FFmpeg sent them to the camera
+    assert len([request for request in elsewhere.requests if b"Lavf" in request]) >= 2
+    assert all(b"authorization" not in request.lower() for request in elsewhere.requests)
