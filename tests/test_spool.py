@@ -174,3 +174,31 @@ def test_sigterm_during_a_redis_outage_keeps_the_counts_for_the_next_start(redis
     assert int(client.hget(FRAMES_KEY, "clip|processed")) == len(sampled_frames(5))
     people = {k.decode(): int(v) for k, v in client.hgetall(PEOPLE_KEY).items()}
     assert people == {f"clip|all|{name}": count for name, count in expected_people().items()}
+
+
+def test_serve_that_cannot_keep_its_counts_at_a_stop_exits_1(redis_server, tmp_path):
+    """The same stop, with a file where the spool folder should be: the log names the lost counts and the
+    reason, and `serve` exits with status 1 (it exited 0 with the counts gone)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    client = redis.Redis.from_url(redis_server.url)
+    config = tmp_path / "config.yaml"
+    _config(config, redis_server.url, blocker / "spool", f"{{name: clip, url: '{CLIP}', realtime: false}}")
+
+    async def until(condition, timeout, what):
+        await wait_until(condition, timeout, what)
+
+    serve = _Serve(config)
+    frozen = False
+    try:
+        asyncio.run(until(lambda: client.exists("binarycop:lease:clip"), 120, "the camera to be leased"))
+        os.kill(redis_server.process.pid, signal.SIGSTOP)
+        frozen = True
+        asyncio.run(until(lambda: "camera clip: stopped" in serve.log, 120, "the clip to end"))
+        status = serve.stop()
+    finally:
+        if frozen:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        serve.stop()
+    assert status == 1, serve.log
+    assert re.search(r"\d+ counts LOST: Redis did not take them within 1 s of the stop, and cannot write", serve.log)
