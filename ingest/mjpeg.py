@@ -1,8 +1,10 @@
 """HTTP MJPEG (multipart/x-mixed-replace) read by hand, so that every damaged JPEG is seen and counted.
 
-FFmpeg's decoder conceals a truncated or garbled JPEG and hands out a frame anyway; reading the
-parts ourselves lets a sampled part that is not a whole JPEG (no SOI/EOI markers) or does not
-decode count as a failed frame.
+OpenCV's FFmpeg reader conceals a truncated or garbled JPEG and hands out a frame anyway; reading the
+parts ourselves lets a sampled part that is not a whole JPEG (no SOI/EOI markers), declares more pixels
+than allowed, or does not decode strictly count as a failed frame. A camera cannot make the reader hold
+more than one part's worth of bytes (``MAX_PART_BYTES``), search a byte twice, or keep it waiting by
+trickling bytes without whole frames.
 """
 
 from __future__ import annotations
