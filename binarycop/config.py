@@ -248,7 +248,7 @@ class CameraConfig(Strict):
         if "@" in rest and "@" not in urlsplit(url).netloc:
             raise ValueError(
                 "the user name or password contains '/', '?' or '#', which end a URL's host part: write them "
-                "percent-encoded (%2F, %3F, %23)"
+                "percent-encoded (%2F, %3F, %23); an '@' in the path is written %40"
             )
         try:
             _ = urlsplit(url).port  # raises for a port that is not a number
