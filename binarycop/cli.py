@@ -591,7 +591,7 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
         await server.stop()
         if embedded is not None:
             embedded.close()
-    return 0
+    return server.exit_status  # 1: counts were lost at the stop (logged)
 
 
 def _device_problem(name: str) -> str | None:

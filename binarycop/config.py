@@ -27,16 +27,21 @@ class ConfigError(ValueError):
 def redact_url(url: str) -> str:
     """The URL with its credentials replaced: ``user:***@`` for user and password, ``***@`` for a
     lone user-info part (often a token)."""
+    scheme, separator, rest = url.partition("://")
+    if separator and "@" in rest and "@" not in urlsplit(url).netloc:
+        # user info holding '/', '?' or '#' (not percent-encoded): everything up to the last '@' is hidden
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparseable url>"
     if parts.password is None and "@" not in parts.netloc:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if port:
+        host = f"{host}:{port}"
     shown = f"{user}:***@{host}" if parts.password is not None and user else f"***@{host}"
     return urlunsplit(parts._replace(netloc=shown))
 
@@ -236,10 +241,35 @@ class CameraConfig(Strict):
     )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
+    max_frame_pixels: int = Field(
+        4096 * 2160,
+        ge=64 * 64,
+        le=100_000_000,
+        description="a frame declaring more pixels (width x height) is refused before it is decoded and counted as "
+        "failed; default 4K (4096x2160)",
+    )
 
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, url: str) -> str:
+        """A stream URL whose user info holds '/', '?' or '#' would send its host part to the wrong place."""
+        scheme, separator, rest = url.partition("://")
+        if not separator:
+            return url
+        if "@" in rest and "@" not in urlsplit(url).netloc:
+            raise ValueError(
+                "the user name or password contains '/', '?' or '#', which end a URL's host part: write them "
+                "percent-encoded (%2F, %3F, %23); an '@' in the path is written %40"
+            )
+        try:
+            _ = urlsplit(url).port  # raises for a port that is not a number
+        except ValueError:
+            raise ValueError(f"the port in {redact_url(url)} is not a number from 0 to 65535") from None
+        return url
 
     def detector_config(self, default: DetectorConfig) -> DetectorConfig:
         """The top-level detector settings with this camera's own on top."""
@@ -268,6 +298,17 @@ class TrackingConfig(Strict):
 class IngesterConfig(Strict):
     lease_seconds: float = Field(
         15, ge=1, le=600, description="camera lease time: a dead ingester's cameras move to others after this long"
+    )
+    stop_wait_seconds: float = Field(
+        10,
+        ge=0,
+        le=300,
+        description="at a stop, how long to wait for Redis to take the pending counts before keeping them in the spool",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="where counts Redis did not take at a stop are kept until the next start replays them; "
+        "default: $XDG_DATA_HOME/binarycop/spool (~/.local/share/binarycop/spool)",
     )
 
 

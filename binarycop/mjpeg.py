@@ -14,7 +14,7 @@ import cv2
 from binarycop.democlip import FPS, clip_frames
 
 
-def _clip_jpegs() -> list[bytes]:
+def clip_jpegs() -> list[bytes]:
     return [cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for frame in clip_frames()]
 
 
@@ -23,7 +23,7 @@ class MjpegCamera:
 
     def __init__(self, port: int, garbage_every: int = 0, frames: list[bytes] | None = None):
         self.port = port
-        self.frames = frames if frames is not None else _clip_jpegs()
+        self.frames = frames if frames is not None else clip_jpegs()
         self.garbage_every = garbage_every
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from pathlib import Path
 
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -16,7 +18,9 @@ from binarycop import __version__
 from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url, redis_client
 from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
+from stats.embedded import default_data_dir
 from stats.leases import Leases
+from stats.spool import SpoolError, counted, replay_spool, write_spool
 from stats.web import CountsWeb
 
 log = logging.getLogger(__name__)
@@ -42,9 +46,14 @@ class Server:
         self._cameras_lock = asyncio.Lock()
         self._stopping = False
         self._redis_warned = False
+        self.spool_dir = config.ingester.spool_dir or default_data_dir() / "spool"
+        self._spool_replayed = self._spool_warned = False
+        self._lease_until: dict[str, float] = {}  # camera -> monotonic time by which its lease may expire
+        self.exit_status = 0  # 1 when a stop lost counts (Redis away and the spool not writable)
 
     async def start(self) -> None:
         await self._check_redis()
+        await self._replay_spool()
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(
             make_classifier, classifier_config.backend, classifier_config.model, classifier_config.bitfile
@@ -57,6 +66,7 @@ class Server:
         await self._lease_round()
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
         self.tasks.append(asyncio.create_task(self._lease_forever(), name="leases"))
+        self.tasks.append(asyncio.create_task(self._lease_watchdog(), name="lease-watchdog"))
         if self.config_path is not None:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="reload"))
 
@@ -72,6 +82,17 @@ class Server:
             if "SSL" in str(error) or "certificate" in str(error).lower():
                 raise ConfigError("redis", [f"redis.tls: TLS with Redis at {shown} failed: {error}"]) from None
             log.warning("Redis at %s unreachable at start, counts will wait for it: %s", shown, error)
+
+    async def _replay_spool(self) -> None:
+        """Counts an earlier stop kept on disk go to Redis; retried at each flush while Redis is away."""
+        try:
+            await replay_spool(self.client, self.spool_dir)
+        except (RedisError, OSError) as error:
+            if not self._spool_warned:
+                log.warning("spool in %s not replayed yet, Redis unreachable: %s", self.spool_dir, error)
+            self._spool_warned = True  # tried again at each flush
+            return
+        self._spool_replayed = True
 
     def _start_camera(self, camera: CameraConfig) -> None:
         self.classifier.callers = len(self.camera_tasks) + 1
@@ -93,6 +114,7 @@ class Server:
         """Renew this ingester's leases, give back or take cameras (see :class:`stats.leases.Leases`)."""
         async with self._cameras_lock:
             wanted = [camera.name for camera in self.config.cameras]
+            sent = time.monotonic()  # every lease renewed or taken in this round lasts at least until sent + lease
             try:
                 plan = await self.leases.plan(wanted, list(self.camera_tasks))
             except (RedisError, OSError) as error:
@@ -109,6 +131,27 @@ class Server:
             for name in plan.start:
                 log.info("camera %s: lease taken by ingester %s", name, self.recorder.ingester)
                 self._start_camera(by_name[name])
+            self._lease_until = {name: sent + self.config.ingester.lease_seconds for name in self.camera_tasks}
+
+    async def _lease_watchdog(self) -> None:
+        """Stop a camera whose lease could not be renewed in time, a margin (a sixth of the lease) before it
+        may expire: another ingester takes a lease once it expires, and two must never read one camera. An
+        ingester with no other alive at its last round keeps its cameras (nobody could take them over)."""
+        margin = self.config.ingester.lease_seconds / 6
+        while not self._stopping:
+            await asyncio.sleep(min(0.5, margin))
+            if not self.leases.others_alive:
+                continue
+            now = time.monotonic()
+            for name in [name for name in self.camera_tasks if self._lease_until.get(name, math.inf) - margin < now]:
+                if name not in self.camera_tasks:  # stopped by a lease round meanwhile
+                    continue
+                log.warning(
+                    "camera %s: lease not renewed in time (Redis unreachable or slow): stopped before it can expire, "
+                    "so that another ingester can take it over",
+                    name,
+                )
+                await self._stop_camera(name)
 
     async def _lease_forever(self) -> None:
         while not self._stopping:
@@ -182,19 +225,55 @@ class Server:
             _, pending = await asyncio.wait(pending, timeout=2)
         held = list(self.camera_tasks)
         self.camera_tasks.clear()
-        if await self.recorder.flush():
+        if await self._flush_within(self.config.ingester.stop_wait_seconds):
             # Counts are in; hand the cameras over at once rather than after the lease time.
             await _quietly(self.leases.release_all(held))
             await _quietly(self.recorder.say_goodbye())
+        else:
+            self._keep_unflushed()
         if self.classifier is not None:
             self.classifier.close()
         if self.web is not None:
             await self.web.stop()
         await self.client.aclose()
 
+    async def _flush_within(self, seconds: float) -> bool:
+        """Flush, tried again until Redis confirms or ``seconds`` have passed; False if it never did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            try:
+                if await asyncio.wait_for(self.recorder.flush(), max(deadline - loop.time(), 1.0)):
+                    return True
+            except TimeoutError:
+                log.warning("Redis did not answer, %d counts pending", self.recorder.pending)
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(min(0.5, deadline - loop.time()))
+
+    def _keep_unflushed(self) -> None:
+        """At a stop with Redis away: what it did not take goes to the spool, or is reported lost (exit 1)."""
+        batches = self.recorder.take_unflushed()
+        if not batches:
+            return
+        waited = self.config.ingester.stop_wait_seconds
+        try:
+            path = write_spool(self.spool_dir, self.recorder.ingester, batches)
+        except SpoolError as error:
+            lost = counted(batches)
+            log.error("%d counts LOST: Redis did not take them within %g s of the stop, and %s", lost, waited, error)
+            self.exit_status = 1
+            return
+        kept = counted(batches)
+        log.warning(
+            "Redis did not take %d counts within %g s of the stop: kept in %s until the next start", kept, waited, path
+        )
+
     async def _flush_forever(self) -> None:
         while not self._stopping:
             await asyncio.sleep(FLUSH_SECONDS)
+            if not self._spool_replayed:
+                await self._replay_spool()
             await self.recorder.flush()
             if self.classifier is not None:
                 self.recorder.set_build_info(

@@ -21,10 +21,12 @@ def open_source(camera) -> BufferedSource:
             camera.detect_fps,
             stall_seconds=camera.stall_seconds,
             reconnect_max_seconds=camera.reconnect_max_seconds,
+            max_frame_pixels=camera.max_frame_pixels,
         )
     if url.startswith("usb:"):
         raise SourceError(f"camera {camera.name}: a USB camera is usb:N or /dev/videoN (N a number), not {url!r}")
     if "://" in url and not url.startswith("file://"):
         scheme = url.split("://", 1)[0]
         raise SourceError(f"camera {camera.name}: unsupported source scheme {scheme!r} in {camera.display_url}")
-    return FileSource(camera.name, url.removeprefix("file://"), camera.detect_fps, camera.loop, camera.realtime)
+    path = url.removeprefix("file://")
+    return FileSource(camera.name, path, camera.detect_fps, camera.loop, camera.realtime, camera.max_frame_pixels)

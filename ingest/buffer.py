@@ -17,6 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 BUFFER_FRAMES = 2
+STOP_WAIT_SECONDS = 1.0  # the longest stop() holds its caller (the event loop) waiting for the reader
+MAX_FRAME_PIXELS = 4096 * 2160  # 4K (DCI); the config's default
+
+
+def check_size(width: int, height: int, max_pixels: int) -> None:
+    """Raise :class:`BadFrame` for a frame of that size if it has more than ``max_pixels``."""
+    if width * height > max_pixels:
+        raise BadFrame(f"frame of {width}x{height} px refused: above max_frame_pixels ({max_pixels} px)")
 
 
 @dataclass
@@ -29,6 +37,10 @@ class Frame:
     pixels: np.ndarray
     decode_seconds: float = 0.0
     captured: float = 0.0
+
+
+class BadFrame(ValueError):
+    """A frame that cannot be used: damaged, or larger than allowed (the message says which); counted as failed."""
 
 
 class SourceError(RuntimeError):
@@ -81,7 +93,9 @@ class BufferedSource:
             self._ready.notify_all()
         self._notify_loop()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # A reader blocked in a silent camera's read ends at its timeout; it is not waited for that long
+            # (the event loop renews every camera's lease), and nothing it reads after this goes anywhere.
+            self._thread.join(timeout=STOP_WAIT_SECONDS)
 
     async def frames(self):
         """Async iterator of frames; ends when the source ends or is stopped."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from ingest.buffer import BufferedSource, Frame, SourceError
+from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, SourceError, check_size
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,17 @@ log = logging.getLogger(__name__)
 class FileSource(BufferedSource):
     """A video file read by OpenCV; ``realtime`` paces it like a camera, else every sampled frame is kept."""
 
-    def __init__(self, camera: str, path: str, detect_fps: float, loop: bool = False, realtime: bool = True):
+    def __init__(
+        self,
+        camera: str,
+        path: str,
+        detect_fps: float,
+        loop: bool = False,
+        realtime: bool = True,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
+    ):
         super().__init__(camera, block_when_full=not realtime)
+        self.max_frame_pixels = max_frame_pixels
         self.path = path
         self.detect_fps = detect_fps
         self.loop = loop
@@ -44,6 +53,13 @@ class FileSource(BufferedSource):
         if not capture.isOpened():
             self.status.add(failed=1)
             raise SourceError(f"camera {self.camera}: cannot open video file {self.path}")
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:  # the size from the file's header, before any frame is decoded
+            check_size(*declared, self.max_frame_pixels)
+        except BadFrame as error:
+            capture.release()
+            self.status.add(failed=1)
+            raise SourceError(f"camera {self.camera}: video file {self.path}: {error}") from None
         self.status.up = True
         clip_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         interval = 1.0 / self.detect_fps
@@ -62,6 +78,11 @@ class FileSource(BufferedSource):
                 ok, pixels = capture.retrieve()
                 decode_seconds = time.perf_counter() - decode_started
                 if not ok or pixels is None or pixels.size == 0:
+                    self.status.add(failed=1)
+                    continue
+                try:
+                    check_size(pixels.shape[1], pixels.shape[0], self.max_frame_pixels)  # the size changed mid-file
+                except BadFrame:
                     self.status.add(failed=1)
                     continue
                 if self.realtime:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 
 from ingest import mjpeg
-from ingest.buffer import BufferedSource, Frame
+from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, check_size
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -43,8 +43,11 @@ class StreamSource(BufferedSource):
         detect_fps: float,
         stall_seconds: float = 10.0,
         reconnect_max_seconds: float = 30.0,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
     ):
         super().__init__(camera, block_when_full=False)
+        self.max_frame_pixels = max_frame_pixels
+        self._logged_failures: set[str] = set()  # reasons for failed frames logged on this connection
         self.url = url
         self.display_url = display_url
         self.detect_fps = detect_fps
@@ -66,23 +69,13 @@ class StreamSource(BufferedSource):
             if attempts:
                 self.status.add(reconnects=1)
             attempts += 1
-            delivered = None
-            if self.url.startswith(("http://", "https://")):
-                delivered = self._read_mjpeg()
-            elif self.url.startswith(("rtsp://", "rtsps://")):
-                delivered = self._read_av()
-            elif device_index(self.url) is not None and not self._device_present():
+            self._logged_failures.clear()
+            try:
+                delivered = self._read_once()
+            except Exception as error:  # noqa: BLE001 - whatever the camera sends, the reader goes on
+                # the type only: a message may quote the camera's bytes or its URL
+                log.warning("camera %s: reading %s failed: %s", self.camera, self.display_url, type(error).__name__)
                 delivered = False
-            if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
-                capture = self._open()
-                delivered = False
-                try:
-                    if capture.isOpened():
-                        delivered = self._pump(capture)
-                except cv2.error as error:  # a decoder error must not end the camera
-                    log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
-                finally:
-                    capture.release()
             self.status.up = False
             if delivered:
                 backoff = FIRST_BACKOFF_SECONDS
@@ -91,6 +84,27 @@ class StreamSource(BufferedSource):
             log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
             self._stopped.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _read_once(self) -> bool:
+        """One connection, until it ends or stalls; True if any frame arrived."""
+        delivered = None
+        if self.url.startswith(("http://", "https://")):
+            delivered = self._read_mjpeg()
+        elif self.url.startswith(("rtsp://", "rtsps://")):
+            delivered = self._read_av()
+        elif device_index(self.url) is not None and not self._device_present():
+            delivered = False
+        if delivered is None:  # not an MJPEG stream, or no PyAV: OpenCV's FFmpeg reads it
+            capture = self._open()
+            delivered = False
+            try:
+                if capture.isOpened():
+                    delivered = self._pump(capture)
+            except cv2.error as error:  # a decoder error must not end the camera
+                log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
+            finally:
+                capture.release()
+        return delivered
 
     def _device_present(self) -> bool:
         """A V4L2 device node exists (a USB camera may be plugged in later: the watchdog keeps looking)."""
@@ -113,21 +127,34 @@ class StreamSource(BufferedSource):
             sampler = _Sampler(self.detect_fps)
             delivered = False
             try:
-                for body in mjpeg.parts(response, boundary):
+                parts = mjpeg.Parts(
+                    response,
+                    boundary,
+                    stall_seconds=self.stall_seconds,
+                    on_dropped=self._part_dropped,
+                    stopped=self._stopped.is_set,
+                )
+                for body in parts:
                     if self._stopped.is_set():
                         break
                     delivered = self._arrived(delivered)
                     now = time.monotonic()
                     if not sampler.due(now):
                         continue
-                    pixels = mjpeg.decode_jpeg(body)
-                    if pixels is None:
-                        self.status.add(failed=1)
+                    try:
+                        pixels = mjpeg.decode_jpeg(body, self.max_frame_pixels)
+                    except BadFrame as error:
+                        self._failed(error)
                         continue
                     self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
+            except mjpeg.Stalled as error:
+                log.warning("camera %s: %s from %s (bytes trickle in)", self.camera, error, self.display_url)
             except OSError:  # timeout (a stall) or a dropped connection
                 pass
             return delivered
+
+    def _part_dropped(self) -> None:
+        self._failed(BadFrame(f"MJPEG part over {mjpeg.MAX_PART_BYTES} bytes or without boundary: dropped"))
 
     def _read_av(self) -> bool | None:
         """Read an RTSP stream with PyAV, damaged frames counted as failed; None if PyAV is not installed."""
@@ -145,7 +172,8 @@ class StreamSource(BufferedSource):
             if not container.streams.video:
                 return False
             stream = container.streams.video[0]
-            stream.codec_context.options = {"err_detect": "explode"}
+            # max_pixels: FFmpeg refuses a larger frame before allocating it (a decode error, counted as failed)
+            stream.codec_context.options = {"err_detect": "explode", "max_pixels": str(self.max_frame_pixels)}
             return self._pump_av(container, stream, av)
 
     def _pump_av(self, container, stream, av) -> bool:
@@ -161,9 +189,11 @@ class StreamSource(BufferedSource):
                 now = time.monotonic()
                 try:
                     decoded = packet.decode()
-                except av.InvalidDataError:
+                    if decoded:
+                        check_size(decoded[-1].width, decoded[-1].height, self.max_frame_pixels)
+                except (av.FFmpegError, BadFrame) as error:  # damaged, or larger than max_pixels
                     if sampler.due(now):
-                        self.status.add(failed=1)
+                        self._failed(error)
                     continue
                 if decoded and sampler.due(now):
                     pixels = decoded[-1].to_ndarray(format="bgr24")
@@ -176,6 +206,12 @@ class StreamSource(BufferedSource):
         """Read until the stream ends or stalls; True if any frame arrived."""
         sampler = _Sampler(self.detect_fps)
         delivered = False
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:  # the size from the stream's header, before any frame is decoded
+            check_size(*declared, self.max_frame_pixels)
+        except BadFrame as error:
+            self._failed(error)
+            return False
         while not self._stopped.is_set():
             if not capture.grab():  # returns False at end of stream or after the read timeout
                 return delivered
@@ -188,8 +224,21 @@ class StreamSource(BufferedSource):
             if not ok or pixels is None or pixels.size == 0:
                 self.status.add(failed=1)
                 continue
+            try:
+                check_size(pixels.shape[1], pixels.shape[0], self.max_frame_pixels)  # the size changed mid-stream
+            except BadFrame as error:
+                self._failed(error)
+                continue
             self._put(Frame(self.camera, time.time(), pixels, decode_seconds, now))
         return delivered
+
+    def _failed(self, error: Exception) -> None:
+        """A frame counted as failed; the first of each kind per connection is logged (they may come at 30/s)."""
+        self.status.add(failed=1)
+        reason = str(error) if isinstance(error, BadFrame) else f"decode error {type(error).__name__}"
+        if reason not in self._logged_failures:
+            self._logged_failures.add(reason)
+            log.warning("camera %s: %s (further ones counted as failed, not logged)", self.camera, reason)
 
     def _arrived(self, delivered_before: bool) -> bool:
         """A frame came in: the camera is up (logged once per connection)."""

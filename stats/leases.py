@@ -78,6 +78,7 @@ class Leases:
         self.ingester = ingester
         self.seconds = seconds
         self._unowned_rounds: dict[str, int] = {}
+        self.others_alive = 0  # other live ingesters at the last round: someone who could take a camera over
 
     @property
     def _ms(self) -> int:
@@ -109,7 +110,9 @@ class Leases:
                 (kept if await self.renew(camera) else stop).append(camera)
         for camera in stop:
             await self.release(camera)
-        fair = math.ceil(len(wanted) / await self.live_ingesters())
+        live = await self.live_ingesters()
+        self.others_alive = live - 1
+        fair = math.ceil(len(wanted) / live)
         if len(kept) > fair:
             extra = kept.pop()  # one per round, so the others have time to pick it up
             await self.release(extra)
@@ -118,6 +121,9 @@ class Leases:
         start = []
         holders = await read_leases(self.client, wanted)
         for camera in wanted:
+            if camera not in kept and holders[camera].holder == self.ingester and await self.renew(camera):
+                start.append(camera)  # ours, but not running (stopped when its renewal came late)
+                continue
             if camera in kept or holders[camera].holder is not None:
                 self._unowned_rounds.pop(camera, None)
                 continue

@@ -100,12 +100,14 @@ def new_ingester_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _empty_counts() -> dict[str, Counter]:
+def empty_counts() -> dict[str, Counter]:
     return {key: Counter() for key in (*COUNTED_KEYS, STAGES_KEY, CROPS_KEY)}
 
 
 @dataclass
-class _Batch:
+class Batch:
+    """Counts sealed under one number: Redis applies an ingester's batch at most once (see ``APPLY_BATCH``)."""
+
     seq: int
     counts: dict[str, Counter]
     history: dict[int, Counter]
@@ -124,9 +126,9 @@ class CountRecorder:
         self.ingester = ingester or new_ingester_id()
         self.started = time.time()
         self.cameras: list[str] = []
-        self._open = _empty_counts()
+        self._open = empty_counts()
         self._history: dict[int, Counter] = {}
-        self._sealed: _Batch | None = None
+        self._sealed: Batch | None = None
         self._seq = 0
         self._gauges: dict[str, dict[str, str]] = {
             CAMERA_UP_KEY: {},
@@ -205,8 +207,8 @@ class CountRecorder:
     def _seal(self) -> None:
         if self._sealed is None and (any(self._open.values()) or self._history):
             self._seq += 1
-            self._sealed = _Batch(self._seq, self._open, self._history)
-            self._open, self._history = _empty_counts(), {}
+            self._sealed = Batch(self._seq, self._open, self._history)
+            self._open, self._history = empty_counts(), {}
 
     async def flush(self) -> bool:
         """Write what is pending and the latest gauges and heartbeat; False (everything kept) if Redis is away."""
@@ -224,19 +226,18 @@ class CountRecorder:
                 return False
             return True
 
-    async def _apply(self, batch: _Batch) -> None:
-        keys = [f"{ingester_key(self.ingester)}:seq"]
-        argv: list = [batch.seq, SEQ_KEEP_SECONDS, HISTORY_SECONDS]
-        tables = [(key, counter) for key, counter in batch.counts.items()]
-        tables += [(history_key(minute), counter) for minute, counter in sorted(batch.history.items())]
-        for key, counter in tables:
-            if not counter:
-                continue
-            keys.append(key)
-            for name, count in counter.items():
-                if count:
-                    argv += [len(keys), name, count]
-        await self.client.eval(APPLY_BATCH, len(keys), *keys, *argv)
+    async def _apply(self, batch: Batch) -> None:
+        await apply_batch(self.client, self.ingester, batch)
+
+    def take_unflushed(self) -> list[Batch]:
+        """Every count not confirmed by Redis, as numbered batches (the one in flight, then what came after),
+        handed over for keeping elsewhere (:mod:`stats.spool`); ``pending`` is 0 afterwards."""
+        batches = [self._sealed] if self._sealed else []
+        self._sealed = None
+        self._seal()
+        batches += [self._sealed] if self._sealed else []
+        self._sealed = None
+        return batches
 
     async def _write_gauges(self) -> None:
         now = time.time()
@@ -266,6 +267,22 @@ class CountRecorder:
         pipe.zrem(INGESTERS_KEY, self.ingester)
         pipe.delete(ingester_key(self.ingester))
         await pipe.execute()
+
+
+async def apply_batch(client: aioredis.Redis, ingester: str, batch: Batch) -> bool:
+    """Apply one sealed batch of ``ingester`` unless Redis applied it before; True if it was applied now."""
+    keys = [f"{ingester_key(ingester)}:seq"]
+    argv: list = [batch.seq, SEQ_KEEP_SECONDS, HISTORY_SECONDS]
+    tables = [(key, counter) for key, counter in batch.counts.items()]
+    tables += [(history_key(minute), counter) for minute, counter in sorted(batch.history.items())]
+    for key, counter in tables:
+        if not counter:
+            continue
+        keys.append(key)
+        for name, count in counter.items():
+            if count:
+                argv += [len(keys), name, count]
+    return bool(await client.eval(APPLY_BATCH, len(keys), *keys, *argv))
 
 
 async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:

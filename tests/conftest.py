@@ -68,6 +68,13 @@ class RedisServer:
         self.process.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    """Each test its own data folder (XDG_DATA_HOME): a spool one test leaves is never replayed into another's
+    Redis; servers started as subprocesses inherit it."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     server = RedisServer(tmp_path)
