@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Limits on what a config file may hold (a real one is a few KiB, nested 6 deep, zones of a few points).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 32
+MAX_ZONES = 32
+MAX_ZONE_POINTS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CAMERA_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 
 
 class ConfigError(ValueError):
@@ -26,19 +34,44 @@ class ConfigError(ValueError):
 
 def redact_url(url: str) -> str:
     """The URL with its credentials replaced: ``user:***@`` for user and password, ``***@`` for a
-    lone user-info part (often a token)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None and "@" not in parts.netloc:
+    lone user-info part (often a token). A password holding an unencoded ``/``, ``?`` or ``#`` (which end the
+    host part) hides everything up to the last ``@``, whatever it holds."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    shown = f"{user}:***@{host}" if parts.password is not None and user else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=shown))
+    authority = rest[: _authority_end(rest)]
+    if "@" not in authority:
+        return f"{scheme}://***@{rest[rest.rindex('@') + 1 :]}"
+    user_info, _, host = authority.rpartition("@")
+    user, colon, _ = user_info.partition(":")
+    shown = f"{user}:***@" if colon and user else "***@"
+    return f"{scheme}://{shown}{host}{rest[len(authority) :]}"
+
+
+def _authority_end(rest: str) -> int:
+    """Where the user-info and host part of ``rest`` (a URL after ``://``) ends: at the first ``/``, ``?`` or ``#``."""
+    ends = [index for index in (rest.find(mark) for mark in "/?#") if index >= 0]
+    return min(ends, default=len(rest))
+
+
+def check_url(url: str, schemes: tuple[str, ...]) -> str:
+    """Refuse what no camera or Redis URL holds, without echoing the URL (it may hold a password)."""
+    if not url.strip():
+        raise ValueError("must not be empty")
+    if _CONTROL.search(url):
+        raise ValueError("holds control characters (newline, tab, ESC, ...); remove them")
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    if scheme.lower() not in schemes:
+        shown = repr(scheme) if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}", scheme) else "before '://'"
+        raise ValueError(f"unsupported scheme {shown}; expected one of {', '.join(s + '://' for s in schemes)}")
+    if "@" in rest and "@" not in rest[: _authority_end(rest)]:
+        raise ValueError(
+            "the user name or password holds '/', '?' or '#', which end the host part: percent-encode them "
+            "(%2F, %3F, %23; '@' as %40)"
+        )
+    return url
 
 
 class Strict(BaseModel):
@@ -73,7 +106,7 @@ class RedisConfig(Strict):
     def _scheme(cls, url: str | None) -> str | None:
         if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
-        return url or None
+        return check_url(url, ("redis", "rediss", "unix")) if url else None
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> RedisConfig:
@@ -211,8 +244,11 @@ class CameraConfig(Strict):
     site: str | None = Field(None, pattern=NAME_PATTERN, description="optional site label for grouping")
     loop: bool = Field(False, description="files only: start again at the end")
     realtime: bool = Field(True, description="files only: read at the clip's own pace (false: as fast as possible)")
-    zones: dict[str, list[tuple[float, float]]] | None = Field(
-        None, description="named polygons in relative coordinates (0..1); counts carry the zone of each face"
+    zones: dict[str, Annotated[list[tuple[float, float]], Field(max_length=MAX_ZONE_POINTS)]] | None = Field(
+        None,
+        max_length=MAX_ZONES,
+        description=f"named polygons in relative coordinates (0..1), at most {MAX_ZONES} of at most "
+        f"{MAX_ZONE_POINTS} points; counts carry the zone of each face",
     )
     detector: CameraDetectorConfig | None = Field(
         None,
@@ -232,11 +268,18 @@ class CameraConfig(Strict):
             return default
         return default.model_copy(update=self.detector.model_dump(exclude_none=True))
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if url.startswith("usb:") and not re.fullmatch(r"usb:\d+", url):
+            raise ValueError("a USB camera is usb:N (N a number)")
+        return check_url(url, _CAMERA_SCHEMES)
+
     @field_validator("zones")
     @classmethod
     def _zones(cls, zones: dict[str, list[tuple[float, float]]] | None):
         for name, points in (zones or {}).items():
-            if not re.match(NAME_PATTERN, name) or name in ("all", "outside"):
+            if not re.fullmatch(NAME_PATTERN, name) or name in ("all", "outside"):
                 raise ValueError(f"zone name {name!r}: lowercase letters, digits, - and _; not 'all' or 'outside'")
             if len(points) < 3:
                 raise ValueError(f"zone {name!r} needs at least 3 points")
@@ -331,12 +374,71 @@ def detector_name(config: DetectorConfig) -> str:
     return config.kind
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses but is refused: aliases, nesting too deep, a key given twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (a 500-byte file of them expands to billions of values), nesting
+    capped at :data:`MAX_YAML_DEPTH`, and a key given twice in a mapping refused (the last would silently win)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _Refused(
+                problem="YAML aliases (*name) are not accepted: write the value out",
+                problem_mark=self.peek_event().start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _Refused(
+                    problem=f"nested deeper than {MAX_YAML_DEPTH} levels", problem_mark=self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise _Refused(
+                        problem=f"key {key!r} appears twice in one mapping (the last would replace the first)",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(error: Exception) -> str:
+    """A YAML error as 'not valid YAML: line L, column C: what', without the offending line itself (it may hold
+    a password)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if isinstance(error, _Refused):
+        return f"{where}{error.problem}"
+    if isinstance(error, yaml.MarkedYAMLError):
+        what = " ".join(part for part in (error.context, error.problem) if part)
+    elif isinstance(error, yaml.reader.ReaderError):
+        what = f"character #x{error.character:04x} at position {error.position} is not allowed in YAML"
+    else:
+        what = str(error).split("\n", 1)[0]
+    return f"not valid YAML: {where}{what}"
+
+
 def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
     """Parse YAML text into a :class:`Config`, raising :class:`ConfigError` with every problem."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [f"(file): larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few KiB"])
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(source, [f"not valid YAML: {error}"]) from None
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a safe loader, stricter)
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer too long for Python to read
+        raise ConfigError(source, [_yaml_problem(error)]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["(top level): expected a mapping with at least 'cameras'"])
     problems: list[str] = []
@@ -351,13 +453,29 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     return config
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text, refusing what is too large or not UTF-8 (with a line saying what it is)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror or error}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), [f"(file): larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few KiB"])
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
+        raise ConfigError(str(path), ["(file): UTF-16 (or binary) text; save it as UTF-8"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(path),
+            [f"(file): not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); save it as UTF-8"],
+        ) from None
+
+
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
-    return parse_config(text, str(path), environ)
+    return parse_config(read_config_text(path), str(path), environ)
 
 
 def config_schema() -> dict:

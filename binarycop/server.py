@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -45,6 +46,7 @@ class Server:
 
     async def start(self) -> None:
         await self._check_redis()
+        await self._start_http()  # first: a bad bind address or a port in use fails at once; /readyz says loading
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(
             make_classifier, classifier_config.backend, classifier_config.model, classifier_config.bitfile
@@ -52,7 +54,6 @@ class Server:
         await asyncio.to_thread(_warm_up, classifier)
         self.classifier = SharedClassifier(classifier, classifier_config.max_batch, classifier_config.max_wait_ms)
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)
-        await self._start_http()
         await self.recorder.flush()  # the first heartbeat: other ingesters count this one from now
         await self._lease_round()
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
@@ -151,13 +152,26 @@ class Server:
             if current == last:
                 continue
             last = current
-            try:
-                new = load_config(self.config_path)
-            except ConfigError as error:
-                log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
-                continue
-            for change in await self.apply(new):
-                log.info("config reloaded: %s", change)
+            await self._reload()
+
+    async def _reload(self) -> None:
+        """Read the edited file off the event loop (probes keep answering) and apply it. Whatever goes wrong is
+        logged and the running config kept: the watcher outlives every edit."""
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as error:
+            log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
+            return
+        except Exception as error:  # noqa: BLE001 (a bug in reading must not end hot reload)
+            log.error("config edit rejected, keeping the running config: cannot read it: %r", error)
+            return
+        try:
+            changes = await self.apply(new)
+        except Exception:  # noqa: BLE001
+            log.exception("config edit could not be applied; cameras may be partly updated")
+            return
+        for change in changes:
+            log.info("config reloaded: %s", change)
 
     @property
     def port(self) -> int:
@@ -209,7 +223,13 @@ class Server:
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
         )
-        await self.web.start(self.config.http.bind, self.config.http.port)
+        bind, port = self.config.http.bind, self.config.http.port
+        try:
+            await self.web.start(bind, port)
+        except OSError as error:
+            raise ConfigError(
+                "http", [f"http.bind, http.port: cannot listen on {bind}:{port}: {_reason(error)}"]
+            ) from None
 
 
 async def _quietly(step) -> None:
@@ -218,6 +238,11 @@ async def _quietly(step) -> None:
         await step
     except (RedisError, OSError) as error:
         log.warning("Redis unreachable: %s", error)
+
+
+def _reason(error: OSError) -> str:
+    """The system's words for an error number ("Address already in use"), else the error's own."""
+    return os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
 
 
 def _mtime(path: Path) -> float | None:
