@@ -43,6 +43,8 @@ class Server:
         self._cameras_lock = asyncio.Lock()
         self._stopping = False
         self._redis_warned = False
+        # The file as loaded: an edit made while the server starts (the classifier loads for seconds) is seen.
+        self._config_mtime = _mtime(config_path) if config_path is not None else None
 
     async def start(self) -> None:
         await self._check_redis()
@@ -145,7 +147,7 @@ class Server:
 
     async def _watch_config(self) -> None:
         """Hot reload: apply a valid edit of the config file; reject an invalid one, keep running."""
-        last = _mtime(self.config_path)
+        last = self._config_mtime
         while not self._stopping:
             await asyncio.sleep(RELOAD_POLL_SECONDS)
             current = _mtime(self.config_path)
