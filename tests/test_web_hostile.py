@@ -238,3 +238,40 @@ def test_half_open_and_trickling_connections_are_closed(redis_server):
             await web.client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_status_command_shows_control_characters_from_redis_as_escapes(redis_server, capsys):
+    """ESC codes and newlines stored in Redis must not reach the terminal; bad numbers must not crash it."""
+    from binarycop.cli import main
+    from stats.redis_store import INGESTERS_KEY, history_key, ingester_key
+
+    client = redis.Redis.from_url(redis_server.url)
+    evil = "ingester-1\x1b[2J\n2026-01-01 ERROR forged"
+    client.zadd(INGESTERS_KEY, {evil: time.time(), "plain": float("inf")})
+    client.hset(
+        ingester_key(evil),
+        mapping={
+            "host": "h\x1b]0;owned\x07",
+            "pid": "x",
+            "started": "yesterday",
+            "pending": "lots",
+            "cameras": "a\x1b[31m",
+        },
+    )
+    client.set("binarycop:lease:cam\x1b[5m", evil, ex=60)
+    minute = int(time.time() // 60)
+    client.hset(
+        history_key(minute), mapping={"faces|gate|all|correct": "4", "faces|gate": "1", "people|gate|all|x": "y"}
+    )
+
+    code = main(["status", "--redis-url", redis_server.url])  # before: ValueError from int('x')
+    output = capsys.readouterr().out
+    assert code == 0
+    assert "\x1b" not in output and "\x07" not in output
+    assert "ingester-1\\x1b[2J\\n2026-01-01 ERROR forged" in output
+    assert not any(line.startswith("2026-01-01") for line in output.splitlines())
+    assert "gate  compliance 100.0 %, 4 faces, 0 people" in output
+
+    assert main(["status", "--redis-url", redis_server.url, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {item["id"]: item["pending"] for item in report["ingesters"]} == {evil: None, "plain": 0}
