@@ -480,7 +480,7 @@ def _exporter(args) -> int:
 
 
 async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
-    from stats.web import CountsWeb
+    from stats.web import CountsWeb, ListenError
 
     redis_url = redis.url
     client = redis_client(redis)
@@ -490,7 +490,11 @@ async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await web.start(bind, port)
+        try:
+            await web.start(bind, port)
+        except ListenError as error:
+            print(f"exporter: --bind, --port: {error}", file=sys.stderr)
+            return 2
         print(
             f"metrics      http://{bind}:{web.port}/metrics\nredis        {redact_url(redis_url)}",
             file=sys.stderr,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -18,7 +17,7 @@ from binarycop.config import CameraConfig, Config, ConfigError, load_config, red
 from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
 from stats.leases import Leases
-from stats.web import CountsWeb
+from stats.web import CountsWeb, ListenError
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
@@ -228,10 +227,8 @@ class Server:
         bind, port = self.config.http.bind, self.config.http.port
         try:
             await self.web.start(bind, port)
-        except OSError as error:
-            raise ConfigError(
-                "http", [f"http.bind, http.port: cannot listen on {bind}:{port}: {_reason(error)}"]
-            ) from None
+        except ListenError as error:
+            raise ConfigError("http", [f"http.bind, http.port: {error}"]) from None
 
 
 async def _quietly(step) -> None:
@@ -240,11 +237,6 @@ async def _quietly(step) -> None:
         await step
     except (RedisError, OSError) as error:
         log.warning("Redis unreachable: %s", error)
-
-
-def _reason(error: OSError) -> str:
-    """The system's words for an error number ("Address already in use"), else the error's own."""
-    return os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
 
 
 def _mtime(path: Path) -> float | None:

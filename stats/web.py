@@ -7,6 +7,7 @@ of them: they all read the same Redis and agree).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 from aiohttp import web
@@ -21,6 +22,10 @@ from stats.status import PAGE, PAGE_POLICY, camera_status
 log = logging.getLogger(__name__)
 IDLE_TIMEOUT_SECONDS = 20.0  # to send a whole request's headers, and to stay idle between requests
 BAD_LOGGED_MAX = 1000  # distinct bad Redis fields logged (each once); the counter counts them all
+
+
+class ListenError(OSError):
+    """The HTTP server could not listen where it was told; the message says where and why."""
 
 
 class CountsWeb:
@@ -58,7 +63,11 @@ class CountsWeb:
         self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.idle_timeout)
         await self.runner.setup()
         self.site = web.TCPSite(self.runner, bind, port)
-        await self.site.start()
+        try:
+            await self.site.start()
+        except OSError as error:  # a port in use, an address not on this machine
+            reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+            raise ListenError(f"cannot listen on {bind}:{port}: {reason}") from None
 
     @property
     def port(self) -> int:

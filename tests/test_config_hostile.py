@@ -207,16 +207,19 @@ def _serve_config(tmp_path: Path, redis_url: str, http: str) -> Path:
     return path
 
 
-def test_serve_on_a_port_in_use_or_a_bad_address_is_a_clear_error(redis_server, tmp_path):
+def test_serve_and_exporter_on_a_port_in_use_or_a_bad_address_is_a_clear_error(redis_server, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         path = _serve_config(tmp_path, redis_server.url, f"{{bind: 127.0.0.1, port: {port}}}")
         result = _cli("serve", "--config", str(path))
+        exporter = _cli("exporter", "--redis-url", redis_server.url, "--port", str(port))
     assert result.returncode == 2, result.stderr
     assert f"http.bind, http.port: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+    assert exporter.returncode == 2, exporter.stderr
+    assert exporter.stderr == f"exporter: --bind, --port: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
     path = _serve_config(tmp_path, redis_server.url, "{bind: 203.0.113.7, port: 0}")  # not this machine's
     result = _cli("serve", "--config", str(path))
