@@ -226,3 +226,33 @@ def test_serve_and_exporter_on_a_port_in_use_or_a_bad_address_is_a_clear_error(r
     assert result.returncode == 2, result.stderr
     assert "http.bind, http.port: cannot listen on 203.0.113.7:0: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_says_where_it_serves_at_once_when_piped():
+    """Piped output is block-buffered: the URLs must be flushed as printed, not at exit."""
+    import queue
+    import signal
+    import threading
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "binarycop.cli", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    try:
+        base = None
+        while base is None:
+            line = lines.get(timeout=90)  # queue.Empty: no status page URL while the demo runs
+            if line.startswith("status page  "):
+                base = line.split()[-1]
+        with urllib.request.urlopen(f"{base}healthz", timeout=10) as response:
+            assert response.read() == b"ok\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        out = process.stdout.read()
+    assert process.returncode == 0 and out == ""  # progress on stderr, as every command
