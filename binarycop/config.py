@@ -406,7 +406,9 @@ class _StrictLoader(yaml.SafeLoader):
             seen = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
-                if isinstance(key, (str, int, float, bool)) and key in seen:
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # an unhashable key: the constructor below says so
+                if key in seen:
                     raise _Refused(
                         problem=f"key {key!r} appears twice in one mapping (the last would replace the first)",
                         problem_mark=key_node.start_mark,
