@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from binarycop.strict_yaml import YamlRefused, load_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Limits on what a config file may hold (a real one is a few KiB, nested 6 deep, zones of a few points).
 MAX_CONFIG_BYTES = 1024 * 1024
-MAX_YAML_DEPTH = 32
 MAX_ZONES = 32
 MAX_ZONE_POINTS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -372,73 +372,14 @@ def detector_name(config: DetectorConfig) -> str:
     return config.kind
 
 
-class _Refused(yaml.MarkedYAMLError):
-    """YAML that parses but is refused: aliases, nesting too deep, a key given twice."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases (a 500-byte file of them expands to billions of values), nesting
-    capped at :data:`MAX_YAML_DEPTH`, and a key given twice in a mapping refused (the last would silently win)."""
-
-    _depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise _Refused(
-                problem="YAML aliases (*name) are not accepted: write the value out",
-                problem_mark=self.peek_event().start_mark,
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise _Refused(
-                    problem=f"nested deeper than {MAX_YAML_DEPTH} levels", problem_mark=self.peek_event().start_mark
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, (str, int, float, bool)):
-                    continue  # an unhashable key: the constructor below says so
-                if key in seen:
-                    raise _Refused(
-                        problem=f"key {key!r} appears twice in one mapping (the last would replace the first)",
-                        problem_mark=key_node.start_mark,
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _yaml_problem(error: Exception) -> str:
-    """A YAML error as 'not valid YAML: line L, column C: what', without the offending line itself (it may hold
-    a password)."""
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    if isinstance(error, _Refused):
-        return f"{where}{error.problem}"
-    if isinstance(error, yaml.MarkedYAMLError):
-        what = " ".join(part for part in (error.context, error.problem) if part)
-    elif isinstance(error, yaml.reader.ReaderError):
-        what = f"character #x{error.character:04x} at position {error.position} is not allowed in YAML"
-    else:
-        what = str(error).split("\n", 1)[0]
-    return f"not valid YAML: {where}{what}"
-
-
 def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
     """Parse YAML text into a :class:`Config`, raising :class:`ConfigError` with every problem."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(source, [f"(file): larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few KiB"])
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a safe loader, stricter)
-    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer too long for Python to read
-        raise ConfigError(source, [_yaml_problem(error)]) from None
+        raw = load_yaml(text)
+    except YamlRefused as error:
+        raise ConfigError(source, [str(error)]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["(top level): expected a mapping with at least 'cameras'"])
     problems: list[str] = []
