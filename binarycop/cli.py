@@ -518,7 +518,7 @@ def _exporter(args) -> int:
 
 
 async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
-    from stats.web import CountsWeb
+    from stats.web import CountsWeb, ListenError
 
     redis_url = redis.url
     client = redis_client(redis)
@@ -528,7 +528,11 @@ async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await web.start(bind, port)
+        try:
+            await web.start(bind, port)
+        except ListenError as error:
+            print(f"exporter: --bind, --port: {error}", file=sys.stderr)
+            return 2
         print(
             f"metrics      http://{bind}:{web.port}/metrics\nredis        {redact_url(redis_url)}",
             file=sys.stderr,
@@ -541,8 +545,26 @@ async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
     return 0
 
 
+def _check_model(config: Config, source: str) -> None:
+    """Load the configured model file (as the server will) so a bad one is an error now, not at start-up."""
+    from accel import ModelFileError, load_model
+
+    classifier = config.classifier
+    try:
+        load_model(classifier.model)
+    except ModelFileError as error:
+        raise ConfigError(source, [f"classifier.model: {error}"]) from None
+    except (MemoryError, AttributeError, KeyError, OSError, ValueError) as error:  # what numpy raises on odd archives
+        raise ConfigError(
+            source, [f"classifier.model: {classifier.model}: not a readable model file ({type(error).__name__})"]
+        ) from None
+    if classifier.bitfile and not Path(classifier.bitfile).is_file():
+        raise ConfigError(source, [f"classifier.bitfile: {classifier.bitfile}: no such file"])
+
+
 def _validate(args) -> int:
     config = load_config(args.file)
+    _check_model(config, str(args.file))
     print(
         f"{args.file}: ok, {len(config.cameras)} camera(s): "
         + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras)
@@ -551,7 +573,9 @@ def _validate(args) -> int:
 
 
 def _serve(args) -> int:
-    return asyncio.run(_run(load_config(args.config), config_path=args.config))
+    config = load_config(args.config)
+    _check_model(config, str(args.config))
+    return asyncio.run(_run(config, config_path=args.config))
 
 
 def _demo(args) -> int:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from binarycop.strict_yaml import YamlRefused, load_yaml
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Limits on what a config file may hold (a real one is a few KiB, nested 6 deep, zones of a few points).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_ZONES = 32
+MAX_ZONE_POINTS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CAMERA_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 
 
 class ConfigError(ValueError):
@@ -26,24 +34,48 @@ class ConfigError(ValueError):
 
 def redact_url(url: str) -> str:
     """The URL with its credentials replaced: ``user:***@`` for user and password, ``***@`` for a
-    lone user-info part (often a token)."""
+    lone user-info part (often a token). A password holding an unencoded ``/``, ``?`` or ``#`` (which end the
+    host part) hides everything up to the last ``@``, whatever it holds."""
     scheme, separator, rest = url.partition("://")
-    if separator and "@" in rest and "@" not in urlsplit(url).netloc:
-        # user info holding '/', '?' or '#' (not percent-encoded): everything up to the last '@' is hidden
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None and "@" not in parts.netloc:
+    if not separator or "@" not in rest:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if port:
-        host = f"{host}:{port}"
-    shown = f"{user}:***@{host}" if parts.password is not None and user else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=shown))
+    authority = rest[: _authority_end(rest)]
+    if "@" not in authority:
+        return f"{scheme}://***@{rest[rest.rindex('@') + 1 :]}"
+    user_info, _, host = authority.rpartition("@")
+    user, colon, _ = user_info.partition(":")
+    shown = f"{user}:***@" if colon and user else "***@"
+    return f"{scheme}://{shown}{host}{rest[len(authority) :]}"
+
+
+def _authority_end(rest: str) -> int:
+    """Where the user-info and host part of ``rest`` (a URL after ``://``) ends: at the first ``/``, ``?`` or ``#``."""
+    ends = [index for index in (rest.find(mark) for mark in "/?#") if index >= 0]
+    return min(ends, default=len(rest))
+
+
+def check_url(url: str, schemes: tuple[str, ...]) -> str:
+    """Refuse what no camera or Redis URL holds, without echoing the URL (it may hold a password)."""
+    if not url.strip():
+        raise ValueError("must not be empty")
+    if _CONTROL.search(url):
+        raise ValueError("holds control characters (newline, tab, ESC, ...); remove them")
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    if scheme.lower() not in schemes:
+        shown = repr(scheme) if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}", scheme) else "before '://'"
+        raise ValueError(f"unsupported scheme {shown}; expected one of {', '.join(s + '://' for s in schemes)}")
+    if "@" in rest and "@" not in rest[: _authority_end(rest)]:
+        raise ValueError(
+            "the user name or password holds '/', '?' or '#', which end the host part: percent-encode them "
+            "(%2F, %3F, %23; an '@' in the path as %40)"
+        )
+    try:
+        _ = urlsplit(url).port  # raises for a port that is not a number
+    except ValueError:
+        raise ValueError(f"the port in {redact_url(url)} is not a number from 0 to 65535") from None
+    return url
 
 
 class Strict(BaseModel):
@@ -78,7 +110,7 @@ class RedisConfig(Strict):
     def _scheme(cls, url: str | None) -> str | None:
         if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
-        return url or None
+        return check_url(url, ("redis", "rediss", "unix")) if url else None
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> RedisConfig:
@@ -231,8 +263,11 @@ class CameraConfig(Strict):
     site: str | None = Field(None, pattern=NAME_PATTERN, description="optional site label for grouping")
     loop: bool = Field(False, description="files only: start again at the end")
     realtime: bool = Field(True, description="files only: read at the clip's own pace (false: as fast as possible)")
-    zones: dict[str, list[tuple[float, float]]] | None = Field(
-        None, description="named polygons in relative coordinates (0..1); counts carry the zone of each face"
+    zones: dict[str, Annotated[list[tuple[float, float]], Field(max_length=MAX_ZONE_POINTS)]] | None = Field(
+        None,
+        max_length=MAX_ZONES,
+        description=f"named polygons in relative coordinates (0..1), at most {MAX_ZONES} of at most "
+        f"{MAX_ZONE_POINTS} points; counts carry the zone of each face",
     )
     detector: CameraDetectorConfig | None = Field(
         None,
@@ -253,35 +288,22 @@ class CameraConfig(Strict):
     def display_url(self) -> str:
         return redact_url(self.url)
 
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, url: str) -> str:
-        """A stream URL whose user info holds '/', '?' or '#' would send its host part to the wrong place."""
-        scheme, separator, rest = url.partition("://")
-        if not separator:
-            return url
-        if "@" in rest and "@" not in urlsplit(url).netloc:
-            raise ValueError(
-                "the user name or password contains '/', '?' or '#', which end a URL's host part: write them "
-                "percent-encoded (%2F, %3F, %23); an '@' in the path is written %40"
-            )
-        try:
-            _ = urlsplit(url).port  # raises for a port that is not a number
-        except ValueError:
-            raise ValueError(f"the port in {redact_url(url)} is not a number from 0 to 65535") from None
-        return url
-
     def detector_config(self, default: DetectorConfig) -> DetectorConfig:
         """The top-level detector settings with this camera's own on top."""
         if self.detector is None:
             return default
         return default.model_copy(update=self.detector.model_dump(exclude_none=True))
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_url(url, _CAMERA_SCHEMES)  # a malformed usb:N is the source's error (ingest.open_source)
+
     @field_validator("zones")
     @classmethod
     def _zones(cls, zones: dict[str, list[tuple[float, float]]] | None):
         for name, points in (zones or {}).items():
-            if not re.match(NAME_PATTERN, name) or name in ("all", "outside"):
+            if not re.fullmatch(NAME_PATTERN, name) or name in ("all", "outside"):
                 raise ValueError(f"zone name {name!r}: lowercase letters, digits, - and _; not 'all' or 'outside'")
             if len(points) < 3:
                 raise ValueError(f"zone {name!r} needs at least 3 points")
@@ -387,10 +409,12 @@ def detector_name(config: DetectorConfig) -> str:
 
 def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
     """Parse YAML text into a :class:`Config`, raising :class:`ConfigError` with every problem."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [f"(file): larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few KiB"])
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(source, [f"not valid YAML: {error}"]) from None
+        raw = load_yaml(text)
+    except YamlRefused as error:
+        raise ConfigError(source, [str(error)]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["(top level): expected a mapping with at least 'cameras'"])
     problems: list[str] = []
@@ -405,13 +429,29 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     return config
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text, refusing what is too large or not UTF-8 (with a line saying what it is)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror or error}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), [f"(file): larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few KiB"])
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
+        raise ConfigError(str(path), ["(file): UTF-16 (or binary) text; save it as UTF-8"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(path),
+            [f"(file): not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); save it as UTF-8"],
+        ) from None
+
+
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(str(path), [f"cannot read: {error.strerror}"]) from None
-    return parse_config(text, str(path), environ)
+    return parse_config(read_config_text(path), str(path), environ)
 
 
 def config_schema() -> dict:

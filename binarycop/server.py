@@ -21,7 +21,7 @@ from stats import CountRecorder
 from stats.embedded import default_data_dir
 from stats.leases import Leases
 from stats.spool import SpoolError, counted, replay_spool, write_spool
-from stats.web import CountsWeb
+from stats.web import CountsWeb, ListenError
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
@@ -50,9 +50,12 @@ class Server:
         self._spool_replayed = self._spool_warned = False
         self._lease_until: dict[str, float] = {}  # camera -> monotonic time by which its lease may expire
         self.exit_status = 0  # 1 when a stop lost counts (Redis away and the spool not writable)
+        # The file as loaded: an edit made while the server starts (the classifier loads for seconds) is seen.
+        self._config_mtime = _mtime(config_path) if config_path is not None else None
 
     async def start(self) -> None:
         await self._check_redis()
+        await self._start_http()  # first: a bad bind address or a port in use fails at once; /readyz says loading
         await self._replay_spool()
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(
@@ -61,7 +64,6 @@ class Server:
         await asyncio.to_thread(_warm_up, classifier)
         self.classifier = SharedClassifier(classifier, classifier_config.max_batch, classifier_config.max_wait_ms)
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)
-        await self._start_http()
         await self.recorder.flush()  # the first heartbeat: other ingesters count this one from now
         await self._lease_round()
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
@@ -187,20 +189,33 @@ class Server:
 
     async def _watch_config(self) -> None:
         """Hot reload: apply a valid edit of the config file; reject an invalid one, keep running."""
-        last = _mtime(self.config_path)
+        last = self._config_mtime
         while not self._stopping:
             await asyncio.sleep(RELOAD_POLL_SECONDS)
             current = _mtime(self.config_path)
             if current == last:
                 continue
             last = current
-            try:
-                new = load_config(self.config_path)
-            except ConfigError as error:
-                log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
-                continue
-            for change in await self.apply(new):
-                log.info("config reloaded: %s", change)
+            await self._reload()
+
+    async def _reload(self) -> None:
+        """Read the edited file off the event loop (probes keep answering) and apply it. Whatever goes wrong is
+        logged and the running config kept: the watcher outlives every edit."""
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as error:
+            log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
+            return
+        except Exception as error:  # noqa: BLE001 (a bug in reading must not end hot reload)
+            log.error("config edit rejected, keeping the running config: cannot read it: %r", error)
+            return
+        try:
+            changes = await self.apply(new)
+        except Exception:  # noqa: BLE001
+            log.exception("config edit could not be applied; cameras may be partly updated")
+            return
+        for change in changes:
+            log.info("config reloaded: %s", change)
 
     @property
     def port(self) -> int:
@@ -288,7 +303,11 @@ class Server:
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
         )
-        await self.web.start(self.config.http.bind, self.config.http.port)
+        bind, port = self.config.http.bind, self.config.http.port
+        try:
+            await self.web.start(bind, port)
+        except ListenError as error:
+            raise ConfigError("http", [f"http.bind, http.port: {error}"]) from None
 
 
 async def _quietly(step) -> None:

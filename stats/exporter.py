@@ -27,6 +27,7 @@ from stats.redis_store import (
     VISIBLE_KEY,
     field,
 )
+from stats.snapshot import clean_counts
 
 STALE_AFTER_SECONDS = 30.0
 CLASS_LABELS = ["camera", "zone", "mask_class"]
@@ -45,8 +46,10 @@ def _counter(
 
 
 def metric_families(counts: dict[str, dict[str, str]], now: float | None = None) -> list:
-    """Prometheus metric families for a snapshot read by :func:`stats.redis_store.read_counts`."""
+    """Prometheus metric families for a snapshot read by :func:`stats.redis_store.read_counts`; what in it
+    cannot be served is left out (:func:`stats.snapshot.clean_counts`)."""
     now = time.time() if now is None else now
+    counts, _ = clean_counts(counts)
     faces = _counter(
         counts, FACES_KEY, "binarycop_faces_classified", "Faces classified, per frame, by mask position", CLASS_LABELS
     )
@@ -131,6 +134,7 @@ class SnapshotCollector:
     def __init__(self, pending=lambda: 0):
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
+        self.bad_values = 0  # values read from Redis and skipped, since this process started
         self._pending = pending
 
     def collect(self):
@@ -144,6 +148,13 @@ class SnapshotCollector:
         redis_up = GaugeMetricFamily("binarycop_redis_up", "1 if Redis answered the last scrape")
         redis_up.add_metric([], 1.0 if self.redis_up else 0.0)
         yield redis_up
+        bad = CounterMetricFamily(
+            "binarycop_redis_bad_values",
+            "Values read from Redis that are no binarycop count (wrong labels, not a number) and were skipped; "
+            "every read of one counts",
+        )
+        bad.add_metric([], float(self.bad_values))
+        yield bad
 
 
 def make_registry(pending=lambda: 0) -> tuple[CollectorRegistry, SnapshotCollector]:

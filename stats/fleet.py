@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import redis.asyncio as aioredis
@@ -21,19 +22,20 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
     for name, seen in beats:
         ingester = text(name)
         info = {text(k): text(v) for k, v in (await client.hgetall(ingester_key(ingester))).items()}
+        started = _number(info.get("started"), float)
         ingesters.append(
             {
                 "id": ingester,
                 "host": info.get("host"),
-                "pid": int(info["pid"]) if "pid" in info else None,
+                "pid": _number(info.get("pid"), int),
                 "version": info.get("version"),
                 "model": info.get("model"),
                 "backend": info.get("backend"),
-                "seen_ago_s": round(now - seen, 1),
-                "up_s": round(now - float(info["started"]), 1) if "started" in info else None,
-                "pending": int(info.get("pending", 0)),
+                "seen_ago_s": round(now - seen, 1) if math.isfinite(seen) else None,
+                "up_s": round(now - started, 1) if started is not None else None,
+                "pending": _number(info.get("pending", "0"), int),
                 "cameras": [c for c in info.get("cameras", "").split(",") if c],
-                "lease_seconds": float(info["lease_seconds"]) if "lease_seconds" in info else None,
+                "lease_seconds": _number(info.get("lease_seconds"), float),
             }
         )
     names = set(cameras or [])
@@ -65,9 +67,12 @@ async def recent_counts(client: aioredis.Redis, now: float, minutes: int = RECEN
     cameras: dict[str, dict] = {}
     for bucket in await pipe.execute():
         for name, value in bucket.items():
-            kind, camera, _zone, mask_class = text(name).split("|")
+            parts, count = text(name).split("|"), _number(text(value), int)
+            if len(parts) != 4 or parts[0] not in ("faces", "people") or count is None:
+                continue  # not a count this version wrote: skipped
+            kind, camera, _zone, mask_class = parts
             entry = cameras.setdefault(camera, {"faces": {}, "people": {}})
-            entry[kind][mask_class] = entry[kind].get(mask_class, 0) + int(value)
+            entry[kind][mask_class] = entry[kind].get(mask_class, 0) + count
     for entry in cameras.values():
         total = sum(entry["faces"].values())
         entry["compliance"] = round(entry["faces"].get("correct", 0) / total, 4) if total else None
@@ -96,4 +101,19 @@ def format_status(status: dict) -> str:
             f"  {camera}  compliance {compliance}, {sum(entry['faces'].values())} faces, "
             f"{sum(entry['people'].values())} people"
         )
-    return "\n".join(lines)
+    return "\n".join(shown(line) for line in lines)
+
+
+def shown(value: str) -> str:
+    """``value`` with control characters (newlines, ESC, bidi overrides) written as escapes: values come from
+    Redis, and a terminal must not obey them or show forged lines."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value)
+
+
+def _number(value: str | None, kind: type) -> float | int | None:
+    """``value`` as ``kind`` if it is a finite number (heartbeat fields are strings anyone may have written)."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

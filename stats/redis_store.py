@@ -312,4 +312,4 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
 
 def text(value) -> str:
     """A Redis reply (bytes) as str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)  # bad bytes: checked later

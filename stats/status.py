@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 from accel.arch import CLASSES
 from stats.exporter import metric_families
 
@@ -41,7 +44,48 @@ def camera_status(counts: dict[str, dict[str, str]]) -> dict:
     return {"cameras": dict(sorted(cameras.items()))}
 
 
-PAGE = """<!doctype html>
+# The page's script builds rows with textContent only: names come from Redis, and Redis is data, never markup.
+SCRIPT = """
+const CLASSES = ['correct', 'nose', 'nose_mouth', 'chin', 'no_mask'];
+const OUTCOMES = ['processed', 'dropped', 'failed'];
+function row(cells) {
+  const tr = document.createElement('tr');
+  for (const [text, className] of cells) {
+    const td = document.createElement('td');
+    td.textContent = String(text);
+    if (className) td.className = className;
+    tr.appendChild(td);
+  }
+  return tr;
+}
+function message(text) {
+  const tr = document.createElement('tr'), td = document.createElement('td');
+  td.colSpan = 12;
+  td.textContent = text;
+  tr.appendChild(td);
+  return tr;
+}
+async function refresh() {
+  const body = document.getElementById('rows');
+  try {
+    const status = await (await fetch('/api/status')).json();
+    const rows = Object.entries(status.cameras).map(([name, c]) => row([
+      [name],
+      [c.up ? 'up' : 'down', c.up ? 'up' : 'down'],
+      ...CLASSES.map(k => [Number(c.classes[k] ?? 0)]),
+      [c.compliance === null ? '–' : (100 * Number(c.compliance)).toFixed(1) + ' %'],
+      [Object.values(c.people).reduce((a, b) => a + Number(b), 0)],
+      ...OUTCOMES.map(k => [Number(c.frames[k] ?? 0)]),
+    ]));
+    body.replaceChildren(...(rows.length ? rows : [message('no cameras yet')]));
+  } catch (e) {
+    body.replaceChildren(message('server unreachable'));
+  }
+}
+refresh(); setInterval(refresh, 2000);
+"""
+PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>binarycop</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
@@ -55,20 +99,14 @@ Raw figures: <a href="/metrics">/metrics</a>.</p>
 <th>chin</th><th>no_mask</th><th>compliance</th><th>people</th><th>frames processed</th><th>dropped</th>
 <th>failed</th></tr></thead>
 <tbody id="rows"><tr><td colspan="12">loading…</td></tr></tbody></table>
-<script>
-const cell = v => `<td>${v}</td>`;
-async function refresh(){
-  try{
-    const status = await (await fetch('/api/status')).json();
-    const rows = Object.entries(status.cameras).map(([name, c]) => '<tr>' + cell(name) +
-      `<td class="${c.up ? 'up' : 'down'}">${c.up ? 'up' : 'down'}</td>` +
-      ['correct','nose','nose_mouth','chin','no_mask'].map(k => cell(c.classes[k] ?? 0)).join('') +
-      cell(c.compliance === null ? '–' : (100 * c.compliance).toFixed(1) + ' %') +
-      cell(Object.values(c.people).reduce((a, b) => a + b, 0)) +
-      ['processed','dropped','failed'].map(k => cell(c.frames[k] ?? 0)).join('') + '</tr>');
-    document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="12">no cameras yet</td></tr>';
-  }catch(e){document.getElementById('rows').innerHTML='<tr><td colspan="12">server unreachable</td></tr>';}
-}
-refresh(); setInterval(refresh, 2000);
-</script></body></html>
+<script>"""
+    + SCRIPT
+    + """</script></body></html>
 """
+)
+# Only this page's own script may run (an injected one, or an inline handler, is refused by the browser).
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    + "'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)

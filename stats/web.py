@@ -7,6 +7,7 @@ of them: they all read the same Redis and agree).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,13 +16,21 @@ from redis.exceptions import RedisError
 
 from stats.exporter import make_registry
 from stats.redis_store import read_counts
-from stats.status import PAGE, camera_status
+from stats.snapshot import clean_counts
+from stats.status import PAGE, PAGE_POLICY, camera_status
 
 log = logging.getLogger(__name__)
+IDLE_TIMEOUT_SECONDS = 20.0  # to send a whole request's headers, and to stay idle between requests
+BAD_LOGGED_MAX = 1000  # distinct bad Redis fields logged (each once); the counter counts them all
+
+
+class ListenError(OSError):
+    """The HTTP server could not listen where it was told; the message says where and why."""
 
 
 class CountsWeb:
-    """``not_ready()`` returns a reason while the process is not ready (besides Redis), else None."""
+    """``not_ready()`` returns a reason while the process is not ready (besides Redis), else None;
+    ``idle_timeout`` closes connections that send no whole request for that long."""
 
     def __init__(
         self,
@@ -30,13 +39,16 @@ class CountsWeb:
         pending: Callable[[], int] = lambda: 0,
         not_ready: Callable[[], str | None] = lambda: None,
         counts_in_metrics: bool = True,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ):
         self.client = client
         self.counts_in_metrics = counts_in_metrics
         self.redis_display = redis_display
         self.not_ready = not_ready
+        self.idle_timeout = idle_timeout
         self.registry, self.collector = make_registry(pending)
         self.runner: web.AppRunner | None = None
+        self._bad_logged: set[tuple[str, str]] = set()
         self.site: web.TCPSite | None = None
 
     async def start(self, bind: str, port: int) -> None:
@@ -46,10 +58,16 @@ class CountsWeb:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        self.runner = web.AppRunner(app, access_log=None)
+        # aiohttp closes a connection that has not sent a whole request this long after it opened or after the
+        # last response (its keep-alive timer): half-open and trickling (slowloris) connections go too.
+        self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.idle_timeout)
         await self.runner.setup()
         self.site = web.TCPSite(self.runner, bind, port)
-        await self.site.start()
+        try:
+            await self.site.start()
+        except OSError as error:  # a port in use, an address not on this machine
+            reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+            raise ListenError(f"cannot listen on {bind}:{port}: {reason}") from None
 
     @property
     def port(self) -> int:
@@ -60,14 +78,26 @@ class CountsWeb:
             await self.runner.cleanup()
 
     async def _counts(self) -> dict | None:
+        """What Redis holds, less the values that cannot be served (counted, and logged once each)."""
         try:
-            return await read_counts(self.client)
+            counts = await read_counts(self.client)
         except (RedisError, OSError) as error:
             log.warning("Redis unreachable at %s: %s", self.redis_display, type(error).__name__)
             return None
+        counts, bad = clean_counts(counts)
+        self.collector.bad_values += len(bad)
+        for key, name in bad:
+            if (key, name) not in self._bad_logged and len(self._bad_logged) < BAD_LOGGED_MAX:
+                self._bad_logged.add((key, name))
+                log.warning("Redis value skipped, not a binarycop count: %s field %s", key, ascii(name[:200]))
+        return counts
 
     async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+        return web.Response(
+            text=PAGE,
+            content_type="text/html",
+            headers={"Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"},
+        )
 
     async def _status(self, request: web.Request) -> web.Response:
         counts = await self._counts()
