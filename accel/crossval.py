@@ -7,6 +7,9 @@ labelled face is scored once, by a model that never saw it (nor its image, nor i
 figures are about the recipe, not one draw, and their intervals narrow by the square root of ``n``.
 A fold holds out scenes, MaskedFace-Net ids and single photos alike (``accel.dataset.split_of``); a teacher,
 when the recipe distils, is trained on the same fold, so nothing held out leaks through it.
+With a positions CSV (``accel.scenes.read_positions``; by default ``positions.csv`` beside the scenes' annotations),
+the exact mask position of the hand-labelled incorrectly worn scene faces is scored the same way, per fold and pooled:
+a face's position goes with its image, so each fold's model scores only its own fold's faces.
 """
 
 from __future__ import annotations

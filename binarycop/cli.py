@@ -871,10 +871,8 @@ def _eval_scenes(args) -> int:
         panels = []
         for key, label in (("end_to_end", "end to end"), ("ground_truth_boxes", "ground-truth boxes")):
             part = result["positions"][key]
-            title = (
-                f"{result['model']}, {result['split']} scenes, {label}: {part['n']} labelled incorrectly worn, "
-                f"exact position macro (nose, nose_mouth) {_percent(part['macro_mean'])}"
-            )
+            title = f"{result['model']}, {result['split']}, {label}: n={part['n']}, macro "
+            title += f"{'+'.join(part['macro_positions'])} {_percent(part['macro_mean'])}"
             panels.append((part, title, part["positions"]))
         save_confusion_panels(panels, args.plot_positions, "--plot-positions")
         print(f"position confusion: {args.plot_positions}", file=sys.stderr)
@@ -917,23 +915,27 @@ def _print_scene_result(result: dict) -> None:
     if positions:
         print(f"  positions ({positions['file']}, {positions['rows']} rows; correct/other/unsure apart):")
         for key in ("end_to_end", "ground_truth_boxes"):
-            _print_positions(key, positions[key])
+            _print_positions(key, positions[key], "    ")
 
 
-def _print_positions(label: str, part: dict) -> None:
+def _print_positions(label: str, part: dict, indent: str = "  ") -> None:
     """The position figures of ``accel.scenes.position_recalls``: a confusion table with each row's exact-position
     recall and share called some incorrect position (95 % intervals), the macro mean, the faces reported apart."""
     classes = part["classes"]
     print(
-        f"  {label}: exact position of {part['n']} labelled incorrectly worn faces; macro over "
+        f"{indent}{label}: exact position of {part['n']} labelled incorrectly worn faces; macro over "
         f"{' and '.join(part['macro_positions'])} {_percent(part['macro_mean'])}; all three "
         f"{_with_interval(part['exact'], part['exact_interval_95'])}, some incorrect position "
         f"{_with_interval(part['some_incorrect_all'], part['some_incorrect_all_interval_95'])}"
     )
-    print(f"    {'labelled':<11}{'n':>5} " + "".join(f"{c:>11}" for c in classes) + "   exact [95 %]   some incorrect")
+    print(
+        f"{indent}  {'labelled':<11}{'n':>5} "
+        + "".join(f"{c:>11}" for c in classes)
+        + "   exact [95 %]   some incorrect"
+    )
     for row, position in enumerate(part["positions"]):
         print(
-            f"    {position:<11}{part['support'][position]:>5} "
+            f"{indent}  {position:<11}{part['support'][position]:>5} "
             + "".join(f"{count:>11}" for count in part["confusion"][row])
             + f"   {_with_interval(part['recall'][position], part['recall_interval_95'][position]):<15}"
             + f" {_with_interval(part['some_incorrect'][position], part['some_incorrect_interval_95'][position])}"
@@ -942,7 +944,7 @@ def _print_positions(label: str, part: dict) -> None:
         f"{name} {value['n']}: " + (", ".join(f"{c} {k}" for c, k in value["called"].items() if k) or "-")
         for name, value in part["apart"].items()
     )
-    print(f"    apart (not in the figures): {apart}; incorrectly worn without a position label: {part['unlabelled']}")
+    print(f"{indent}  apart (not in the figures): {apart}; incorrectly worn unlabelled: {part['unlabelled']}")
 
 
 def _points(share: float | None, signed: bool = False) -> str:

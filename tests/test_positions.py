@@ -148,7 +148,7 @@ def test_eval_scenes_reports_positions_of_real_faces(shared_data, tmp_path, caps
     text = capsys.readouterr().out
     assert f"positions ({moved}, {len(rows)} rows" in text
     nose = ground["confusion"][0]
-    assert f"    nose{ground['support']['nose']:>12} " + "".join(f"{k:>11}" for k in nose) in text
+    assert f"      nose{ground['support']['nose']:>12} " + "".join(f"{k:>11}" for k in nose) in text
     assert f"apart (not in the figures): correct 0: -; other {ground['apart']['other']['n']}: " in text
 
 
@@ -202,3 +202,82 @@ def test_position_options_are_checked_first(shared_data, tmp_path, capsys):
     (tmp_path / "scenes" / "positions.csv").write_text("image,box,position\n")
     assert main(data) == 2
     assert "no column xmin, ymin, xmax, ymax; expected the header" in capsys.readouterr().err
+
+
+def test_crossval_scores_positions_per_fold_with_their_images(tmp_path, capsys):
+    """Two folds of a tiny recipe (µ-CNV, 1 epoch) on generated scenes with a positions.csv beside them: each fold's
+    model scores the positions of its own fold's images only, the per-fold figures add up to the pooled ones, and
+    both equal the fold models' own calls on those faces."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from accel.cpu import CpuClassifier
+    from accel.dataset import INCORRECT, CropSet, save_crops, split_of
+    from accel.scenes import scene_split
+    from tests.test_model_quality import _voc_scenes
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(240) % (INCORRECT + 1)
+    groups = np.array([f"ffhq:{i:05d}" if labels[i] < 4 else f"file:x/{i}" for i in range(240)])
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, CropSet(rng.integers(0, 256, (240, 32, 32, 3), dtype=np.uint8), labels, groups), ["unused"])
+    scenes_dir = tmp_path / "scenes"
+    _voc_scenes(scenes_dir, rng)
+    cycle = ["nose", "nose_mouth", "chin", "other", "nose", "unsure", "nose_mouth"]  # the 8th large face: no row
+    rows, truth = [], {}
+    for scene in scene_split(scenes_dir, "all"):
+        for box, group, large in zip(scene.boxes.tolist(), scene.groups, scene.large(24)):
+            if group == "mask_weared_incorrect" and (not large or len(truth) < len(cycle)):
+                position = cycle[len(truth)] if large else "nose"  # a small face's row is read, never scored
+                rows.append(f"{scene.image_path.name},{','.join(f'{v:g}' for v in box)},{position},")
+                if large:
+                    truth[scene.name] = position
+    (scenes_dir / "positions.csv").write_text(HEADER + "\n".join(rows) + "\n")
+    out = tmp_path / "cv"
+    args = ["-q", "crossval", "--arch", "u-cnv", "--data", "unused", "--scenes", str(scenes_dir), "--folds", "2"]
+    args += ["--epochs", "1", "--out", str(out), "--cache", str(cache)]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["positions_file"] == str(scenes_dir / "positions.csv")
+    pooled = result["pooled"]["positions_ground_truth_boxes"]
+    expected_pooled = np.zeros((3, len(CLASSES)), int)
+    for k, fold in enumerate(result["per_fold"]):
+        classifier = CpuClassifier(str(out / f"fold-{k + 1}.npz"))
+        confusion = np.zeros((3, len(CLASSES)), int)
+        apart = {"other": 0, "unsure": 0}
+        unlabelled = 0
+        for scene in scene_split(scenes_dir, "all"):
+            if not split_of(f"image:{scene.name}", fold=(k, 2)):
+                continue  # another fold's image: that fold's model scores it
+            large = scene.large(24)
+            called = classifier.classify(crop_faces(scene.read(), scene.boxes[large]))
+            for group, c in zip([g for g, big in zip(scene.groups, large) if big], called):
+                if group != "mask_weared_incorrect":
+                    continue
+                position = truth.get(scene.name)
+                if position in apart:
+                    apart[position] += 1
+                elif position is None:
+                    unlabelled += 1
+                else:
+                    confusion[("nose", "nose_mouth", "chin").index(position), c] += 1
+        part = fold["positions_ground_truth_boxes"]
+        assert part["confusion"] == confusion.tolist()
+        assert {name: part["apart"][name]["n"] for name in apart} == apart and part["unlabelled"] == unlabelled
+        expected_pooled += confusion
+    assert pooled["confusion"] == expected_pooled.tolist()
+    assert pooled["n"] == sum(p in ("nose", "nose_mouth", "chin") for p in truth.values()) == 5
+    assert pooled["support"] == {"nose": 2, "nose_mouth": 2, "chin": 1}
+    assert pooled["apart"]["other"]["n"] == pooled["apart"]["unsure"]["n"] == pooled["unlabelled"] == 1
+    assert min(fold["positions_ground_truth_boxes"]["n"] for fold in result["per_fold"]) > 0  # both folds score some
+    assert main(args) == 0  # the trained folds are reused; the text prints the same figures
+    text = capsys.readouterr().out
+    assert f"positions ({scenes_dir / 'positions.csv'}), ground-truth boxes" in text
+    macro = pooled["macro_mean"]
+    assert (
+        f"  pooled: exact position of 5 labelled incorrectly worn faces; macro over nose and nose_mouth {macro:.1%}"
+        in text
+    )
+    # a bad row fails before any fold is trained
+    (scenes_dir / "positions.csv").write_text(HEADER + "s0.jpg,1,2,3,4,nose,\n")
+    assert main([*args[:-4], "--out", str(tmp_path / "cv2"), "--cache", str(cache)]) == 2
+    assert "positions.csv line 2 (s0.jpg,1,2,3,4,nose): s0.jpg has no VOC box at 1,2,3,4" in capsys.readouterr().err
+    assert not (tmp_path / "cv2").exists()
