@@ -119,10 +119,17 @@ def read_positions(path: Path, root: Path) -> PositionTable:
         for scene in scene_split(root, "all")
         for box, group in zip(scene.boxes.tolist(), scene.groups)
     }
+    try:
+        return _read_positions(path, root, boxes)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def _read_positions(path: Path, root: Path, boxes: dict) -> PositionTable:
     images = {image for image, _ in boxes}
     table: PositionTable = {}
     lines: dict = {}
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet may write a BOM
         reader = csv.DictReader(handle)
         missing = [column for column in POSITION_COLUMNS if column not in (reader.fieldnames or [])]
         if missing:

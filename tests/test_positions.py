@@ -281,3 +281,16 @@ def test_crossval_scores_positions_per_fold_with_their_images(tmp_path, capsys):
     assert main([*args[:-4], "--out", str(tmp_path / "cv2"), "--cache", str(cache)]) == 2
     assert "positions.csv line 2 (s0.jpg,1,2,3,4,nose): s0.jpg has no VOC box at 1,2,3,4" in capsys.readouterr().err
     assert not (tmp_path / "cv2").exists()
+
+
+def test_a_positions_file_from_a_spreadsheet_is_read_and_a_binary_one_refused(shared_data, tmp_path):
+    from accel.scenes import read_positions
+
+    _, rows = _real_scenes_with_positions(shared_data, tmp_path / "scenes", count=2)
+    path = tmp_path / "scenes" / "positions.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))  # BOM and CRLF, as Excel writes
+    table = read_positions(path, tmp_path / "scenes")
+    assert sorted(table.values()) == sorted(row["position"] for row in rows) and len(table) == len(rows)
+    path.write_bytes(b"\xff\xfe" + "image".encode("utf-16-le"))
+    with pytest.raises(ValueError, match="positions.csv: not UTF-8 text"):
+        read_positions(path, tmp_path / "scenes")
