@@ -7,6 +7,9 @@ labelled face is scored once, by a model that never saw it (nor its image, nor i
 figures are about the recipe, not one draw, and their intervals narrow by the square root of ``n``.
 A fold holds out scenes, MaskedFace-Net ids and single photos alike (``accel.dataset.split_of``); a teacher,
 when the recipe distils, is trained on the same fold, so nothing held out leaks through it.
+With a positions CSV (``accel.scenes.read_positions``; by default ``positions.csv`` beside the scenes' annotations),
+the exact mask position of the hand-labelled incorrectly worn scene faces is scored the same way, per fold and pooled:
+a face's position goes with its image, so each fold's model scores only its own fold's faces.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ import numpy as np
 
 from accel.arch import CLASSES
 from accel.dataset import INCORRECT, CropSet, held_out_mask, load_sources, split_of
-from accel.scenes import group_recalls, scene_split, wilson_interval
+from accel.scenes import (
+    PositionTable,
+    group_recalls,
+    position_recalls,
+    positions_of,
+    read_positions,
+    scene_split,
+    wilson_interval,
+)
 from detector.faces import crop_faces
 
 PLAN_FILE = "crossval.json"
@@ -99,11 +110,12 @@ class SceneFaces:
     crops: np.ndarray
     groups: list[str]  # VOC group per face
     images: list[str]  # image name per face: what a fold holds out
+    positions: list[str | None] | None = None  # with a positions table: as ``accel.scenes.positions_of``
 
 
-def scene_faces(root: Path, min_face_px: int = 24) -> SceneFaces:
+def scene_faces(root: Path, min_face_px: int = 24, table: PositionTable | None = None) -> SceneFaces:
     """Every labelled face of ``min_face_px`` or more in every scene, cropped at its ground-truth box."""
-    crops, groups, images = [], [], []
+    crops, groups, images, positions = [], [], [], []
     for scene in scene_split(root, "all"):
         image = scene.read()
         large = np.flatnonzero(scene.large(min_face_px))
@@ -111,7 +123,17 @@ def scene_faces(root: Path, min_face_px: int = 24) -> SceneFaces:
             crops.append(crop_faces(image, scene.boxes[large]))
             groups.extend(scene.groups[t] for t in large)
             images.extend([scene.name] * len(large))
-    return SceneFaces(np.concatenate(crops) if crops else np.zeros((0, 32, 32, 3), np.uint8), groups, images)
+            if table is not None:
+                labelled = positions_of(scene, table)
+                positions.extend(labelled[t] for t in large)
+    crops = np.concatenate(crops) if crops else np.zeros((0, 32, 32, 3), np.uint8)
+    return SceneFaces(crops, groups, images, positions if table is not None else None)
+
+
+def _positions_part(faces: SceneFaces, chosen: list[int], names: list[str], classes: tuple[str, ...]) -> dict:
+    """Position figures of the incorrectly worn faces among ``chosen`` (called ``names``)."""
+    mine = [j for j, i in enumerate(chosen) if faces.positions[i] != ""]
+    return position_recalls([faces.positions[chosen[j]] for j in mine], [names[j] for j in mine], classes)
 
 
 def _share(hits: int, n: int) -> dict:
@@ -132,7 +154,7 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
     """Each fold's model on its own fold only; pooled figures over all folds."""
     from accel.cpu import CpuClassifier
 
-    per_fold, truth, predicted_names = [], [], []
+    per_fold, truth, predicted_names, scored = [], [], [], []
     counts = {"maskedface_4class": [0, 0], "no_mask_recall": [0, 0]}
     for k in range(plan.folds):
         path = fold_model_path(out_dir, k)
@@ -152,6 +174,7 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
         fold_truth = [faces.groups[i] for i in mine]
         truth.extend(fold_truth)
         predicted_names.extend(names)
+        scored.extend(mine)
         for key, (hits, n) in crop_counts.items():
             counts[key][0] += hits
             counts[key][1] += n
@@ -161,6 +184,11 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
                 "train_seconds": classifier.model.meta.get("train_seconds"),
                 **{key: _share(*value) for key, value in crop_counts.items()},
                 "scenes_ground_truth_boxes": group_recalls(fold_truth, names, tuple(classes)),
+                **(
+                    {"positions_ground_truth_boxes": _positions_part(faces, mine, names, tuple(classes))}
+                    if faces.positions is not None
+                    else {}
+                ),
             }
         )
     pooled = group_recalls(truth, predicted_names, tuple(classes))
@@ -171,6 +199,11 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
         "pooled": {
             **{key: _share(*value) for key, value in counts.items()},
             "scenes_ground_truth_boxes": pooled,
+            **(
+                {"positions_ground_truth_boxes": _positions_part(faces, scored, predicted_names, tuple(classes))}
+                if faces.positions is not None
+                else {}
+            ),
         },
         "scene_mean_over_folds": {
             "min": float(np.min(means)),
@@ -181,14 +214,22 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
 
 
 def cross_validate(
-    plan: CrossvalPlan, scenes: Path, out_dir: Path, cache: Path | None = None, jobs: int = 1, device: str = "cpu"
+    plan: CrossvalPlan,
+    scenes: Path,
+    out_dir: Path,
+    cache: Path | None = None,
+    jobs: int = 1,
+    device: str = "cpu",
+    positions: Path | None = None,
 ) -> dict:
-    """Train (or continue) the ``plan.folds`` models, ``jobs`` at a time, then score them; see the module."""
+    """Train (or continue) the ``plan.folds`` models, ``jobs`` at a time, then score them; see the module.
+    ``positions``: a positions CSV (``accel.scenes.read_positions``) for the position figures of each fold's faces."""
     if not 2 <= plan.folds <= 100:
         raise ValueError(f"--folds {plan.folds}: cross-validation needs 2 to 100 folds (a fold is whole hash percents)")
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: expected 1 or more")
     scene_split(scenes, "all")  # a wrong scenes folder fails now, not after hours of training
+    table = read_positions(positions, scenes) if positions is not None else None  # and so does a bad positions row
     out_dir = Path(out_dir)
     _check_plan(out_dir, plan)
     cache = Path(cache) if cache is not None else out_dir / "crops.npz"
@@ -206,4 +247,6 @@ def cross_validate(
             futures = {k: pool.submit(_train_fold, plan, options, out_dir, cache, k) for k in pending}
             for k, future in futures.items():
                 print(f"fold {k + 1}/{plan.folds}: trained in {future.result():.0f} s", file=sys.stderr)
-    return score(plan, out_dir, data, scene_faces(scenes))
+    result = score(plan, out_dir, data, scene_faces(scenes, table=table))
+    result["positions_file"] = str(positions) if positions is not None else None
+    return result

@@ -83,11 +83,21 @@ def _same(row: str, column: str) -> bool:
     return row == column or GROUP_OF_CLASS.get(column) == row
 
 
-def save_confusion_plot(result: dict, path: str | Path, title: str = "", rows: list[str] | None = None) -> Path:
+def save_confusion_plot(
+    result: dict, path: str | Path, title: str = "", rows: list[str] | None = None, option: str = "--plot"
+) -> Path:
+    return save_confusion_panels([(result, title, rows)], path, option)
+
+
+def save_confusion_panels(panels: list[tuple[dict, str, list[str] | None]], path: str | Path, option: str) -> Path:
+    """``draw_confusion`` of each ``(result, title, rows)``, one under the other, into the PNG ``path``."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"--plot {path}: the confusion picture is written as PNG; give a .png file name")
+        raise ValueError(f"{option} {path}: the confusion picture is written as PNG; give a .png file name")
+    images = [draw_confusion(result, title, rows) for result, title, rows in panels]
+    width = max(image.shape[1] for image in images)
+    image = np.concatenate([np.pad(i, ((0, 0), (0, width - i.shape[1]), (0, 0)), constant_values=255) for i in images])
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), draw_confusion(result, title, rows)):
+    if not cv2.imwrite(str(path), image):
         raise OSError(f"could not write {path}")
     return path

@@ -12,11 +12,19 @@ Only images on the held-out side of the split training uses (``accel.dataset.spl
 - operator: the compliance the server would report (faces called ``correct`` / every face it counts, false
   detections and faces missing a label included) against the truth (``with_mask`` / labelled faces >= ``min_face_px``),
   overall and as the mean absolute error over fixed groups of ``GROUP_PHOTOS`` photos (grouped by a hash of the file
-  name, so the groups do not depend on the detector), and the share of non-compliant faces flagged non-compliant.
+  name, so the groups do not depend on the detector), and the share of non-compliant faces flagged non-compliant;
+- positions (with ``positions.csv`` beside ``annotations/``, or another such file): for the incorrectly worn faces
+  labelled by hand with their exact position (``nose``, ``nose_mouth``, ``chin``), the recall of that exact position
+  with its support and 95 % interval, the position x class confusion (a mask on the chin called ``no_mask`` is a wrong
+  position), and the macro mean over ``nose`` and ``nose_mouth`` (``chin`` is 7 of 296 real faces: too few to weigh
+  equally), end to end and with ground-truth boxes. Faces labelled ``other`` (none of the paper's positions),
+  ``unsure`` or ``correct`` (the VOC label was wrong) are reported apart, as counts of what they were called, and left
+  out of every position figure.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import sys
 from dataclasses import dataclass
@@ -38,6 +46,11 @@ GROUP_OF_CLASS = {
 }
 MATCH_IOU = 0.4
 GROUP_PHOTOS = 25
+POSITIONS_FILE = "positions.csv"
+POSITIONS = ("nose", "nose_mouth", "chin")  # the paper's incorrect positions: the position figures
+MACRO_POSITIONS = ("nose", "nose_mouth")
+APART = ("correct", "other", "unsure")  # labelled, but not one of POSITIONS: reported apart
+POSITION_COLUMNS = ("image", "xmin", "ymin", "xmax", "ymax", "position")
 
 
 @dataclass
@@ -81,6 +94,127 @@ def scene_split(
             continue
         scenes.append(Scene(annotation.stem, image_path, boxes[keep], [names[i] for i in keep]))
     return scenes
+
+
+def positions_file(root: Path, path: Path | None = None) -> Path | None:
+    """``path`` (which must exist), else ``root/positions.csv`` when present, else None (no position figures)."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--positions {path}: no such file")
+        return Path(path)
+    default = Path(root) / POSITIONS_FILE
+    return default if default.is_file() else None
+
+
+PositionTable = dict[tuple[str, tuple[float, float, float, float]], str]
+
+
+def read_positions(path: Path, root: Path) -> PositionTable:
+    """The hand-labelled position of incorrectly worn faces: ``(image file name, VOC box) -> position``.
+
+    Every row must name a box of that image's VOC annotation under ``root`` exactly (the CSV's boxes are the VOC
+    boxes) labelled ``mask_weared_incorrect``, once; anything else is an error naming the row."""
+    boxes = {
+        (scene.image_path.name, tuple(box)): group
+        for scene in scene_split(root, "all")
+        for box, group in zip(scene.boxes.tolist(), scene.groups)
+    }
+    try:
+        return _read_positions(path, root, boxes)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def _read_positions(path: Path, root: Path, boxes: dict) -> PositionTable:
+    images = {image for image, _ in boxes}
+    table: PositionTable = {}
+    lines: dict = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet may write a BOM
+        reader = csv.DictReader(handle)
+        missing = [column for column in POSITION_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: no column {', '.join(missing)}; expected the header {','.join(POSITION_COLUMNS)}[,note]"
+            )
+        for row in reader:
+            where = f"{path} line {reader.line_num} ({','.join(str(row.get(c)) for c in POSITION_COLUMNS)})"
+            position = (row["position"] or "").strip()
+            if position not in POSITIONS + APART:
+                raise ValueError(f"{where}: position {position!r}: expected one of {', '.join(POSITIONS + APART)}")
+            try:
+                box = tuple(float(row[column]) for column in POSITION_COLUMNS[1:5])
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: xmin, ymin, xmax, ymax must be numbers") from None
+            image = (row["image"] or "").strip()
+            key = (image, box)
+            if image not in images:
+                raise ValueError(f"{where}: no labelled scene image {image!r} under {root}")
+            if key not in boxes:
+                raise ValueError(f"{where}: {image} has no VOC box at {','.join(f'{v:g}' for v in box)}")
+            if boxes[key] != "mask_weared_incorrect":
+                raise ValueError(f"{where}: that VOC box is labelled {boxes[key]}, not mask_weared_incorrect")
+            if key in table:
+                raise ValueError(f"{where}: the same box as line {lines[key]}")
+            table[key] = position
+            lines[key] = reader.line_num
+    return table
+
+
+def positions_of(scene: Scene, table: PositionTable) -> list[str | None]:
+    """Per box of ``scene``: its labelled position, None for an unlabelled incorrectly worn face, "" for the rest."""
+    return [
+        table.get((scene.image_path.name, tuple(box))) if group == "mask_weared_incorrect" else ""
+        for box, group in zip(scene.boxes.tolist(), scene.groups)
+    ]
+
+
+def position_recalls(true_positions: list[str | None], predicted_classes: list[str], classes: tuple[str, ...]) -> dict:
+    """For incorrectly worn faces (``true_positions``: labelled position or None): exact-position recall per position
+    with support and 95 % interval, the share called any incorrect position, the position x class confusion, the
+    macro mean over ``MACRO_POSITIONS``; faces labelled ``APART`` as counts of what they were called."""
+    confusion = np.zeros((len(POSITIONS), len(classes)), np.int64)
+    apart = {name: dict.fromkeys(classes, 0) for name in APART}
+    unlabelled = 0
+    for position, name in zip(true_positions, predicted_classes, strict=True):
+        if position is None:
+            unlabelled += 1
+        elif position in POSITIONS:
+            confusion[POSITIONS.index(position), classes.index(name)] += 1
+        else:
+            apart[position][name] += 1
+    incorrect = [j for j, c in enumerate(classes) if GROUP_OF_CLASS.get(c) == "mask_weared_incorrect"]
+    recall, support, interval, group, group_interval = {}, {}, {}, {}, {}
+    for row, position in enumerate(POSITIONS):
+        n = support[position] = int(confusion[row].sum())
+        hits = int(confusion[row, classes.index(position)]) if position in classes else 0
+        recall[position] = hits / n if n else None
+        interval[position] = wilson_interval(hits, n)
+        some = int(confusion[row, incorrect].sum())
+        group[position] = some / n if n else None
+        group_interval[position] = wilson_interval(some, n)
+    macro = [recall[p] for p in MACRO_POSITIONS]
+    n = int(confusion.sum())
+    exact = sum(int(confusion[r, classes.index(p)]) for r, p in enumerate(POSITIONS) if p in classes)
+    some = int(confusion[:, incorrect].sum())
+    return {
+        "n": n,
+        "positions": list(POSITIONS),
+        "recall": recall,
+        "support": support,
+        "recall_interval_95": interval,
+        "macro_mean": float(np.mean(macro)) if all(r is not None for r in macro) else None,
+        "macro_positions": list(MACRO_POSITIONS),
+        "exact": exact / n if n else None,
+        "exact_interval_95": wilson_interval(exact, n),
+        "some_incorrect": group,
+        "some_incorrect_interval_95": group_interval,
+        "some_incorrect_all": some / n if n else None,
+        "some_incorrect_all_interval_95": wilson_interval(some, n),
+        "confusion": confusion.tolist(),
+        "classes": list(classes),
+        "apart": {name: {"n": sum(called.values()), "called": called} for name, called in apart.items()},
+        "unlabelled": unlabelled,
+    }
 
 
 def match_boxes(truth: np.ndarray, found: np.ndarray, threshold: float = MATCH_IOU) -> np.ndarray:
@@ -181,10 +315,13 @@ def evaluate_scenes(
     split: str = "held-out",
     held_out_percent: int = HELD_OUT_PERCENT,
     fold: tuple[int, int] | None = None,
+    positions: Path | None = None,
 ) -> list[dict]:
     """One result per classifier; the detector runs once per image for all of them (its boxes do not depend
     on the classifier, and detection is most of an evaluation's time). ``held_out_percent`` and ``fold``: the
-    split the classifiers' training held out (``accel.dataset.held_out_of``)."""
+    split the classifiers' training held out (``accel.dataset.held_out_of``). ``positions``: a positions CSV
+    (``read_positions``; checked whole before any image is scored), for the position figures."""
+    table = read_positions(positions, root) if positions is not None else None
     if detector is None:
         from accel.scan import offline_detector
 
@@ -194,6 +331,8 @@ def evaluate_scenes(
     group_found = dict.fromkeys(GROUPS, 0)
     group_total = dict.fromkeys(GROUPS, 0)
     e2e_truth, gt_truth = [], []
+    e2e_positions: list[str | None] = []  # per scored face: as ``positions_of``
+    gt_positions: list[str | None] = []
     e2e_pred: list[list[str]] = [[] for _ in classifiers]
     gt_pred: list[list[str]] = [[] for _ in classifiers]
     photos: list[list[dict]] = [[] for _ in classifiers]
@@ -212,6 +351,10 @@ def evaluate_scenes(
         found_here = np.flatnonzero((matched >= 0) & large)
         e2e_truth.extend(scene.groups[t] for t in found_here)
         gt_truth.extend(scene.groups[t] for t in np.flatnonzero(large))
+        if table is not None:
+            labelled = positions_of(scene, table)
+            e2e_positions.extend(labelled[t] for t in found_here)
+            gt_positions.extend(labelled[t] for t in np.flatnonzero(large))
         truth_crops = crop_faces(image, scene.boxes[large]) if large.any() else None
         groups_large = [scene.groups[t] for t in np.flatnonzero(large)]
         noncompliant = [t for t in np.flatnonzero(large) if scene.groups[t] != "with_mask"]
@@ -256,8 +399,22 @@ def evaluate_scenes(
                 "end_to_end": group_recalls(e2e_truth, e2e, classes),
                 "ground_truth_boxes": group_recalls(gt_truth, gt, classes),
                 "operator": operator_compliance(counts, names),
+                "positions": None
+                if table is None
+                else {
+                    "file": str(positions),
+                    "rows": len(table),
+                    "end_to_end": _position_part(e2e_positions, e2e, classes),
+                    "ground_truth_boxes": _position_part(gt_positions, gt, classes),
+                },
                 "classes": list(classes),
                 "groups": list(GROUPS),
             }
         )
     return results
+
+
+def _position_part(positions: list[str | None], predicted: list[str], classes: tuple[str, ...]) -> dict:
+    """``position_recalls`` over the incorrectly worn faces among scored faces (``positions``: as ``positions_of``)."""
+    mine = [i for i, position in enumerate(positions) if position != ""]
+    return position_recalls([positions[i] for i in mine], [predicted[i] for i in mine], classes)

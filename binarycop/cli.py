@@ -30,6 +30,10 @@ from binarycop.config import (
 )
 
 log = logging.getLogger("binarycop")
+POSITIONS_HELP = (
+    "hand-labelled positions of incorrectly worn faces (image,xmin,ymin,xmax,ymax,position[,note]; "
+    "default: positions.csv beside the scenes' annotations/ when present)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     crossval.add_argument("--jobs", type=int, default=1, help="folds trained at once (one torch thread each)")
     crossval.add_argument("--device", default="cpu", help="where the networks train: cpu (default), cuda or cuda:N")
     crossval.add_argument("--cache", type=Path, help="an .npz of the prepared crops (default: in --out)")
+    crossval.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
     crossval.add_argument("--json", action="store_true")
     crossval.set_defaults(handler=_crossval)
 
@@ -183,6 +188,13 @@ def _parser() -> argparse.ArgumentParser:
     scenes.add_argument("--json", action="store_true")
     scenes.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw group x class confusion (ground-truth boxes)"
+    )
+    scenes.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
+    scenes.add_argument(
+        "--plot-positions",
+        type=Path,
+        metavar="FILE.png",
+        help="draw position x class confusion of the labelled incorrectly worn faces (end to end, ground-truth boxes)",
     )
     _detector_arguments(scenes)
     scenes.set_defaults(handler=_eval_scenes)
@@ -680,7 +692,10 @@ def _crossval(args) -> int:
         sources=list(args.data),
     )
     try:
-        result = cross_validate(plan, args.scenes, args.out, args.cache, args.jobs, args.device)
+        from accel.scenes import positions_file
+
+        positions = positions_file(args.scenes, args.positions)
+        result = cross_validate(plan, args.scenes, args.out, args.cache, args.jobs, args.device, positions)
     except (FileNotFoundError, ValueError) as error:
         print(f"crossval: {error}", file=sys.stderr)
         return 2
@@ -712,6 +727,16 @@ def _crossval(args) -> int:
         f"pooled scenes mean {_percent(scenes['mean'])}; fold means {_percent(spread['min'])} to "
         f"{_percent(spread['max'])}, median {_percent(spread['median'])}"
     )
+    if "positions_ground_truth_boxes" in pooled:
+        print(f"positions ({result['positions_file']}), ground-truth boxes, each fold's model on its own fold:")
+        for fold in result["per_fold"]:
+            part = fold["positions_ground_truth_boxes"]
+            print(
+                f"  fold {fold['fold']}: "
+                + ", ".join(f"{p} {_percent(part['recall'][p])} of {part['support'][p]}" for p in part["positions"])
+                + f"; macro {_percent(part['macro_mean'])}"
+            )
+        _print_positions("pooled", pooled["positions_ground_truth_boxes"])
     return 0
 
 
@@ -823,13 +848,22 @@ def _group_recall_text(part: dict, group: str) -> str:
 def _eval_scenes(args) -> int:
     from accel import ModelFileError, make_classifier
     from accel.dataset import describe_held_out, held_out_of
-    from accel.scenes import evaluate_scenes
+    from accel.scenes import POSITIONS_FILE, evaluate_scenes, positions_file
 
     models = args.model or ["n-cnv"]
-    if args.plot and len(models) > 1:
-        print("eval-scenes: --plot draws one model's confusion; give one --model with it", file=sys.stderr)
-        return 2
+    for option, plot in (("--plot", args.plot), ("--plot-positions", args.plot_positions)):
+        if plot and len(models) > 1:
+            print(f"eval-scenes: {option} draws one model's confusion; give one --model with it", file=sys.stderr)
+            return 2
+        if plot and plot.suffix.lower() != ".png":
+            print(f"eval-scenes: {option} {plot}: write a PNG; give a .png file name", file=sys.stderr)
+            return 2
     try:
+        positions = positions_file(args.data, args.positions)
+        if args.plot_positions and positions is None:
+            raise FileNotFoundError(
+                f"--plot-positions: no {POSITIONS_FILE} in {args.data}; give the positions with --positions FILE"
+            )
         detector = _offline_detector(args)
         classifiers = [make_classifier("cpu", model) for model in models]
         splits = {model: held_out_of(classifier.model.meta) for model, classifier in zip(models, classifiers)}
@@ -841,7 +875,7 @@ def _eval_scenes(args) -> int:
             )
         held_out_percent, fold = splits[models[0]]
         results = evaluate_scenes(
-            classifiers, args.data, detector, args.min_face_px, args.split, held_out_percent, fold
+            classifiers, args.data, detector, args.min_face_px, args.split, held_out_percent, fold, positions
         )
         for result in results:
             result["detector"] = detector_name(_detector_config(args))
@@ -854,10 +888,23 @@ def _eval_scenes(args) -> int:
         result = results[0]
         part = {"confusion": result["ground_truth_boxes"]["confusion"], "classes": result["classes"]}
         title = (
-            f"{result['model']} on held-out scenes, ground-truth boxes: mean {result['ground_truth_boxes']['mean']:.1%}"
+            f"{result['model']} on {result['split']} scenes, ground-truth boxes: "
+            f"mean {_percent(result['ground_truth_boxes']['mean'])}"
         )
         save_confusion_plot(part, args.plot, title, rows=result["groups"])
         print(f"confusion matrix: {args.plot}", file=sys.stderr)
+    if args.plot_positions:
+        from accel.evaluate import save_confusion_panels
+
+        result = results[0]
+        panels = []
+        for key, label in (("end_to_end", "end to end"), ("ground_truth_boxes", "ground-truth boxes")):
+            part = result["positions"][key]
+            title = f"{result['model']}, {result['split']}, {label}: n={part['n']}, macro "
+            title += f"{'+'.join(part['macro_positions'])} {_percent(part['macro_mean'])}"
+            panels.append((part, title, part["positions"]))
+        save_confusion_panels(panels, args.plot_positions, "--plot-positions")
+        print(f"position confusion: {args.plot_positions}", file=sys.stderr)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else {**results[0], "models": results}))
         return 0
@@ -893,6 +940,40 @@ def _print_scene_result(result: dict) -> None:
         f"non-compliant flagged {_percent(flagged)}"
         + (f" [{interval[0]:.0%}-{interval[1]:.0%}] of {operator['noncompliant']}" if interval else "")
     )
+    positions = result.get("positions")
+    if positions:
+        print(f"  positions ({positions['file']}, {positions['rows']} rows; correct/other/unsure apart):")
+        for key in ("end_to_end", "ground_truth_boxes"):
+            _print_positions(key, positions[key], "    ")
+
+
+def _print_positions(label: str, part: dict, indent: str = "  ") -> None:
+    """The position figures of ``accel.scenes.position_recalls``: a confusion table with each row's exact-position
+    recall and share called some incorrect position (95 % intervals), the macro mean, the faces reported apart."""
+    classes = part["classes"]
+    print(
+        f"{indent}{label}: exact position of {part['n']} labelled incorrectly worn faces; macro over "
+        f"{' and '.join(part['macro_positions'])} {_percent(part['macro_mean'])}; all three "
+        f"{_with_interval(part['exact'], part['exact_interval_95'])}, some incorrect position "
+        f"{_with_interval(part['some_incorrect_all'], part['some_incorrect_all_interval_95'])}"
+    )
+    print(
+        f"{indent}  {'labelled':<11}{'n':>5} "
+        + "".join(f"{c:>11}" for c in classes)
+        + "   exact [95 %]   some incorrect"
+    )
+    for row, position in enumerate(part["positions"]):
+        print(
+            f"{indent}  {position:<11}{part['support'][position]:>5} "
+            + "".join(f"{count:>11}" for count in part["confusion"][row])
+            + f"   {_with_interval(part['recall'][position], part['recall_interval_95'][position]):<15}"
+            + f" {_with_interval(part['some_incorrect'][position], part['some_incorrect_interval_95'][position])}"
+        )
+    apart = "; ".join(
+        f"{name} {value['n']}: " + (", ".join(f"{c} {k}" for c, k in value["called"].items() if k) or "-")
+        for name, value in part["apart"].items()
+    )
+    print(f"{indent}  apart (not in the figures): {apart}; incorrectly worn unlabelled: {part['unlabelled']}")
 
 
 def _points(share: float | None, signed: bool = False) -> str:
