@@ -15,7 +15,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from accel import make_classifier
 from binarycop import __version__
-from binarycop.config import CameraConfig, Config, ConfigError, load_config, redact_url, redis_client
+from binarycop.config import CameraConfig, Config, ConfigError, detector_name, load_config, redact_url, redis_client
 from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
 from stats.embedded import default_data_dir
@@ -302,12 +302,28 @@ class Server:
             pending=lambda: self.recorder.pending,
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
+            local=self._local_cameras,
         )
         bind, port = self.config.http.bind, self.config.http.port
         try:
             await self.web.start(bind, port)
         except ListenError as error:
             raise ConfigError("http", [f"http.bind, http.port: {error}"]) from None
+
+    def _local_cameras(self) -> dict[str, dict]:
+        """What the status page shows of the cameras this process runs that Redis does not hold."""
+        classifier = self.classifier.classifier if self.classifier is not None else None
+        model = f"{classifier.backend}/{classifier.model_name}" if classifier is not None else None
+        return {
+            camera.name: {
+                "url": camera.display_url,
+                "detector": detector_name(camera.detector_config(self.config.detector)),
+                "model": model,
+                "site": camera.site,
+            }
+            for camera in self.config.cameras
+            if camera.name in self.camera_tasks
+        }
 
 
 async def _quietly(step) -> None:

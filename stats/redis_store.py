@@ -12,8 +12,8 @@ Keys (hashes; field names are '|'-joined label values, which config names cannot
 - ``binarycop:classifier_crops`` backend -> crops classified
 - ``binarycop:build_info`` version|backend|model -> unix time of the last report
 - ``binarycop:camera_site`` camera -> site (for per-site compliance)
-- ``binarycop:history:<unix minute>`` faces|camera|zone|mask_class and people|... -> counts recorded in
-  that minute (expire after ``HISTORY_SECONDS``)
+- ``binarycop:history:<unix minute>`` faces|camera|zone|mask_class, people|..., frames|camera|outcome and
+  reconnects|camera -> counts recorded in that minute (expire after ``HISTORY_SECONDS``)
 - ``binarycop:ingesters`` (sorted set) ingester id -> unix time of its last heartbeat;
   ``binarycop:ingester:<id>`` (hash, expiring) host, pid, version, backend, model, started, seen, pending,
   cameras; ``binarycop:ingester:<id>:seq`` the last flush applied (exactly-once)
@@ -179,10 +179,12 @@ class CountRecorder:
             raise ValueError(f"frame outcome {outcome!r} is not one of {FRAME_OUTCOMES}")
         if count:
             self._open[FRAMES_KEY][field(camera, outcome)] += count
+            self._history_now()[field("frames", camera, outcome)] += count
 
     def add_reconnects(self, camera: str, count: int) -> None:
         if count:
             self._open[RECONNECTS_KEY][camera] += count
+            self._history_now()[field("reconnects", camera)] += count
 
     def set_camera_up(self, camera: str, up: bool) -> None:
         self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"

@@ -1,112 +1,215 @@
-"""Per-camera counts and compliance for the built-in status page (from Redis, like /metrics)."""
+"""What the built-in page shows, as JSON (``/api/status``): per camera and per site, compliance now (the last
+minutes, with the faces it rests on and a Wilson interval), the last hour minute by minute, and camera health.
+
+Everything comes from Redis (checked by :mod:`stats.snapshot` and :mod:`stats.history`), except what only the
+process running a camera knows (its redacted URL, detector and model), passed in as ``local``.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import math
+from pathlib import Path
 
 from accel.arch import CLASSES
 from stats.exporter import metric_families
+from stats.history import Bucket
+from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, FRAME_OUTCOMES, NO_SITE, SITE_KEY
+
+# The alert rules' figures (dashboards/rules/binarycop.rules.yml; tests/test_page.py checks they agree): compliance
+# under THRESHOLD pages, but only with at least this many faces per second (an empty hall never pages).
+THRESHOLD = 0.8
+CAMERA_MIN_FACES_PER_S = 0.2
+SITE_MIN_FACES_PER_S = 0.5
+NOW_MINUTES = 5  # "now": the last five minute buckets, the current one included (the rules' rate5m)
+CHART_MINUTES = 60
+Z_95 = 1.959964
 
 
-def camera_status(counts: dict[str, dict[str, str]]) -> dict:
-    """{"cameras": {name: {"up", "classes": {class: n}, "frames": {outcome: n}, "compliance"}}}."""
+def wilson_interval(correct: int, total: int, z: float = Z_95) -> list[float] | None:
+    """The 95 % Wilson score interval of the share ``correct / total``; None without faces.
+
+    Example:
+        >>> wilson_interval(3, 3), wilson_interval(300, 300)
+        ([0.4385, 1.0], [0.9874, 1.0])
+    """
+    if total <= 0:
+        return None
+    share = correct / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def _zero_classes() -> dict[str, int]:
+    return dict.fromkeys(CLASSES, 0)
+
+
+def _window(buckets: list[tuple[int, Bucket]], camera_names: set[str], min_faces_per_s: float) -> dict:
+    """Faces, people, frames and reconnects of ``camera_names`` summed over ``buckets``; compliance with its
+    interval; ``enough``: as many faces as the alert rule needs before it pages."""
+    faces, people = _zero_classes(), _zero_classes()
+    frames, reconnects = dict.fromkeys(FRAME_OUTCOMES, 0), 0
+    for _, bucket in buckets:
+        for (kind, camera, *rest), count in bucket.items():
+            if camera not in camera_names:
+                continue
+            if kind == "faces":
+                faces[rest[1]] += count
+            elif kind == "people":
+                people[rest[1]] += count
+            elif kind == "frames":
+                frames[rest[0]] += count
+            else:
+                reconnects += count
+    total = sum(faces.values())
+    return {
+        "minutes": len(buckets),
+        "faces": faces,
+        "faces_total": total,
+        "compliance": round(faces["correct"] / total, 4) if total else None,
+        "interval": wilson_interval(faces["correct"], total),
+        "enough": total >= min_faces_per_s * 60 * len(buckets),
+        "people": people,
+        "frames": frames,
+        "reconnects": reconnects,
+    }
+
+
+def _chart(buckets: list[tuple[int, Bucket]], camera_names: set[str]) -> dict:
+    """Minute by minute: faces seen, faces worn correctly, people counted by class (arrays, oldest first)."""
+    faces, correct = [], []
+    people = {name: [] for name in CLASSES}
+    for _, bucket in buckets:
+        minute_faces = minute_correct = 0
+        minute_people = _zero_classes()
+        for (kind, camera, *rest), count in bucket.items():
+            if camera not in camera_names:
+                continue
+            if kind == "faces":
+                minute_faces += count
+                minute_correct += count if rest[1] == "correct" else 0
+            elif kind == "people":
+                minute_people[rest[1]] += count
+        faces.append(minute_faces)
+        correct.append(minute_correct)
+        for name in CLASSES:
+            people[name].append(minute_people[name])
+    return {"start_minute": buckets[0][0] if buckets else None, "faces": faces, "correct": correct, "people": people}
+
+
+def _totals(counts: dict[str, dict[str, str]], now: float) -> dict[str, dict]:
+    """Per camera since counting began: up (fresh), classes, people, frames, reconnects (from /metrics' view)."""
     cameras: dict[str, dict] = {}
 
     def entry(name: str) -> dict:
         return cameras.setdefault(
             name,
-            {
-                "up": False,
-                "classes": dict.fromkeys(CLASSES, 0),
-                "people": dict.fromkeys(CLASSES, 0),
-                "frames": {},
-                "compliance": None,
-            },
+            {"up": False, "classes": _zero_classes(), "people": _zero_classes(), "frames": {}, "reconnects": 0},
         )
 
-    for family in metric_families(counts):
+    for family in metric_families(counts, now):
         for sample in family.samples:
             labels = sample.labels
             if family.name == "binarycop_faces_classified":
-                classes = entry(labels["camera"])["classes"]
-                classes[labels["mask_class"]] = classes.get(labels["mask_class"], 0) + int(sample.value)
+                entry(labels["camera"])["classes"][labels["mask_class"]] += int(sample.value)
             elif family.name == "binarycop_people":
-                people = entry(labels["camera"])["people"]
-                people[labels["mask_class"]] = people.get(labels["mask_class"], 0) + int(sample.value)
+                entry(labels["camera"])["people"][labels["mask_class"]] += int(sample.value)
             elif family.name == "binarycop_frames":
                 entry(labels["camera"])["frames"][labels["outcome"]] = int(sample.value)
             elif family.name == "binarycop_camera_up":
                 entry(labels["camera"])["up"] = sample.value == 1.0
-    for camera in cameras.values():
+            elif family.name == "binarycop_camera_reconnects":
+                entry(labels["camera"])["reconnects"] = int(sample.value)
+    return cameras
+
+
+def _models(counts: dict[str, dict[str, str]], now: float) -> list[str]:
+    """backend/model of the ingesters that reported in the last 30 s (from build info)."""
+    reported = counts.get(BUILD_KEY, {}).items()
+    return sorted({"/".join(name.split("|")[1:]) for name, at in reported if now - float(at) < 30})
+
+
+def camera_status(
+    counts: dict[str, dict[str, str]],
+    history: list[tuple[int, Bucket]] | None = None,
+    now: float = 0.0,
+    local: dict[str, dict] | None = None,
+) -> dict:
+    """``/api/status`` from a clean snapshot (:func:`stats.snapshot.clean_counts`), the last hour's buckets
+    (:func:`stats.history.read_history`, oldest first) and what this process knows of its own cameras
+    (``local``: camera -> {"url", "detector", "model"}). The fields are listed in the README."""
+    history = history or []
+    local = local or {}
+    recent = history[-NOW_MINUTES:]
+    cameras = _totals(counts, now)
+    for name in local:  # a camera of this process not yet in Redis (its first frame not counted yet)
+        cameras.setdefault(name, _totals_empty())
+    sites = counts.get(SITE_KEY, {})
+    seen = counts.get(CAMERA_SEEN_KEY, {})
+    models = _models(counts, now)
+    for name, camera in cameras.items():
         total = sum(camera["classes"].values())
         camera["compliance"] = round(camera["classes"]["correct"] / total, 4) if total else None
-    return {"cameras": dict(sorted(cameras.items()))}
+        camera["frames"] = {outcome: camera["frames"].get(outcome, 0) for outcome in FRAME_OUTCOMES}
+        camera["site"] = sites.get(name, local.get(name, {}).get("site") or NO_SITE)
+        camera["seen_ago_s"] = round(now - float(seen[name]), 1) if name in seen else None
+        mine = local.get(name, {})
+        camera["url"] = mine.get("url")
+        camera["detector"] = mine.get("detector")
+        camera["model"] = mine.get("model") or (models[0] if len(models) == 1 else None)
+        camera["now"] = _window(recent, {name}, CAMERA_MIN_FACES_PER_S)
+        camera["chart"] = _chart(history, {name})
+    by_site: dict[str, list[str]] = {}
+    for name, camera in sorted(cameras.items()):
+        if camera["site"] != NO_SITE:
+            by_site.setdefault(camera["site"], []).append(name)
+    return {
+        "now": round(now, 3),
+        "threshold": THRESHOLD,
+        "now_minutes": NOW_MINUTES,
+        "chart_minutes": CHART_MINUTES,
+        "cameras": dict(sorted(cameras.items())),
+        "sites": {
+            site: {
+                "cameras": names,
+                "up": sum(cameras[name]["up"] for name in names),
+                "now": _window(recent, set(names), SITE_MIN_FACES_PER_S),
+                "chart": _chart(history, set(names)),
+            }
+            for site, names in sorted(by_site.items())
+        },
+    }
 
 
-# The page's script builds rows with textContent only: names come from Redis, and Redis is data, never markup.
-SCRIPT = """
-const CLASSES = ['correct', 'nose', 'nose_mouth', 'chin', 'no_mask'];
-const OUTCOMES = ['processed', 'dropped', 'failed'];
-function row(cells) {
-  const tr = document.createElement('tr');
-  for (const [text, className] of cells) {
-    const td = document.createElement('td');
-    td.textContent = String(text);
-    if (className) td.className = className;
-    tr.appendChild(td);
-  }
-  return tr;
-}
-function message(text) {
-  const tr = document.createElement('tr'), td = document.createElement('td');
-  td.colSpan = 12;
-  td.textContent = text;
-  tr.appendChild(td);
-  return tr;
-}
-async function refresh() {
-  const body = document.getElementById('rows');
-  try {
-    const status = await (await fetch('/api/status')).json();
-    const rows = Object.entries(status.cameras).map(([name, c]) => row([
-      [name],
-      [c.up ? 'up' : 'down', c.up ? 'up' : 'down'],
-      ...CLASSES.map(k => [Number(c.classes[k] ?? 0)]),
-      [c.compliance === null ? '–' : (100 * Number(c.compliance)).toFixed(1) + ' %'],
-      [Object.values(c.people).reduce((a, b) => a + Number(b), 0)],
-      ...OUTCOMES.map(k => [Number(c.frames[k] ?? 0)]),
-    ]));
-    body.replaceChildren(...(rows.length ? rows : [message('no cameras yet')]));
-  } catch (e) {
-    body.replaceChildren(message('server unreachable'));
-  }
-}
-refresh(); setInterval(refresh, 2000);
-"""
-PAGE = (
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>binarycop</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
-table{border-collapse:collapse}td,th{padding:.35rem .8rem;border-bottom:1px solid #ddd;text-align:right}
-th:first-child,td:first-child{text-align:left}.up{color:#2a7}.down{color:#c33}
-</style></head><body>
-<h1>binarycop: face-mask compliance</h1>
-<p>Faces classified per camera (every detect frame counts). Refreshes every 2 s.
-Raw figures: <a href="/metrics">/metrics</a>.</p>
-<table><thead><tr><th>camera</th><th>state</th><th>correct</th><th>nose</th><th>nose_mouth</th>
-<th>chin</th><th>no_mask</th><th>compliance</th><th>people</th><th>frames processed</th><th>dropped</th>
-<th>failed</th></tr></thead>
-<tbody id="rows"><tr><td colspan="12">loading…</td></tr></tbody></table>
-<script>"""
-    + SCRIPT
-    + """</script></body></html>
-"""
-)
-# Only this page's own script may run (an injected one, or an inline handler, is refused by the browser).
-PAGE_POLICY = (
-    "default-src 'none'; script-src 'sha256-"
-    + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-    + "'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
+def _totals_empty() -> dict:
+    return {"up": False, "classes": _zero_classes(), "people": _zero_classes(), "frames": {}, "reconnects": 0}
+
+
+def status_json(status: dict) -> str:
+    """JSON with ``<``, ``>`` and ``&`` as escapes: a name or URL holding markup stays inert even where the JSON is
+    pasted into HTML or sniffed as it."""
+    return json.dumps(status).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+PAGE_DIR = Path(__file__).resolve().parent / "page"
+
+
+def _page(html_name: str, script_name: str) -> tuple[str, str, str]:
+    """(page, its script, its Content-Security-Policy): the script inlined, and only it allowed to run."""
+    script = (PAGE_DIR / script_name).read_text()
+    style = (PAGE_DIR / "page.css").read_text()
+    html = (PAGE_DIR / html_name).read_text().replace("/*STYLE*/", style).replace("/*SCRIPT*/", script)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return html, script, policy
+
+
+# The page's script builds the DOM with textContent and setAttribute only: names come from Redis and config,
+# which are data, never markup.
+PAGE, SCRIPT, PAGE_POLICY = _page("index.html", "page.js")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,9 +16,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from stats.exporter import make_registry
+from stats.history import read_history
 from stats.redis_store import read_counts
 from stats.snapshot import clean_counts
-from stats.status import PAGE, PAGE_POLICY, camera_status
+from stats.status import CHART_MINUTES, PAGE, PAGE_POLICY, camera_status, status_json
 
 log = logging.getLogger(__name__)
 IDLE_TIMEOUT_SECONDS = 20.0  # to send a whole request's headers, and to stay idle between requests
@@ -30,7 +32,9 @@ class ListenError(OSError):
 
 class CountsWeb:
     """``not_ready()`` returns a reason while the process is not ready (besides Redis), else None;
-    ``idle_timeout`` closes connections that send no whole request for that long."""
+    ``idle_timeout`` closes connections that send no whole request for that long; ``local()`` says what only this
+    process knows of the cameras it runs (camera -> redacted url, detector, model), ``preview_url`` where its setup
+    view is (None: off)."""
 
     def __init__(
         self,
@@ -40,7 +44,11 @@ class CountsWeb:
         not_ready: Callable[[], str | None] = lambda: None,
         counts_in_metrics: bool = True,
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        local: Callable[[], dict[str, dict]] = dict,
+        preview_url: str | None = None,
     ):
+        self.local = local
+        self.preview_url = preview_url
         self.client = client
         self.counts_in_metrics = counts_in_metrics
         self.redis_display = redis_display
@@ -101,9 +109,17 @@ class CountsWeb:
 
     async def _status(self, request: web.Request) -> web.Response:
         counts = await self._counts()
+        now = time.time()
+        try:
+            history, skipped = await read_history(self.client, now, CHART_MINUTES)
+        except (RedisError, OSError):
+            counts = None
         if counts is None:
             return web.json_response({"error": "Redis unreachable"}, status=503)
-        return web.json_response(camera_status(counts))
+        self.collector.bad_values += skipped
+        status = camera_status(counts, history, now, self.local())
+        status["preview"] = self.preview_url
+        return web.Response(text=status_json(status), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """Totals from Redis (unless a separate exporter serves them); while Redis is away, only this

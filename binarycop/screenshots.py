@@ -1,0 +1,81 @@
+"""Pictures of the built-in page and the setup view, taken by a real browser (Debian's chromium, headless, under
+selenium from the dev extra): ``binarycop demo --screenshot DIR`` and the browser tests use it. Works offline."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# Headless, no sandbox (root in a container), nothing fetched from the network behind the page's back.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+class BrowserMissing(RuntimeError):
+    """No chromium, chromedriver or selenium here; the message says which and how to install it."""
+
+
+def open_browser(profile: Path, width: int = 1280, height: int = 900):
+    """A headless chromium with a fresh profile in ``profile``, driven by selenium; ``quit()`` it when done."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        raise BrowserMissing("selenium is not installed: pip install -e '.[dev]'") from None
+    binary = shutil.which("chromium")
+    if binary is None or not Path(CHROMEDRIVER).is_file():
+        raise BrowserMissing("chromium and chromedriver are not installed: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def _full_page(driver, path: Path, width: int) -> None:
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, min(max(height + 140, 400), 4000))
+    time.sleep(0.3)
+    driver.save_screenshot(str(path))
+
+
+def take_screenshots(page_url: str, setup_url: str | None, out: Path) -> list[Path]:
+    """page.png (desktop), page-phone.png (a phone's width) and, with a setup view, setup.png, into ``out``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    out.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with tempfile.TemporaryDirectory(prefix="binarycop-chromium-") as profile:
+        driver = open_browser(Path(profile))
+        try:
+            driver.get(page_url)
+            WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "article.camera"))
+            for name, width in (("page.png", 1280), ("page-phone.png", 400)):
+                driver.set_window_size(width, 900)
+                time.sleep(0.5)
+                _full_page(driver, out / name, width)
+                saved.append(out / name)
+            if setup_url:
+                driver.get(setup_url)
+                WebDriverWait(driver, 30).until(
+                    lambda d: d.execute_script("const i = document.querySelector('img'); return i && i.naturalWidth")
+                )
+                _full_page(driver, out / "setup.png", 1000)
+                saved.append(out / "setup.png")
+        finally:
+            driver.quit()
+    return saved

@@ -1,0 +1,299 @@
+"""The built-in page: /api/status from real Redis, and the page itself in a real browser (Debian's chromium under
+selenium, offline) on the demo clip run by a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+import yaml
+
+from binarycop.config import ConfigError, parse_config
+from binarycop.democlip import CLIP, demo_config
+from stats.redis_store import SITE_KEY, CountRecorder
+from stats.status import CAMERA_MIN_FACES_PER_S, SITE_MIN_FACES_PER_S, THRESHOLD, wilson_interval
+from stats.web import CountsWeb
+
+ROOT = Path(__file__).resolve().parents[1]
+XSS = "<img src=x onerror=alert(1)>"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _get(url: str) -> tuple[int, str, dict]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return reply.status, reply.read().decode(), dict(reply.headers)
+
+
+def percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f} %"
+
+
+def test_page_thresholds_are_the_alert_rules():
+    """The page colours against the figures the alerts page on."""
+    rules = yaml.safe_load((ROOT / "dashboards/rules/binarycop.rules.yml").read_text())
+    alerts = {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    assert f"camera:binarycop_compliance:ratio_rate5m < {THRESHOLD}" in alerts["BinarycopComplianceLow"]
+    assert f"camera:binarycop_faces_classified:rate5m > {CAMERA_MIN_FACES_PER_S}" in alerts["BinarycopComplianceLow"]
+    assert f"site:binarycop_faces_classified:rate5m > {SITE_MIN_FACES_PER_S}" in alerts["BinarycopSiteComplianceLow"]
+
+
+def test_wilson_interval_is_wide_on_few_faces_and_narrow_on_many():
+    low_few, high_few = wilson_interval(2, 3)
+    low_many, high_many = wilson_interval(200, 300)
+    assert low_few < 0.25 and high_few > 0.9  # 2 of 3 says little: 21 % to 94 %
+    assert 0.6 < low_many < 2 / 3 < high_many < 0.72
+    assert wilson_interval(0, 0) is None
+
+
+def test_status_json_now_history_health_and_sites_from_real_redis(redis_server):
+    async def scenario():
+        client = aioredis.Redis.from_url(redis_server.url)
+        recorder = CountRecorder(client)
+        recorder.set_site("gate", "hall")
+        recorder.set_site("dock", "hall")
+        recorder.set_camera_up("gate", True)
+        recorder.set_camera_up("dock", False)
+        recorder.add_faces("gate", ["correct"] * 7 + ["nose"] * 3)
+        recorder.add_faces("dock", ["no_mask"] * 10)
+        recorder.add_people("gate", [("all", "correct"), ("all", "nose")])
+        recorder.add_frames("gate", "processed", 12)
+        recorder.add_frames("gate", "dropped", 2)
+        recorder.add_reconnects("dock", 1)
+        assert await recorder.flush()
+        local = {"gate": {"url": "rtsp://admin:***@cam/1", "detector": "yunet@1", "model": "cpu/n-cnv", "site": "hall"}}
+        web = CountsWeb(client, "redis", local=lambda: local, preview_url="http://127.0.0.1:1/")
+        await web.start("127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(_get, f"http://127.0.0.1:{web.port}/api/status")
+        finally:
+            await web.stop()
+            await client.aclose()
+
+    code, body, headers = asyncio.run(scenario())
+    assert code == 200 and headers["Content-Type"].startswith("application/json")
+    status = json.loads(body)
+    gate, dock = status["cameras"]["gate"], status["cameras"]["dock"]
+    assert status["threshold"] == THRESHOLD and status["preview"] == "http://127.0.0.1:1/"
+    assert gate["now"]["faces_total"] == 10 and gate["now"]["compliance"] == 0.7
+    assert gate["now"]["interval"] == wilson_interval(7, 10) and gate["now"]["enough"] is False  # 10 < 60 faces
+    assert gate["now"]["people"]["correct"] == 1 and gate["now"]["people"]["nose"] == 1
+    assert gate["now"]["frames"] == {"processed": 12, "dropped": 2, "failed": 0}
+    assert gate["up"] is True and 0 <= gate["seen_ago_s"] < 30 and dock["up"] is False
+    assert (gate["url"], gate["detector"], gate["model"]) == ("rtsp://admin:***@cam/1", "yunet@1", "cpu/n-cnv")
+    assert dock["url"] is None and dock["now"]["reconnects"] == 1 and dock["reconnects"] == 1
+    chart = gate["chart"]
+    assert len(chart["faces"]) == 60 and chart["faces"][-1] == 10 and chart["correct"][-1] == 7
+    assert sum(chart["faces"]) == 10 and chart["people"]["nose"][-1] == 1
+    hall = status["sites"]["hall"]
+    assert hall["cameras"] == ["dock", "gate"] and hall["up"] == 1
+    assert hall["now"]["faces_total"] == 20 and hall["now"]["compliance"] == 0.35
+
+
+def test_hostile_names_in_config_are_refused_and_markup_in_a_url_is_escaped_in_json(redis_server):
+    for bad in ({"site": "<script>"}, {"zones": {XSS: [[0, 0], [1, 0], [1, 1]]}}):
+        with pytest.raises(ConfigError):
+            parse_config(yaml.safe_dump({"cameras": [{"name": "gate", "url": "/x.mp4", **bad}]}))
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(SITE_KEY, mapping={"gate": "<script>alert(1)</script>"})  # written by someone else: skipped
+
+    async def scenario():
+        aclient = aioredis.Redis.from_url(redis_server.url)
+        local = {"gate": {"url": f"rtsp://cam/{XSS}&x", "detector": "yunet@1", "model": None, "site": None}}
+        web = CountsWeb(aclient, "redis", local=lambda: local)
+        await web.start("127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(_get, f"http://127.0.0.1:{web.port}/api/status")
+        finally:
+            await web.stop()
+            await aclient.aclose()
+
+    _, body, _ = asyncio.run(scenario())
+    assert "<" not in body and ">" not in body and "&" not in body  # as \u003c, \u003e, \u0026
+    gate = json.loads(body)["cameras"]["gate"]
+    assert gate["url"] == f"rtsp://cam/{XSS}&x" and gate["site"] == "none"
+
+
+# --- in a real browser -------------------------------------------------------------------------------------------
+
+
+def _browser_problem() -> str | None:
+    if shutil.which("chromium") is None or not Path(CHROMEDRIVER).is_file():
+        return "Debian's chromium and chromium-driver are not installed (.ci/run installs them as root)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (the dev extra)"
+    return None
+
+
+@pytest.fixture
+def browser(tmp_path):
+    problem = _browser_problem()
+    if problem:
+        pytest.skip(problem)
+    from binarycop.screenshots import open_browser
+
+    driver = open_browser(tmp_path / "chromium")
+    yield driver
+    driver.quit()
+
+
+class LoopThread:
+    """An event loop on a thread of its own: real servers serve while the (synchronous) browser drives the page."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coroutine, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class RunningServer(LoopThread):
+    """A real :class:`binarycop.server.Server` on its own loop thread."""
+
+    def __init__(self, config, redis_url: str):
+        from binarycop.server import Server
+
+        super().__init__()
+        self.server = Server(config, redis_url)
+        self.call(self.server.start(), 300)
+
+    def stop(self) -> None:
+        try:
+            self.call(self.server.stop())
+        finally:
+            self.close()
+
+
+@pytest.fixture
+def counts_web(redis_server):
+    """A bare :class:`CountsWeb` over the test's Redis, serving from its own loop thread."""
+    thread = LoopThread()
+
+    async def start():
+        web = CountsWeb(aioredis.Redis.from_url(redis_server.url), "redis")
+        await web.start("127.0.0.1", 0)
+        return web
+
+    web = thread.call(start())
+    yield f"http://127.0.0.1:{web.port}"
+    thread.call(_stop(web))
+    thread.close()
+
+
+@pytest.fixture
+def demo_run(redis_server, tmp_path):
+    """The demo clip played once to its end, under a file name holding markup (a config may name any file)."""
+    clip = Path(tempfile.mkdtemp(dir=tmp_path)) / f"{XSS}.mp4"
+    shutil.copy(CLIP, clip)
+    config = demo_config("127.0.0.1", 0, loop=False, realtime=False)
+    camera = config.cameras[0].model_copy(update={"url": str(clip)})
+    config = config.model_copy(update={"cameras": [camera]})
+    running = RunningServer(config, redis_server.url)
+    try:
+        running.call(running.server.cameras_done(), 300)
+        running.call(running.server.recorder.flush())
+        yield running, clip
+    finally:
+        running.stop()
+
+
+def _wait(driver, condition, timeout: float = 20):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def test_page_in_a_browser_shows_the_demo_as_api_status_says(browser, demo_run):
+    from selenium.webdriver.common.by import By
+
+    running, clip = demo_run
+    base = running.server.base_url
+    browser.get(base + "/")
+    card = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'article.camera[data-camera="demo"]'))
+    status = json.loads(_get(base + "/api/status")[1])
+    demo = status["cameras"]["demo"]
+    assert demo["now"]["faces_total"] > 0 and 0 < demo["now"]["compliance"] < 1  # the clip has every class
+    figure = card.find_element(By.CSS_SELECTOR, ".figure")
+    assert figure.text == percent(demo["now"]["compliance"])
+    assert ("good" if demo["now"]["compliance"] >= THRESHOLD else "bad") in figure.get_attribute("class").split()
+    basis = card.find_element(By.CSS_SELECTOR, ".basis").text
+    low, high = demo["now"]["interval"]
+    assert f"{demo['now']['faces_total']} faces" in basis and f"{percent(low)} – {percent(high)}" in basis
+    table = {row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")[1].text
+             for row in card.find_elements(By.TAG_NAME, "tr")}  # fmt: skip
+    processed = demo["now"]["frames"]["processed"]
+    assert processed > 0 and table["frames, last 5 min"].startswith(f"{processed} processed")
+    assert table["source"] == str(clip) and table["detector"] == "yunet@1" and table["model"] == demo["model"]
+    assert table["people, last 5 min"] == str(sum(demo["now"]["people"].values()))
+    minutes_with_faces = sum(1 for faces in demo["chart"]["faces"] if faces)
+    points = card.find_elements(By.CSS_SELECTOR, "circle.point")
+    assert len(points) == minutes_with_faces >= 1
+    assert card.find_elements(By.CSS_SELECTOR, "rect.bar")  # people per minute
+    site = browser.find_element(By.CSS_SELECTOR, 'article.site[data-site="demo"]')
+    assert site.find_element(By.CSS_SELECTOR, ".figure").text == percent(status["sites"]["demo"]["now"]["compliance"])
+    # The markup in the file name is text on the page: no element made of it, no script run.
+    assert browser.find_elements(By.CSS_SELECTOR, "img") == []
+    assert browser.execute_script("return document.body.innerHTML.includes('&lt;img src=x')")
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert [entry for entry in errors if "favicon.ico" not in entry["message"]] == []  # no CSP refusal, no JS error
+
+
+def test_page_script_shows_hostile_names_as_text_in_a_browser(browser, counts_web):
+    """Names the server would never serve (it checks them), fed to the page's own script in place of the server's
+    reply: still text, never markup."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(counts_web + "/")
+    _wait(browser, lambda d: "cameras up" in d.find_element(By.ID, "summary").text)
+    status = json.loads(_get(counts_web + "/api/status")[1])
+    window = {"minutes": 5, "faces": {}, "faces_total": 0, "compliance": None, "interval": None, "enough": False,
+              "people": dict.fromkeys(["correct", "nose", "nose_mouth", "chin", "no_mask"], 0),
+              "frames": {"processed": 0, "dropped": 0, "failed": 0}, "reconnects": 0}  # fmt: skip
+    chart = {"start_minute": 0, "faces": [0], "correct": [0], "people": {k: [0] for k in window["people"]}}
+    camera = {"up": True, "site": XSS, "seen_ago_s": 1, "url": XSS, "detector": XSS, "model": XSS,
+              "frames": window["frames"], "reconnects": 0, "now": window, "chart": chart}  # fmt: skip
+    status.update(cameras={XSS: camera}, sites={XSS: {"cameras": [XSS], "up": 1, "now": window, "chart": chart}})
+    browser.execute_script("render(arguments[0])", status)
+    card = browser.find_element(By.CSS_SELECTOR, "article.camera")
+    assert card.get_attribute("data-camera") == XSS and card.find_element(By.TAG_NAME, "h3").text.startswith(XSS)
+    assert browser.find_element(By.CSS_SELECTOR, "article.site h3").text == XSS
+    assert browser.find_elements(By.CSS_SELECTOR, "img") == []
+
+
+async def _stop(web: CountsWeb) -> None:
+    await web.stop()
+    await web.client.aclose()
+
+
+def test_page_refuses_scripts_it_did_not_bring(browser, counts_web):
+    """The policy lets only the page's own script run: one injected into the page is refused by the browser."""
+    browser.get(counts_web + "/")
+    ran = browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        "document.body.appendChild(s); return new Promise(r => setTimeout(() => r(window.injected ?? 0), 300));"
+    )
+    assert ran == 0
+    assert browser.execute_script("return typeof render") == "function"  # while its own script did run
+
+
+def test_page_script_never_parses_markup():
+    from stats.status import PAGE, SCRIPT
+
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
+        assert sink not in SCRIPT
+    assert SCRIPT in PAGE and "http://" not in PAGE.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
