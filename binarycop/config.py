@@ -147,6 +147,13 @@ class HttpConfig(Strict):
         description="all: /metrics serves every count in Redis (one process alone); local: only this process's "
         "own gauges (counts pending, Redis up) when a separate `binarycop exporter` serves the counts",
     )
+    preview: bool = Field(
+        False,
+        description="serve the setup view: a recent frame of each camera with face boxes, classes and zones, every "
+        "face the detector finds pixelated before the picture leaves the process (a missed face is not)",
+    )
+    preview_bind: str = Field("127.0.0.1", description="address the setup view listens on (loopback: this machine)")
+    preview_port: int = Field(8081, ge=0, le=65535, description="the setup view's TCP port; 0 picks a free one")
 
 
 class ClassifierConfig(Strict):

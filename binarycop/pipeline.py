@@ -105,8 +105,9 @@ class SharedClassifier:
 class CameraWorker:
     """Detector (on its own thread), zones and tracker of one camera."""
 
-    def __init__(self, camera: CameraConfig, detector, tracking: TrackingConfig, classifier, recorder):
+    def __init__(self, camera: CameraConfig, detector, tracking: TrackingConfig, classifier, recorder, preview=None):
         self.camera = camera
+        self.preview = preview  # a stats.preview.PreviewStore when the setup view is on
         self.detector = detector
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{camera.name}")
         self.zones = Zones(camera.zones)
@@ -136,6 +137,10 @@ class CameraWorker:
             log.warning("camera %s: frame failed: %s", name, type(error).__name__)
             self.recorder.add_frames(name, "failed")
             return
+        if self.preview is not None and self.preview.wants(name):  # faces pixelated as the picture is made
+            await loop.run_in_executor(
+                self.executor, self.preview.offer, name, frame.pixels, faces.boxes, classes, self.camera.zones
+            )
         self.recorder.add_faces(name, classes, zones)
         confirmed, visible = self.tracker.update(faces.boxes, classes, zones, faces.coverage)
         self.recorder.add_people(name, confirmed)
@@ -158,10 +163,12 @@ async def run_camera(
     tracking: TrackingConfig,
     classifier: SharedClassifier,
     recorder: CountRecorder,
+    preview=None,
 ) -> None:
-    """Process the camera until its source ends (files) or the task is cancelled."""
+    """Process the camera until its source ends (files) or the task is cancelled; ``preview``: a
+    :class:`stats.preview.PreviewStore` given a recent frame now and then (the setup view)."""
     detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config))
-    worker = CameraWorker(camera, detector, tracking, classifier, recorder)
+    worker = CameraWorker(camera, detector, tracking, classifier, recorder, preview)
     try:
         source = open_source(camera)
         source.start()

@@ -20,6 +20,7 @@ from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
 from stats.embedded import default_data_dir
 from stats.leases import Leases
+from stats.preview import PreviewStore, PreviewWeb
 from stats.spool import SpoolError, counted, replay_spool, write_spool
 from stats.web import CountsWeb, ListenError
 
@@ -43,6 +44,8 @@ class Server:
         self.camera_tasks: dict[str, asyncio.Task] = {}
         self.classifier: SharedClassifier | None = None
         self.web: CountsWeb | None = None
+        self.preview = PreviewStore() if config.http.preview else None  # pictures kept in this process only
+        self.preview_web: PreviewWeb | None = None
         self._cameras_lock = asyncio.Lock()
         self._stopping = False
         self._redis_warned = False
@@ -100,7 +103,9 @@ class Server:
         self.classifier.callers = len(self.camera_tasks) + 1
         self.recorder.set_site(camera.name, camera.site)
         self.camera_tasks[camera.name] = asyncio.create_task(
-            run_camera(camera, self.config.detector, self.config.tracking, self.classifier, self.recorder),
+            run_camera(
+                camera, self.config.detector, self.config.tracking, self.classifier, self.recorder, self.preview
+            ),
             name=f"camera-{camera.name}",
         )
         self.recorder.cameras = sorted(self.camera_tasks)
@@ -250,6 +255,8 @@ class Server:
             self.classifier.close()
         if self.web is not None:
             await self.web.stop()
+        if self.preview_web is not None:
+            await self.preview_web.stop()
         await self.client.aclose()
 
     async def _flush_within(self, seconds: float) -> bool:
@@ -296,6 +303,16 @@ class Server:
                 )
 
     async def _start_http(self) -> None:
+        http = self.config.http
+        preview_url = None
+        if self.preview is not None:
+            self.preview_web = PreviewWeb(self.preview)
+            try:
+                await self.preview_web.start(http.preview_bind, http.preview_port)
+            except ListenError as error:
+                raise ConfigError("http", [f"http.preview_bind, http.preview_port: {error}"]) from None
+            preview_url = f"http://{http.preview_bind}:{self.preview_web.port}/"
+            log.info("setup view (faces pixelated) at %s", preview_url)
         self.web = CountsWeb(
             self.client,
             redact_url(self.redis_url),
@@ -303,6 +320,7 @@ class Server:
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
             local=self._local_cameras,
+            preview_url=preview_url,
         )
         bind, port = self.config.http.bind, self.config.http.port
         try:

@@ -11,6 +11,8 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -202,7 +204,8 @@ def demo_run(redis_server, tmp_path):
     shutil.copy(CLIP, clip)
     config = demo_config("127.0.0.1", 0, loop=False, realtime=False)
     camera = config.cameras[0].model_copy(update={"url": str(clip)})
-    config = config.model_copy(update={"cameras": [camera]})
+    http = config.http.model_copy(update={"preview": True, "preview_port": 0})
+    config = config.model_copy(update={"cameras": [camera], "http": http})
     running = RunningServer(config, redis_server.url)
     try:
         running.call(running.server.cameras_done(), 300)
@@ -297,3 +300,111 @@ def test_page_script_never_parses_markup():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
         assert sink not in SCRIPT
     assert SCRIPT in PAGE and "http://" not in PAGE.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+
+
+# --- the setup view ----------------------------------------------------------------------------------------------
+
+
+def _fine_detail(region: np.ndarray) -> np.ndarray:
+    """What a coarse blur of the region would not keep: the grey image less its Gaussian blur."""
+    grey = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    return grey - cv2.GaussianBlur(grey, (0, 0), sigmaX=max(1.0, grey.shape[1] / 24))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-9))
+
+
+def _demo_frame_with_faces() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from binarycop.config import DetectorConfig
+    from detector import make_detector
+
+    detector = make_detector(DetectorConfig())
+    capture = cv2.VideoCapture(str(CLIP))
+    try:
+        while True:
+            ok, frame = capture.read()
+            assert ok, "no frame of the demo clip has two faces the detector finds"
+            faces = detector.detect(frame, False, None)
+            if len(faces) >= 2:
+                return frame, faces.boxes, ["correct"] * len(faces)
+    finally:
+        capture.release()
+        detector.close()
+
+
+def _served_picture(store) -> tuple[bytes, dict]:
+    from stats.preview import PreviewWeb
+
+    thread = LoopThread()
+    preview = PreviewWeb(store)
+    thread.call(preview.start("127.0.0.1", 0))
+    try:
+        base = f"http://127.0.0.1:{preview.port}"
+        with urllib.request.urlopen(base + "/preview/gate.jpg", timeout=10) as reply:
+            assert reply.headers["Content-Type"] == "image/jpeg"
+            jpeg = reply.read()
+        return jpeg, json.loads(_get(base + "/api/preview")[1])
+    finally:
+        thread.call(preview.stop())
+        thread.close()
+
+
+def test_setup_picture_served_keeps_no_more_of_a_face_than_a_coarse_blur():
+    """The served JPEG's face regions, against the original frame's: the faces' fine detail (eyes, mouth, edges)
+    is gone; the same measure on a picture made without pixelation finds it (the test can fail)."""
+    from stats.preview import PreviewStore, face_regions
+
+    frame, boxes, classes = _demo_frame_with_faces()
+    store = PreviewStore()
+    store.offer("gate", frame, boxes, classes, {"door": [(0.1, 0.1), (0.5, 0.1), (0.5, 0.9)]})
+    jpeg, listing = _served_picture(store)
+    served = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert served.shape == frame.shape  # 640 wide: not scaled
+    assert len(listing["cameras"]["gate"]["faces"]) == len(boxes) and listing["cameras"]["gate"]["zones"]["door"]
+    unblurred = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR)
+    for x1, y1, x2, y2 in boxes.astype(int):
+        inner = (slice(y1 + 4, y2 - 4), slice(x1 + 4, x2 - 4))  # inside the drawn box's lines
+        original = _fine_detail(frame[inner])
+        assert original.std() > 3  # a face has detail to lose
+        assert abs(_correlation(original, _fine_detail(served[inner]))) < 0.15
+        assert _correlation(original, _fine_detail(unblurred[inner])) > 0.8
+    for left, _, right, _ in face_regions(boxes, frame.shape[1], frame.shape[0]):
+        block = (right - left) // 6
+        assert block >= 8  # each mosaic block spans at least 8 pixels of the face region
+    # Away from faces, zones and boxes, the picture is the frame (the installer sees the scene).
+    clear = np.ones(frame.shape[:2], bool)
+    for left, top, right, bottom in face_regions(boxes, frame.shape[1], frame.shape[0]):
+        clear[max(0, top - 20) : bottom + 4, max(0, left - 4) : right + 4] = False
+    clear[: frame.shape[0] * 95 // 100, : frame.shape[1] * 55 // 100] = False  # the zone and its name
+    assert np.abs(served.astype(int) - frame.astype(int))[clear].mean() < 4
+
+
+def test_setup_view_is_off_by_default_and_on_loopback_when_on():
+    from binarycop.config import HttpConfig
+
+    assert HttpConfig().preview is False and HttpConfig().preview_bind == "127.0.0.1"
+
+
+def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(browser, demo_run):
+    from selenium.webdriver.common.by import By
+
+    running, _ = demo_run
+    status = json.loads(_get(running.server.base_url + "/api/status")[1])
+    url = status["preview"]
+    assert url.startswith("http://127.0.0.1:")  # loopback: this machine only
+    listing = json.loads(_get(url + "api/preview")[1])["cameras"]["demo"]
+    assert listing["faces"] and all(0 <= v <= 1 for face in listing["faces"] for v in face["box"])
+    browser.get(url)
+    image = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'article.preview[data-camera="demo"] img'))
+    _wait(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
+    assert browser.execute_script("return arguments[0].naturalWidth", image) == 640
+    counts = {}
+    for face in listing["faces"]:
+        counts[face["class"]] = counts.get(face["class"], 0) + 1
+    caption = browser.find_element(By.TAG_NAME, "figcaption").text
+    assert all(f"{n} {name}" in caption for name, n in counts.items())
+    browser.get(running.server.base_url + "/")  # the page links to it
+    link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#preview a"))
+    assert link.get_attribute("href") == url

@@ -1,0 +1,178 @@
+"""The setup view (``http.preview: true``, off by default): a recent frame of each camera with its face boxes,
+classes and zones drawn, to aim a camera and check its zones.
+
+Privacy: every face region the detector found is pixelated (:data:`PIXEL_BLOCKS` blocks across, the box grown by
+:data:`MARGIN` on each side) as the picture is made, in the ingester process; only that picture is kept (in this
+process's memory, never in Redis) and served. A face the detector misses is not pixelated (the README says so):
+the view is served on loopback unless configured otherwise, and pictures are scaled down to :data:`MAX_WIDTH`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from aiohttp import web
+
+from stats.status import _page, status_json
+
+log = logging.getLogger(__name__)
+PIXEL_BLOCKS = 6  # blocks across a face region: a coarse mosaic, no features
+MARGIN = 0.25  # of the box's side, on each side: hair, ears and chin go too
+MAX_WIDTH = 960
+EVERY_SECONDS = 1.0  # pictures made per camera at most once a second
+HOLD_SECONDS = 30.0  # a picture with faces stays this long over later ones without (boxes to check zones against)
+CLASS_COLOURS_BGR = {
+    "correct": (76, 138, 30),
+    "nose": (0, 168, 224),
+    "nose_mouth": (34, 126, 230),
+    "chin": (43, 57, 192),
+    "no_mask": (27, 27, 109),
+}
+
+
+def face_regions(boxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Each face box (xyxy, pixels) grown by :data:`MARGIN` and clipped to the frame, as integer xyxy."""
+    regions = []
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        grow_x, grow_y = (x2 - x1) * MARGIN, (y2 - y1) * MARGIN
+        left, top = max(0, int(np.floor(x1 - grow_x))), max(0, int(np.floor(y1 - grow_y)))
+        right, bottom = min(width, int(np.ceil(x2 + grow_x))), min(height, int(np.ceil(y2 + grow_y)))
+        if right > left and bottom > top:
+            regions.append((left, top, right, bottom))
+    return regions
+
+
+def pixelate_faces(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """A copy of ``pixels`` with every face region replaced by a mosaic of at most :data:`PIXEL_BLOCKS` blocks
+    across (each block its region's mean colour)."""
+    out = pixels.copy()
+    height, width = out.shape[:2]
+    for left, top, right, bottom in face_regions(boxes, width, height):
+        region = out[top:bottom, left:right]
+        side = max(right - left, bottom - top)
+        blocks_x = max(1, round(PIXEL_BLOCKS * (right - left) / side))
+        blocks_y = max(1, round(PIXEL_BLOCKS * (bottom - top) / side))
+        small = cv2.resize(region, (blocks_x, blocks_y), interpolation=cv2.INTER_AREA)
+        out[top:bottom, left:right] = cv2.resize(small, (right - left, bottom - top), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def render(pixels: np.ndarray, boxes: np.ndarray, classes: list[str], zones: dict | None) -> tuple[bytes, float]:
+    """The setup picture (JPEG) and its scale: faces pixelated first, then scaled down, zones and boxes drawn."""
+    picture = pixelate_faces(pixels, boxes)
+    height, width = picture.shape[:2]
+    scale = min(1.0, MAX_WIDTH / width)
+    if scale < 1:
+        picture = cv2.resize(picture, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    height, width = picture.shape[:2]
+    for name, points in (zones or {}).items():
+        polygon = np.array([[x * width, y * height] for x, y in points], np.int32)
+        cv2.polylines(picture, [polygon], True, (255, 255, 0), 2)
+        cv2.putText(picture, name, tuple(polygon[0] + [4, 16]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    for (x1, y1, x2, y2), name in zip(np.asarray(boxes).reshape(-1, 4) * scale, classes):
+        colour = CLASS_COLOURS_BGR.get(name, (255, 255, 255))
+        cv2.rectangle(picture, (int(x1), int(y1)), (int(x2), int(y2)), colour, 2)
+        cv2.putText(picture, name, (int(x1), max(12, int(y1) - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 2)
+    ok, jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return jpeg.tobytes(), scale
+
+
+@dataclass(frozen=True)
+class Picture:
+    taken: float
+    jpeg: bytes
+    width: int
+    height: int
+    faces: list[dict]  # {"box": [x1, y1, x2, y2] relative to the frame, "class": name}
+    zones: dict
+
+
+class PreviewStore:
+    """The latest setup picture of each camera, made from frames the pipeline offers (at most once a second); the
+    latest with faces is kept over later ones without for :data:`HOLD_SECONDS`, so boxes stay to check zones by."""
+
+    def __init__(self, every_seconds: float = EVERY_SECONDS):
+        self.every_seconds = every_seconds
+        self.pictures: dict[str, Picture] = {}
+        self._last: dict[str, float] = {}
+
+    def wants(self, camera: str) -> bool:
+        return time.monotonic() - self._last.get(camera, -1e9) >= self.every_seconds
+
+    def offer(self, camera: str, pixels: np.ndarray, boxes: np.ndarray, classes: list[str], zones: dict | None):
+        """Make the camera's picture from this frame if one is due (the frame itself is not kept)."""
+        if not self.wants(camera):
+            return
+        held = self.pictures.get(camera)
+        if not len(boxes) and held is not None and held.faces and time.time() - held.taken < HOLD_SECONDS:
+            return
+        self._last[camera] = time.monotonic()
+        height, width = pixels.shape[:2]
+        jpeg, _ = render(pixels, boxes, classes, zones)
+        relative = np.asarray(boxes, np.float64).reshape(-1, 4) / [width, height, width, height]
+        faces = [{"box": [round(float(v), 4) for v in box], "class": name} for box, name in zip(relative, classes)]
+        self.pictures[camera] = Picture(time.time(), jpeg, width, height, faces, dict(zones or {}))
+
+    def forget(self, camera: str) -> None:
+        self.pictures.pop(camera, None)
+
+
+SETUP_PAGE, SETUP_SCRIPT, SETUP_POLICY = _page("setup.html", "setup.js")
+
+
+class PreviewWeb:
+    """The setup view on a listener of its own (``http.preview_bind``, loopback by default)."""
+
+    def __init__(self, store: PreviewStore):
+        self.store = store
+        self.runner: web.AppRunner | None = None
+        self.site: web.TCPSite | None = None
+
+    async def start(self, bind: str, port: int) -> None:
+        from stats.web import ListenError
+
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/api/preview", self._list)
+        app.router.add_get("/preview/{camera}.jpg", self._picture)
+        self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=20)
+        await self.runner.setup()
+        self.site = web.TCPSite(self.runner, bind, port)
+        try:
+            await self.site.start()
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+            raise ListenError(f"cannot listen on {bind}:{port}: {reason}") from None
+
+    @property
+    def port(self) -> int:
+        return self.site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _page(self, request: web.Request) -> web.Response:
+        headers = {"Content-Security-Policy": SETUP_POLICY, "X-Content-Type-Options": "nosniff"}
+        return web.Response(text=SETUP_PAGE, content_type="text/html", headers=headers)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        cameras = {
+            name: {"taken": round(p.taken, 3), "width": p.width, "height": p.height, "faces": p.faces, "zones": p.zones}
+            for name, p in sorted(self.store.pictures.items())
+        }
+        return web.Response(text=status_json({"cameras": cameras}), content_type="application/json")
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        picture = self.store.pictures.get(request.match_info["camera"])
+        if picture is None:
+            return web.Response(status=404, text="no picture of that camera (yet)\n")
+        headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        return web.Response(body=picture.jpeg, content_type="image/jpeg", headers=headers)
