@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="serve the bundled sample clip with an embedded Redis")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--bind", default="127.0.0.1")
+    demo.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="DIR",
+        help="run a while, save pictures of the page and the "
+        "setup view taken by headless chromium (dev extra) into DIR, and stop",
+    )
+    demo.add_argument("--screenshot-after", type=float, default=150, metavar="S", help="seconds to run first")
     demo.set_defaults(handler=_demo)
 
     exporter = commands.add_parser("exporter", help="/metrics and the status page from Redis, without cameras")
@@ -593,6 +601,11 @@ def _serve(args) -> int:
 def _demo(args) -> int:
     from binarycop.democlip import demo_config
 
+    if args.screenshot:
+        from binarycop.screenshots import demo_screenshots
+
+        print("\n".join(map(str, asyncio.run(demo_screenshots(args.screenshot, args.screenshot_after)))))
+        return 0
     return asyncio.run(_run(demo_config(args.bind, args.port), demo=True))
 
 

@@ -46,6 +46,8 @@ def open_browser(profile: Path, width: int = 1280, height: int = 900):
 
 
 def _full_page(driver, path: Path, width: int) -> None:
+    driver.set_window_size(width, 400)
+    time.sleep(0.3)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, min(max(height + 140, 400), 4000))
     time.sleep(0.3)
@@ -64,9 +66,7 @@ def take_screenshots(page_url: str, setup_url: str | None, out: Path) -> list[Pa
         try:
             driver.get(page_url)
             WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "article.camera"))
-            for name, width in (("page.png", 1280), ("page-phone.png", 400)):
-                driver.set_window_size(width, 900)
-                time.sleep(0.5)
+            for name, width in (("page.png", 1100), ("page-phone.png", 400)):
                 _full_page(driver, out / name, width)
                 saved.append(out / name)
             if setup_url:
@@ -79,3 +79,29 @@ def take_screenshots(page_url: str, setup_url: str | None, out: Path) -> list[Pa
         finally:
             driver.quit()
     return saved
+
+
+async def demo_screenshots(out: Path, wait_seconds: float) -> list[Path]:
+    """Run the demo (embedded Redis, setup view on, free ports) for ``wait_seconds`` so the last hour's chart has
+    points, then photograph the page and the setup view into ``out``."""
+    import asyncio
+
+    from binarycop.democlip import demo_config
+    from binarycop.server import Server
+    from stats.embedded import EmbeddedRedis
+
+    config = demo_config("127.0.0.1", 0)
+    zones = {"queue": [(0.0, 0.55), (0.5, 0.55), (0.5, 1.0), (0.0, 1.0)], "door": [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0)]}
+    camera = config.cameras[0].model_copy(update={"zones": zones})  # to show zones drawn in the setup view
+    http = config.http.model_copy(update={"preview": True, "preview_port": 0})
+    config = config.model_copy(update={"http": http, "cameras": [camera]})
+    embedded = EmbeddedRedis(None)
+    server = Server(config, embedded.url)
+    try:
+        await server.start()
+        await asyncio.sleep(wait_seconds)
+        setup = f"http://127.0.0.1:{server.preview_web.port}/"
+        return await asyncio.to_thread(take_screenshots, server.base_url + "/", setup, out)
+    finally:
+        await server.stop()
+        embedded.close()

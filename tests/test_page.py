@@ -408,3 +408,19 @@ def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(brow
     browser.get(running.server.base_url + "/")  # the page links to it
     link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#preview a"))
     assert link.get_attribute("href") == url
+
+
+def test_screenshots_of_the_page_and_the_setup_view_are_real_pictures(browser, demo_run, tmp_path):
+    """What ``binarycop demo --screenshot`` saves: PNGs of the page (desktop and phone width) and the setup view."""
+    from binarycop.screenshots import take_screenshots
+
+    running, _ = demo_run
+    setup = json.loads(_get(running.server.base_url + "/api/status")[1])["preview"]
+    saved = take_screenshots(running.server.base_url + "/", setup, tmp_path / "shots")
+    assert [path.name for path in saved] == ["page.png", "page-phone.png", "setup.png"]
+    widths = []
+    for path in saved:
+        picture = cv2.imread(str(path))
+        assert picture is not None and picture.shape[0] > 300 and picture.std() > 10  # drawn, not blank
+        widths.append(picture.shape[1])
+    assert widths[1] < widths[0]  # the phone's width
