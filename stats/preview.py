@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from stats.status import _page, status_json
+from stats.status import page_with_policy, status_json
 
 log = logging.getLogger(__name__)
 PIXEL_BLOCKS = 6  # blocks across a face region: a coarse mosaic, no features
@@ -124,7 +124,7 @@ class PreviewStore:
         self.pictures.pop(camera, None)
 
 
-SETUP_PAGE, SETUP_SCRIPT, SETUP_POLICY = _page("setup.html", "setup.js")
+SETUP_PAGE, SETUP_SCRIPT, SETUP_POLICY = page_with_policy("setup.html", "setup.js")
 
 
 class PreviewWeb:

@@ -197,7 +197,7 @@ def status_json(status: dict) -> str:
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 
 
-def _page(html_name: str, script_name: str) -> tuple[str, str, str]:
+def page_with_policy(html_name: str, script_name: str) -> tuple[str, str, str]:
     """(page, its script, its Content-Security-Policy): the script inlined, and only it allowed to run."""
     script = (PAGE_DIR / script_name).read_text()
     style = (PAGE_DIR / "page.css").read_text()
@@ -212,4 +212,4 @@ def _page(html_name: str, script_name: str) -> tuple[str, str, str]:
 
 # The page's script builds the DOM with textContent and setAttribute only: names come from Redis and config,
 # which are data, never markup.
-PAGE, SCRIPT, PAGE_POLICY = _page("index.html", "page.js")
+PAGE, SCRIPT, PAGE_POLICY = page_with_policy("index.html", "page.js")

@@ -334,6 +334,24 @@ def _demo_frame_with_faces() -> tuple[np.ndarray, np.ndarray, list[str]]:
         detector.close()
 
 
+def _median_block_spread(picture: np.ndarray, region: tuple[int, int, int, int]) -> float:
+    """The median standard deviation of the pixels inside each mosaic block of a face region (3 px in from each
+    block's edges): near 0 where a face was pixelated, that of the face's own detail where it was not."""
+    from stats.preview import PIXEL_BLOCKS
+
+    left, top, right, bottom = region
+    width, height = right - left, bottom - top
+    across = max(1, round(PIXEL_BLOCKS * width / max(width, height)))
+    down = max(1, round(PIXEL_BLOCKS * height / max(width, height)))
+    spreads = []
+    for row in range(down):
+        for column in range(across):
+            y0, y1 = top + row * height // down + 3, top + (row + 1) * height // down - 3
+            x0, x1 = left + column * width // across + 3, left + (column + 1) * width // across - 3
+            spreads.append(float(picture[y0:y1, x0:x1].reshape(-1, 3).std(axis=0).mean()))  # per colour
+    return float(np.median(spreads))
+
+
 def _served_picture(store) -> tuple[bytes, dict]:
     from stats.preview import PreviewWeb
 
@@ -370,9 +388,9 @@ def test_setup_picture_served_keeps_no_more_of_a_face_than_a_coarse_blur():
         assert original.std() > 3  # a face has detail to lose
         assert abs(_correlation(original, _fine_detail(served[inner]))) < 0.15
         assert _correlation(original, _fine_detail(unblurred[inner])) > 0.8
-    for left, _, right, _ in face_regions(boxes, frame.shape[1], frame.shape[0]):
-        block = (right - left) // 6
-        assert block >= 8  # each mosaic block spans at least 8 pixels of the face region
+    for region in face_regions(boxes, frame.shape[1], frame.shape[0]):
+        assert (region[2] - region[0]) // 6 >= 8  # each mosaic block spans at least 8 pixels of the face region
+        assert _median_block_spread(served, region) < 4 < 10 < _median_block_spread(frame, region)
     # Away from faces, zones and boxes, the picture is the frame (the installer sees the scene).
     clear = np.ones(frame.shape[:2], bool)
     for left, top, right, bottom in face_regions(boxes, frame.shape[1], frame.shape[0]):
@@ -390,6 +408,8 @@ def test_setup_view_is_off_by_default_and_on_loopback_when_on():
 def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(browser, demo_run):
     from selenium.webdriver.common.by import By
 
+    from stats.preview import face_regions
+
     running, _ = demo_run
     status = json.loads(_get(running.server.base_url + "/api/status")[1])
     url = status["preview"]
@@ -405,6 +425,12 @@ def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(brow
         counts[face["class"]] = counts.get(face["class"], 0) + 1
     caption = browser.find_element(By.TAG_NAME, "figcaption").text
     assert all(f"{n} {name}" in caption for name, n in counts.items())
+    with urllib.request.urlopen(url + "preview/demo.jpg", timeout=10) as reply:
+        served = cv2.imdecode(np.frombuffer(reply.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert served.shape[:2] == (listing["height"], listing["width"])
+    boxes = np.array([face["box"] for face in listing["faces"]]) * [640, 360, 640, 360]
+    for region in face_regions(boxes, 640, 360):
+        assert _median_block_spread(served, region) < 4  # every face a mosaic of flat blocks (a face: > 10)
     browser.get(running.server.base_url + "/")  # the page links to it
     link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#preview a"))
     assert link.get_attribute("href") == url
