@@ -112,6 +112,8 @@ class Server:
 
     async def _stop_camera(self, name: str) -> None:
         task = self.camera_tasks.pop(name)
+        if self.preview is not None:
+            self.preview.forget(name)  # handed over or removed: no picture of it stays here
         self.classifier.callers = len(self.camera_tasks)
         self.recorder.cameras = sorted(self.camera_tasks)
         task.cancel()

@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from binarycop.democlip import CLIP, demo_config
 from stats.redis_store import SITE_KEY, CountRecorder
 from stats.status import CAMERA_MIN_FACES_PER_S, SITE_MIN_FACES_PER_S, THRESHOLD, wilson_interval
 from stats.web import CountsWeb
+from tests.conftest import redis_dump
 
 ROOT = Path(__file__).resolve().parents[1]
 XSS = "<img src=x onerror=alert(1)>"
@@ -431,6 +433,7 @@ def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(brow
     boxes = np.array([face["box"] for face in listing["faces"]]) * [640, 360, 640, 360]
     for region in face_regions(boxes, 640, 360):
         assert _median_block_spread(served, region) < 4  # every face a mosaic of flat blocks (a face: > 10)
+    assert b"\xff\xd8\xff" not in redis_dump(redis.Redis.from_url(running.server.redis_url))  # no JPEG in Redis
     browser.get(running.server.base_url + "/")  # the page links to it
     link = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#preview a"))
     assert link.get_attribute("href") == url
@@ -450,3 +453,12 @@ def test_screenshots_of_the_page_and_the_setup_view_are_real_pictures(browser, d
         assert picture is not None and picture.shape[0] > 300 and picture.std() > 10  # drawn, not blank
         widths.append(picture.shape[1])
     assert widths[1] < widths[0]  # the phone's width
+
+
+def test_no_picture_is_served_without_the_setup_view(counts_web):
+    """Off by default: the page's server has no picture route, and its status names no setup view."""
+    assert json.loads(_get(counts_web + "/api/status")[1])["preview"] is None
+    for path in ("/preview/demo.jpg", "/api/preview"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(counts_web + path)
+        assert refused.value.code == 404
