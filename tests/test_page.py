@@ -462,3 +462,25 @@ def test_no_picture_is_served_without_the_setup_view(counts_web):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(counts_web + path)
         assert refused.value.code == 404
+
+
+def test_setup_view_listing_escapes_names_it_is_given():
+    """Zone names are checked by the config; were one to hold markup, the setup view's JSON still carries it inert."""
+    from stats.preview import PreviewStore
+
+    store = PreviewStore()
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    store.offer("gate", frame, np.empty((0, 4)), [], {XSS: [(0.1, 0.1), (0.9, 0.1), (0.5, 0.9)]})
+    thread = LoopThread()
+    from stats.preview import PreviewWeb
+
+    preview = PreviewWeb(store)
+    thread.call(preview.start("127.0.0.1", 0))
+    try:
+        _, body, _ = _get(f"http://127.0.0.1:{preview.port}/api/preview")
+        _, page, headers = _get(f"http://127.0.0.1:{preview.port}/")
+    finally:
+        thread.call(preview.stop())
+        thread.close()
+    assert "<" not in body and XSS in json.loads(body)["cameras"]["gate"]["zones"]
+    assert "script-src 'sha256-" in headers["Content-Security-Policy"] and "innerHTML" not in page
