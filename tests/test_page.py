@@ -466,14 +466,12 @@ def test_no_picture_is_served_without_the_setup_view(counts_web):
 
 def test_setup_view_listing_escapes_names_it_is_given():
     """Zone names are checked by the config; were one to hold markup, the setup view's JSON still carries it inert."""
-    from stats.preview import PreviewStore
+    from stats.preview import PreviewStore, PreviewWeb
 
     store = PreviewStore()
     frame = np.full((120, 160, 3), 90, np.uint8)
     store.offer("gate", frame, np.empty((0, 4)), [], {XSS: [(0.1, 0.1), (0.9, 0.1), (0.5, 0.9)]})
     thread = LoopThread()
-    from stats.preview import PreviewWeb
-
     preview = PreviewWeb(store)
     thread.call(preview.start("127.0.0.1", 0))
     try:
