@@ -365,7 +365,7 @@ def _bench_detectors(args) -> list:
 
 
 def _bench_pipeline(args) -> int:
-    from binarycop.bench_pipeline import bench_pipeline
+    from binarycop.bench.pipeline import bench_pipeline
 
     detectors = _bench_detectors(args)
     result = bench_pipeline(args.cameras, args.seconds, detectors=detectors)
@@ -386,7 +386,7 @@ def _bench_pipeline(args) -> int:
 
 
 def _bench_soak(args) -> int:
-    from binarycop.bench_soak import bench_soak
+    from binarycop.bench.soak import bench_soak
 
     if args.cameras < 1 or args.minutes <= 0 or args.every <= 0 or args.warm_up < 0:
         print("bench soak: --cameras >= 1, --minutes and --every > 0, --warm-up >= 0", file=sys.stderr)
@@ -408,7 +408,7 @@ def _bench_soak(args) -> int:
 
 
 def _bench_faces(args) -> int:
-    from binarycop.bench_faces import bench_faces, tile_of
+    from binarycop.bench.faces import bench_faces, tile_of
 
     tilings = tuple(args.tiles.split(","))
     try:
@@ -430,7 +430,7 @@ def _bench_faces(args) -> int:
 
 
 def _bench_classifier(args) -> int:
-    from accel.bench import bench_classifier
+    from binarycop.bench.classifier import bench_classifier
 
     if args.backend == "finn":
         return _bench_finn(args)
@@ -452,8 +452,8 @@ def _bench_classifier(args) -> int:
 
 
 def _fpga_estimate(args) -> int:
-    from accel.folding import FoldingError
-    from accel.fpga_estimate import print_estimate, run_estimate
+    from accel.finn.folding import FoldingError
+    from lab.fpga_estimate import print_estimate, run_estimate
 
     try:
         result = run_estimate(args.arch, args.folding, args.clock_mhz, args.target_fps, args.out)
@@ -468,8 +468,8 @@ def _fpga_estimate(args) -> int:
 
 
 def _bench_finn(args) -> int:
-    from accel.bench import bench_finn
     from accel.finn import FpgaUnavailable
+    from binarycop.bench.classifier import bench_finn
 
     try:
         result = bench_finn(args.arch, args.bitfile, args.batch, args.rounds)
@@ -491,8 +491,8 @@ def _bench_finn(args) -> int:
 
 
 def _export(args) -> int:
-    from accel.export import export_qonnx
     from accel.model_file import ModelFileError
+    from lab.qonnx_export import export_qonnx
 
     try:
         print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
@@ -503,7 +503,7 @@ def _export(args) -> int:
 
 
 def _bench_slice(args) -> int:
-    from binarycop.bench import bench_slice
+    from binarycop.bench.slice import bench_slice
 
     detectors = _bench_detectors(args)
     result = bench_slice(args.backend, args.repeat, detectors)
@@ -646,7 +646,7 @@ def _device_problem(name: str) -> str | None:
 
 
 def _train(args) -> int:
-    from accel.train import TrainOptions, train
+    from lab.train import TrainOptions, train
 
     problem = _device_problem(args.device)
     if problem:
@@ -675,7 +675,7 @@ def _train(args) -> int:
 
 
 def _crossval(args) -> int:
-    from accel.crossval import CrossvalPlan, cross_validate
+    from lab.crossval import CrossvalPlan, cross_validate
 
     problem = _device_problem(args.device)
     if problem:
@@ -692,7 +692,7 @@ def _crossval(args) -> int:
         sources=list(args.data),
     )
     try:
-        from accel.scenes import positions_file
+        from lab.scenes import positions_file
 
         positions = positions_file(args.scenes, args.positions)
         result = cross_validate(plan, args.scenes, args.out, args.cache, args.jobs, args.device, positions)
@@ -752,8 +752,8 @@ def _with_interval(value: float | None, interval) -> str:
 
 def _eval(args) -> int:
     from accel import ModelFileError, make_classifier
-    from accel.dataset import describe_held_out, held_out_mask, held_out_of, load_sources
-    from accel.evaluate import evaluate_crops, save_confusion_plot
+    from lab.dataset import describe_held_out, held_out_mask, held_out_of, load_sources
+    from lab.evaluate import evaluate_crops, save_confusion_plot
 
     try:
         classifier = make_classifier("cpu", args.model)
@@ -786,7 +786,7 @@ def _eval(args) -> int:
 
 
 def _synth(args) -> int:
-    from accel.synth import synthesise
+    from lab.synth import synthesise
 
     try:
         result = synthesise(args.faces, args.out, args.templates, args.seed, args.limit)
@@ -805,7 +805,7 @@ def _synth(args) -> int:
 
 def _gradcam(args) -> int:
     from accel import ModelFileError
-    from accel.gradcam import gradcam_images
+    from lab.gradcam import gradcam_images
 
     try:
         for path in gradcam_images(args.model, args.images, args.out):
@@ -826,7 +826,7 @@ def _detector_arguments(parser) -> None:
 
 
 def _offline_detector(args):
-    from accel.scan import offline_detector
+    from lab.scan import offline_detector
 
     return offline_detector(_detector_config(args))
 
@@ -847,8 +847,8 @@ def _group_recall_text(part: dict, group: str) -> str:
 
 def _eval_scenes(args) -> int:
     from accel import ModelFileError, make_classifier
-    from accel.dataset import describe_held_out, held_out_of
-    from accel.scenes import POSITIONS_FILE, evaluate_scenes, positions_file
+    from lab.dataset import describe_held_out, held_out_of
+    from lab.scenes import POSITIONS_FILE, evaluate_scenes, positions_file
 
     models = args.model or ["n-cnv"]
     for option, plot in (("--plot", args.plot), ("--plot-positions", args.plot_positions)):
@@ -883,7 +883,7 @@ def _eval_scenes(args) -> int:
         print(f"eval-scenes: {error}", file=sys.stderr)
         return 2
     if args.plot:
-        from accel.evaluate import save_confusion_plot
+        from lab.evaluate import save_confusion_plot
 
         result = results[0]
         part = {"confusion": result["ground_truth_boxes"]["confusion"], "classes": result["classes"]}
@@ -894,7 +894,7 @@ def _eval_scenes(args) -> int:
         save_confusion_plot(part, args.plot, title, rows=result["groups"])
         print(f"confusion matrix: {args.plot}", file=sys.stderr)
     if args.plot_positions:
-        from accel.evaluate import save_confusion_panels
+        from lab.evaluate import save_confusion_panels
 
         result = results[0]
         panels = []
@@ -948,7 +948,7 @@ def _print_scene_result(result: dict) -> None:
 
 
 def _print_positions(label: str, part: dict, indent: str = "  ") -> None:
-    """The position figures of ``accel.scenes.position_recalls``: a confusion table with each row's exact-position
+    """The position figures of ``lab.scenes.position_recalls``: a confusion table with each row's exact-position
     recall and share called some incorrect position (95 % intervals), the macro mean, the faces reported apart."""
     classes = part["classes"]
     print(
@@ -985,7 +985,7 @@ def _points(share: float | None, signed: bool = False) -> str:
 
 def _scan(args) -> int:
     from accel import ModelFileError, make_classifier
-    from accel.scan import Scanner, offline_detector
+    from lab.scan import Scanner, offline_detector
 
     try:
         detector = offline_detector(_detector_config(args).model_copy(update={"min_face_px": args.min_face_px}))

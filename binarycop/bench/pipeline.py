@@ -23,7 +23,7 @@ import numpy as np
 
 from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
 from binarycop.democlip import FPS, GAP_FRAMES, SEGMENT_FRAMES, clip_frames
-from binarycop.mjpeg import MjpegCamera
+from binarycop.loopback_camera import MjpegCamera
 
 DETECT_FPS = 5
 MAX_DROP_RATIO = 0.01
