@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from binarycop.strict_yaml import YamlRefused, load_yaml
+from names import NAME_PATTERN
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Limits on what a config file may hold (a real one is a few KiB, nested 6 deep, zones of a few points).
 MAX_CONFIG_BYTES = 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from accel.arch import CLASSES
+from names import CLASSES
 from stats.exporter import metric_families
 
 
