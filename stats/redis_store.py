@@ -34,6 +34,7 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -121,7 +122,10 @@ class CountRecorder:
     may or may not have reached Redis is retried under its own number until Redis confirms it.
     """
 
-    def __init__(self, client: aioredis.Redis, ingester: str | None = None):
+    def __init__(
+        self, client: aioredis.Redis, ingester: str | None = None, heartbeat_extra: dict[str, str] | None = None
+    ):
+        """``heartbeat_extra``: fields added to this ingester's heartbeat (what ``binarycop status`` shows)."""
         self.client = client
         self.ingester = ingester or new_ingester_id()
         self.started = time.time()
@@ -138,14 +142,22 @@ class CountRecorder:
             SITE_KEY: {},
         }
         self._build: dict[str, str] = {}
-        self.heartbeat_extra: dict[str, str] = {}
+        self.heartbeat_extra = dict(heartbeat_extra or {})
         self._lock = asyncio.Lock()
+
+    def set_cameras(self, cameras: list[str]) -> None:
+        """The cameras this ingester runs now (its heartbeat lists them)."""
+        self.cameras = sorted(cameras)
 
     def add_faces(self, camera: str, class_names: list[str], zones: list[str] | None = None) -> None:
         """Faces classified in one frame; ``zones`` gives each face's zone (default: the camera's only zone)."""
         zones = zones or [DEFAULT_ZONE] * len(class_names)
+        self.add_face_counts(camera, Counter(zip(zones, class_names)))
+
+    def add_face_counts(self, camera: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Faces classified in one frame, counted by (zone, mask_class)."""
         history = self._history_now()
-        for (zone, name), count in Counter(zip(zones, class_names)).items():
+        for (zone, name), count in counts.items():
             self._open[FACES_KEY][field(camera, zone, name)] += count
             history[field("faces", camera, zone, name)] += count
 
