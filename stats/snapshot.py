@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 
 from names import CLASSES, NAME_PATTERN
-from stats.redis_store import (
+from stats.schema import (
     BUILD_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,

@@ -143,7 +143,7 @@ def _delta(before: dict, after: dict, key: str) -> dict[str, int]:
 
 
 def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
-    from stats.redis_store import STAGE_BUCKETS
+    from stats.schema import STAGE_BUCKETS
 
     frames = _delta(before, after, "binarycop:frames")
     processed = sum(v for k, v in frames.items() if k.endswith("|processed"))
