@@ -195,12 +195,13 @@ _TILES_PER_FRAME_HELP = (
     "unvisited, changed ones first); faces in tiles not examined are held by the tracker; 0: every tile every frame"
 )
 _KIND_HELP = (
-    "face detector: 'yunet' (YuNet on onnxruntime: finds masked faces; the default) or 'blazeface' (BlazeFace full "
-    "range: misses about half the masked faces); 'yuface', YuNet's former runtime, is read as 'yunet'"
+    "face detector: 'yunet' (YuNet on onnxruntime, the default) or 'blazeface' (BlazeFace full range: cheaper per "
+    "run, finds fewer masked faces; docs/detectors.md compares them); 'yuface', YuNet's former runtime, is read as "
+    "'yunet'"
 )
 _SCALES_HELP = (
-    "yunet only: image scales examined, merged (1: as it is; 2: upscaled twice, finds faces from ~10 px at 4x the "
-    "cost); frames examined in tiles use the tiles at scale 1"
+    "yunet only: image scales examined, merged (1: as it is; 2: upscaled twice, for faces too small at 1, at the "
+    "cost of a larger image); frames examined in tiles use the tiles at scale 1"
 )
 _KEEP_STILL_HELP = (
     "a region (whole frame or tile) with no motion since its last examination keeps the faces found there "

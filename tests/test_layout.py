@@ -55,6 +55,23 @@ def test_every_allowed_exception_is_still_needed():
     assert sorted(ALLOWED) == [pair for pair in violations() if pair in ALLOWED]
 
 
+def import_graph() -> str:
+    """The layout as a Mermaid graph: an arrow from each package to each package it imports (lazy imports too)."""
+    edges = {
+        (module.split(".")[0], imported.split(".")[0])
+        for package in PACKAGES
+        for module, imported in imports(package)
+        if imported.split(".")[0] in PACKAGES and imported.split(".")[0] != module.split(".")[0]
+    }
+    return "\n".join(["```mermaid", "graph TD", *(f"  {a} --> {b}" for a, b in sorted(edges)), "```"])
+
+
+def test_architecture_picture_is_drawn_from_the_code():
+    picture = import_graph()
+    assert "  binarycop --> lab" in picture and "  lab --> accel" in picture
+    assert picture in (ROOT / "docs" / "architecture.md").read_text(), "regenerate: python tests/test_layout.py"
+
+
 @pytest.mark.parametrize(
     "module, imported, wrong",
     [
@@ -75,3 +92,7 @@ def test_every_allowed_exception_is_still_needed():
 )
 def test_direction_rule(module, imported, wrong):
     assert against_direction(module, imported) is wrong
+
+
+if __name__ == "__main__":
+    print(import_graph())  # the picture in docs/architecture.md
