@@ -141,11 +141,11 @@ class CameraWorker:
             log.warning("camera %s: frame failed: %s", name, type(error).__name__)
             self.recorder.add_frames(name, "failed")
             return
-        self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids)))
-        confirmed, visible = self.tracker.follow(faces)
         zones, classes = self.zones.labels, self.classifier.classes
+        self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids, len(classes))))
+        confirmed, visible = self.tracker.follow(faces)
         self.recorder.add_people(name, [(zones[zone], classes[mask_class]) for zone, mask_class in confirmed])
-        self.recorder.set_visible(name, self.zones.labels, self.classifier.classes, self._named(visible))
+        self.recorder.set_visible(name, zones, classes, self._named(visible))
         self.recorder.add_frames(name, "processed")
         self.recorder.observe("decode", frame.decode_seconds)
         if frame.captured:
@@ -163,10 +163,10 @@ class CameraWorker:
         self.executor.shutdown(wait=False)
 
 
-def _pair_counts(zone_ids: np.ndarray, class_ids: np.ndarray) -> Counter:
+def _pair_counts(zone_ids: np.ndarray, class_ids: np.ndarray, classes: int) -> Counter:
     """How many faces of each (zone id, class id): one entry per pair present, however many faces."""
-    pairs, counts = np.unique(np.stack([zone_ids, class_ids], axis=1), axis=0, return_counts=True)
-    return Counter({(int(zone), int(mask_class)): int(count) for (zone, mask_class), count in zip(pairs, counts)})
+    counts = np.bincount(zone_ids * classes + class_ids)
+    return Counter({divmod(int(pair), classes): int(counts[pair]) for pair in np.flatnonzero(counts)})
 
 
 async def run_camera(
