@@ -1,4 +1,6 @@
-"""Classes from crops: one ``Classifier`` interface, backends chosen by name and imported lazily."""
+"""Classes from crops, the classifier the server loads: one ``Classifier`` interface, backends chosen by name and
+imported lazily (``cpu``: the numba engine; ``torch``: the brevitas reference; ``finn``: the FPGA, under
+``accel/finn/``). Training, evaluation and export live in the ``lab`` package, which this one never imports."""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from names import CLASSES  # noqa: F401 (the networks' output order)
+
 INPUT_SIZE = 32
 INPUT_CHANNELS = 3
 KERNEL = 3
@@ -46,8 +48,6 @@ ARCHS: dict[str, Arch] = {
     "n-cnv": Arch("n-cnv", (16, 16, 32, 32, 64, 64), (128, 128)),
     "u-cnv": Arch("u-cnv", (16, 16, 32, 32, 64), (128,)),
 }
-
-CLASSES: tuple[str, ...] = ("correct", "nose", "nose_mouth", "chin", "no_mask")
 
 
 def get_arch(name: str) -> Arch:

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from binarycop.strict_yaml import YamlRefused, load_yaml
+from names import NAME_PATTERN
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Limits on what a config file may hold (a real one is a few KiB, nested 6 deep, zones of a few points).
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -202,12 +202,13 @@ _TILES_PER_FRAME_HELP = (
     "unvisited, changed ones first); faces in tiles not examined are held by the tracker; 0: every tile every frame"
 )
 _KIND_HELP = (
-    "face detector: 'yunet' (YuNet on onnxruntime: finds masked faces; the default) or 'blazeface' (BlazeFace full "
-    "range: misses about half the masked faces); 'yuface', YuNet's former runtime, is read as 'yunet'"
+    "face detector: 'yunet' (YuNet on onnxruntime, the default) or 'blazeface' (BlazeFace full range: cheaper per "
+    "run, finds fewer masked faces; docs/detectors.md compares them); 'yuface', YuNet's former runtime, is read as "
+    "'yunet'"
 )
 _SCALES_HELP = (
-    "yunet only: image scales examined, merged (1: as it is; 2: upscaled twice, finds faces from ~10 px at 4x the "
-    "cost); frames examined in tiles use the tiles at scale 1"
+    "yunet only: image scales examined, merged (1: as it is; 2: upscaled twice, for faces too small at 1, at the "
+    "cost of a larger image); frames examined in tiles use the tiles at scale 1"
 )
 _KEEP_STILL_HELP = (
     "a region (whole frame or tile) with no motion since its last examination keeps the faces found there "

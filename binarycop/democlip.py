@@ -103,7 +103,7 @@ def decode_video(path: Path) -> list[np.ndarray]:
 
 
 def _failing_slots(frames: list[np.ndarray], detector, classifier, offset: int) -> set[int]:
-    from detector.faces import iou_matrix
+    from detector import iou_matrix
 
     failing: set[int] = set()
     for index, frame in enumerate(frames):
@@ -122,9 +122,9 @@ def _failing_slots(frames: list[np.ndarray], detector, classifier, offset: int) 
 
 def build(data: Path, seed: int = 0) -> None:
     from accel import make_classifier
-    from accel.dataset import split_of
     from binarycop.config import DetectorConfig
     from detector import make_detector
+    from lab.dataset import split_of
 
     rng = np.random.default_rng(seed)
     detectors = [

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import math
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -37,7 +39,7 @@ class SharedClassifier:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.calls = 0
-        self.callers: int | None = None
+        self.callers: int | None = None  # set through expect_callers
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
         self._waiting_crops = 0
@@ -74,6 +76,10 @@ class SharedClassifier:
                 self._space.notify_all()
             if batch:
                 await self._run(batch)
+
+    def expect_callers(self, callers: int | None) -> None:
+        """How many cameras call (None: unknown): a batch closes once each has a call waiting."""
+        self.callers = callers
 
     def _everyone_in(self) -> bool:
         return self.callers is not None and len(self._waiting) >= self.callers
@@ -121,40 +127,52 @@ class CameraWorker:
         name = frame.camera
         try:
             started = time.perf_counter()
-            focus = self.tracker.pending_boxes()
-            faces = await loop.run_in_executor(self.executor, self.detector.detect, frame.pixels, True, focus)
+            detect = partial(self.detector.detect, frame.pixels, with_crops=True, focus=self.tracker.pending_boxes())
+            faces = await loop.run_in_executor(self.executor, detect)
             self.recorder.observe("detect", time.perf_counter() - started)
-            classes: list[str] = []
+            faces.class_ids = np.empty(0, np.int64)
             if len(faces):
                 started = time.perf_counter()
-                indices = await self.classifier.classify(faces.crops)
+                faces.class_ids = np.asarray(await self.classifier.classify(faces.crops), np.int64)
                 self.recorder.observe("classify", time.perf_counter() - started)
                 self.recorder.add_crops(self.classifier.classifier.backend, len(faces))
-                classes = [self.classifier.classes[i] for i in indices]
             height, width = frame.pixels.shape[:2]
-            zones = self.zones.of_boxes(faces.boxes, width, height)
+            faces.zone_ids = self.zones.indices_of_boxes(faces.boxes, width, height)
         except Exception as error:  # noqa: BLE001 - one bad frame must not stop the camera
             log.warning("camera %s: frame failed: %s", name, type(error).__name__)
             self.recorder.add_frames(name, "failed")
             return
+        zones, classes = self.zones.labels, self.classifier.classes
         if self.preview is not None and self.preview.wants(name):  # faces pixelated as the picture is made
+            names = [classes[class_id] for class_id in faces.class_ids]  # once a second at most: names are fine
             await loop.run_in_executor(
-                self.executor, self.preview.offer, name, frame.pixels, faces.boxes, classes, self.camera.zones
+                self.executor, self.preview.offer, name, frame.pixels, faces.boxes, names, self.camera.zones
             )
-        self.recorder.add_faces(name, classes, zones)
-        confirmed, visible = self.tracker.update(faces.boxes, classes, zones, faces.coverage)
-        self.recorder.add_people(name, confirmed)
-        self.recorder.set_visible(name, self.zones.labels, self.classifier.classes, visible)
+        self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids, len(classes))))
+        confirmed, visible = self.tracker.follow(faces)
+        self.recorder.add_people(name, [(zones[zone], classes[mask_class]) for zone, mask_class in confirmed])
+        self.recorder.set_visible(name, zones, classes, self._named(visible))
         self.recorder.add_frames(name, "processed")
         self.recorder.observe("decode", frame.decode_seconds)
         if frame.captured:
             self.recorder.observe("end_to_end", time.monotonic() - frame.captured)
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
 
+    def _named(self, counts: Counter) -> Counter:
+        """Counts by (zone id, class id) as counts by (zone label, class name): Redis and metrics carry names."""
+        zones, classes = self.zones.labels, self.classifier.classes
+        return Counter({(zones[zone], classes[mask_class]): count for (zone, mask_class), count in counts.items()})
+
     def close(self) -> None:
         self.recorder.set_visible(self.camera.name, self.zones.labels, self.classifier.classes, {})
         self.executor.submit(self.detector.close)
         self.executor.shutdown(wait=False)
+
+
+def _pair_counts(zone_ids: np.ndarray, class_ids: np.ndarray, classes: int) -> Counter:
+    """How many faces of each (zone id, class id): one entry per pair present, however many faces."""
+    counts = np.bincount(zone_ids * classes + class_ids)
+    return Counter({divmod(int(pair), classes): int(counts[pair]) for pair in np.flatnonzero(counts)})
 
 
 async def run_camera(

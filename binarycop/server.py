@@ -37,9 +37,9 @@ class Server:
         self.config_path = config_path
         self.redis_url = redis_url
         self.client = redis_client(config.redis, redis_url)
-        self.recorder = CountRecorder(self.client)
-        self.leases = Leases(self.client, self.recorder.ingester, config.ingester.lease_seconds)
-        self.recorder.heartbeat_extra["lease_seconds"] = str(config.ingester.lease_seconds)
+        lease_seconds = config.ingester.lease_seconds
+        self.recorder = CountRecorder(self.client, heartbeat_extra={"lease_seconds": str(lease_seconds)})
+        self.leases = Leases(self.client, self.recorder.ingester, lease_seconds)
         self.tasks: list[asyncio.Task] = []
         self.camera_tasks: dict[str, asyncio.Task] = {}
         self.classifier: SharedClassifier | None = None
@@ -100,7 +100,7 @@ class Server:
         self._spool_replayed = True
 
     def _start_camera(self, camera: CameraConfig) -> None:
-        self.classifier.callers = len(self.camera_tasks) + 1
+        self.classifier.expect_callers(len(self.camera_tasks) + 1)
         self.recorder.set_site(camera.name, camera.site)
         self.camera_tasks[camera.name] = asyncio.create_task(
             run_camera(
@@ -108,14 +108,14 @@ class Server:
             ),
             name=f"camera-{camera.name}",
         )
-        self.recorder.cameras = sorted(self.camera_tasks)
+        self.recorder.set_cameras(list(self.camera_tasks))
 
     async def _stop_camera(self, name: str) -> None:
         task = self.camera_tasks.pop(name)
         if self.preview is not None:
             self.preview.forget(name)  # handed over or removed: no picture of it stays here
-        self.classifier.callers = len(self.camera_tasks)
-        self.recorder.cameras = sorted(self.camera_tasks)
+        self.classifier.expect_callers(len(self.camera_tasks))
+        self.recorder.set_cameras(list(self.camera_tasks))
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

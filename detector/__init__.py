@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from detector.faces import Faces
+
 _FROM_FACES = ("CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "nms", "square_boxes")
 
-__all__ = ["CROP_MARGIN", "CROP_SIZE", "Faces", "crop_faces", "iou_matrix", "make_detector", "nms", "square_boxes"]
+__all__ = [
+    "CROP_MARGIN",
+    "CROP_SIZE",
+    "FaceDetector",
+    "Faces",
+    "crop_faces",
+    "iou_matrix",
+    "make_detector",
+    "nms",
+    "square_boxes",
+]
 
 
-def make_detector(config):
+class FaceDetector(Protocol):
+    """What every detector does (YuNet, BlazeFace): faces from BGR frames, one camera's frames in order."""
+
+    def detect(self, frame_bgr: np.ndarray, with_crops: bool = True, focus: np.ndarray | None = None) -> Faces:
+        """Faces in one frame; ``focus``: boxes (N, 4) where faces are expected (examined first)."""
+
+    def reset(self) -> None:
+        """Forget the frames before: the next frame is examined as a camera's first."""
+
+    def close(self) -> None:
+        """Release the detector's resources."""
+
+
+def make_detector(config) -> FaceDetector:
     """A detector for a :class:`binarycop.config.DetectorConfig`: YuNet (the default) or BlazeFace."""
     if config.kind == "yunet":
         from detector.yunet import YuNetDetector

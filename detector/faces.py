@@ -19,12 +19,19 @@ MIN_FACE_TOLERANCE = 0.85
 @dataclass
 class Faces:
     """Faces found in one frame: boxes (N, 4) xyxy in pixels, scores (N,), RGB crops (N, 32, 32, 3), and
-    what the detector examined to find them (None: the whole frame at every scale it covers)."""
+    what the detector examined to find them (None: the whole frame at every scale it covers).
+
+    Filled step by step as the frame moves on, each an int array (N,) or None until its step has run:
+    ``class_ids`` (indices into the classifier's classes), ``zone_ids`` (indices into the camera's zone labels),
+    ``track_ids`` (the tracker's, never leaving the process)."""
 
     boxes: np.ndarray
     scores: np.ndarray
     crops: np.ndarray = field(default_factory=lambda: np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8))
     coverage: Coverage | None = None
+    class_ids: np.ndarray | None = None
+    zone_ids: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)

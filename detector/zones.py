@@ -20,14 +20,19 @@ class Zones:
 
     def of_boxes(self, boxes: np.ndarray, width: int, height: int) -> list[str]:
         """The zone label of each xyxy box (by its centre)."""
+        labels = self.labels
+        return [labels[index] for index in self.indices_of_boxes(boxes, width, height)]
+
+    def indices_of_boxes(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+        """The zone of each xyxy box (by its centre), as an index into :attr:`labels`: int64 (N,)."""
+        zone_ids = np.full(len(boxes), len(self.names), np.int64)  # OUTSIDE, or NO_ZONES (index 0) without zones
         if not self.names:
-            return [NO_ZONES] * len(boxes)
+            return zone_ids
         centres = (np.asarray(boxes, np.float64)[:, :2] + np.asarray(boxes, np.float64)[:, 2:]) / 2
         centres = centres / [width, height]
-        labels = np.full(len(boxes), OUTSIDE, dtype=object)
-        for name, polygon in reversed(list(zip(self.names, self.polygons))):  # first zone wins
-            labels[inside(centres, polygon)] = name
-        return labels.tolist()
+        for index in reversed(range(len(self.names))):  # first zone wins
+            zone_ids[inside(centres, self.polygons[index])] = index
+        return zone_ids
 
 
 def inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:

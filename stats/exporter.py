@@ -8,7 +8,7 @@ import time
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from stats.redis_store import (
+from stats.schema import (
     BUILD_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,

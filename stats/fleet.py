@@ -8,9 +8,9 @@ import time
 import redis.asyncio as aioredis
 
 from stats.leases import read_leases
-from stats.redis_store import INGESTERS_KEY, PREFIX, history_key, ingester_key, text
+from stats.redis_store import text
+from stats.schema import INGESTERS_KEY, LEASE_PREFIX, history_key, ingester_key
 
-LEASE_PREFIX = f"{PREFIX}:lease:"
 RECENT_MINUTES = 15
 
 

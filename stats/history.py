@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from accel.arch import CLASSES
+from names import CLASSES
 from stats.redis_store import FRAME_OUTCOMES, history_key, text
 from stats.snapshot import _count, _name
 

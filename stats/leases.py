@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from stats.redis_store import INGESTERS_KEY, PREFIX, text
+from stats.redis_store import text
+from stats.schema import INGESTERS_KEY, lease_key
 
 # Renew if still ours, or take it back if it expired meanwhile (e.g. Redis was away); 0 if another holds it.
 RENEW = """
@@ -36,10 +37,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def lease_key(camera: str) -> str:
-    return f"{PREFIX}:lease:{camera}"
 
 
 @dataclass(frozen=True)

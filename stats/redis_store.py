@@ -1,23 +1,5 @@
-"""Counts to Redis and back. Only counts, gauges and heartbeats are written; never a frame,
-a face, a crop, a track id or a camera URL.
-
-Keys (hashes; field names are '|'-joined label values, which config names cannot contain):
-- ``binarycop:faces_classified`` camera|zone|mask_class -> count
-- ``binarycop:frames`` camera|outcome -> count
-- ``binarycop:camera_up`` camera -> 0 or 1; ``binarycop:camera_seen`` camera -> unix time
-- ``binarycop:camera_reconnects`` camera -> count
-- ``binarycop:people`` camera|zone|mask_class -> people counted once each
-- ``binarycop:faces_visible`` camera|zone|mask_class -> faces in view now (gauge)
-- ``binarycop:stage_duration`` stage|bucket-index (observations in that bucket), stage|sum_us, stage|count
-- ``binarycop:classifier_crops`` backend -> crops classified
-- ``binarycop:build_info`` version|backend|model -> unix time of the last report
-- ``binarycop:camera_site`` camera -> site (for per-site compliance)
-- ``binarycop:history:<unix minute>`` faces|camera|zone|mask_class, people|..., frames|camera|outcome and
-  reconnects|camera -> counts recorded in that minute (expire after ``HISTORY_SECONDS``)
-- ``binarycop:ingesters`` (sorted set) ingester id -> unix time of its last heartbeat;
-  ``binarycop:ingester:<id>`` (hash, expiring) host, pid, version, backend, model, started, seen, pending,
-  cameras; ``binarycop:ingester:<id>:seq`` the last flush applied (exactly-once)
-- ``binarycop:lease:<camera>`` -> id of the ingester processing the camera (see :mod:`stats.leases`)
+"""Counts to Redis and back, under the keys of :mod:`stats.schema`. Only counts, gauges and heartbeats are
+written; never a frame, a face, a crop, a track id or a camera URL.
 
 Exactly once: counts are sealed into numbered batches; a Lua script applies a batch only if its number is
 above the ingester's last applied one and records the number in the same atomic step. A flush whose reply
@@ -34,33 +16,39 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from stats.schema import (
+    BUILD_KEY,
+    CAMERA_SEEN_KEY,
+    CAMERA_UP_KEY,
+    COUNTED_KEYS,
+    CROPS_KEY,
+    DEFAULT_ZONE,
+    FACES_KEY,
+    FRAME_OUTCOMES,
+    FRAMES_KEY,
+    HISTORY_SECONDS,
+    INGESTERS_KEY,
+    NO_SITE,
+    PEOPLE_KEY,
+    RECONNECTS_KEY,
+    SEQ_KEEP_SECONDS,
+    SITE_KEY,
+    STAGE_BUCKETS,
+    STAGES_KEY,
+    VISIBLE_KEY,
+    field,
+    history_key,
+    ingester_key,
+    sequence_key,
+)
+
 log = logging.getLogger(__name__)
-
-PREFIX = "binarycop"
-FACES_KEY = f"{PREFIX}:faces_classified"
-FRAMES_KEY = f"{PREFIX}:frames"
-CAMERA_UP_KEY = f"{PREFIX}:camera_up"
-CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
-RECONNECTS_KEY = f"{PREFIX}:camera_reconnects"
-PEOPLE_KEY = f"{PREFIX}:people"
-VISIBLE_KEY = f"{PREFIX}:faces_visible"
-STAGES_KEY = f"{PREFIX}:stage_duration"
-CROPS_KEY = f"{PREFIX}:classifier_crops"
-STAGES = ("decode", "detect", "classify", "end_to_end")
-STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-BUILD_KEY = f"{PREFIX}:build_info"
-FRAME_OUTCOMES = ("processed", "dropped", "failed")
-DEFAULT_ZONE = "all"
-
-
-def field(*labels: str) -> str:
-    return "|".join(labels)
-
 
 # Applies one sealed batch unless already applied. KEYS[1]: the ingester's sequence key; KEYS[2..]: the
 # hashes. ARGV: batch number, sequence key expiry (s), history bucket expiry (s), then (hash index into KEYS,
@@ -78,21 +66,7 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 return 1
 """
-SEQ_KEEP_SECONDS = 7 * 24 * 3600
-HISTORY_SECONDS = 48 * 3600
 HEARTBEAT_SECONDS = 30
-INGESTERS_KEY = f"{PREFIX}:ingesters"
-SITE_KEY = f"{PREFIX}:camera_site"
-NO_SITE = "none"
-COUNTED_KEYS = (FACES_KEY, FRAMES_KEY, RECONNECTS_KEY, PEOPLE_KEY)
-
-
-def history_key(minute: int) -> str:
-    return f"{PREFIX}:history:{minute}"
-
-
-def ingester_key(ingester: str) -> str:
-    return f"{PREFIX}:ingester:{ingester}"
 
 
 def new_ingester_id() -> str:
@@ -121,7 +95,10 @@ class CountRecorder:
     may or may not have reached Redis is retried under its own number until Redis confirms it.
     """
 
-    def __init__(self, client: aioredis.Redis, ingester: str | None = None):
+    def __init__(
+        self, client: aioredis.Redis, ingester: str | None = None, heartbeat_extra: dict[str, str] | None = None
+    ):
+        """``heartbeat_extra``: fields added to this ingester's heartbeat (what ``binarycop status`` shows)."""
         self.client = client
         self.ingester = ingester or new_ingester_id()
         self.started = time.time()
@@ -138,14 +115,22 @@ class CountRecorder:
             SITE_KEY: {},
         }
         self._build: dict[str, str] = {}
-        self.heartbeat_extra: dict[str, str] = {}
+        self.heartbeat_extra = dict(heartbeat_extra or {})
         self._lock = asyncio.Lock()
+
+    def set_cameras(self, cameras: list[str]) -> None:
+        """The cameras this ingester runs now (its heartbeat lists them)."""
+        self.cameras = sorted(cameras)
 
     def add_faces(self, camera: str, class_names: list[str], zones: list[str] | None = None) -> None:
         """Faces classified in one frame; ``zones`` gives each face's zone (default: the camera's only zone)."""
         zones = zones or [DEFAULT_ZONE] * len(class_names)
+        self.add_face_counts(camera, Counter(zip(zones, class_names)))
+
+    def add_face_counts(self, camera: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Faces classified in one frame, counted by (zone, mask_class)."""
         history = self._history_now()
-        for (zone, name), count in Counter(zip(zones, class_names)).items():
+        for (zone, name), count in counts.items():
             self._open[FACES_KEY][field(camera, zone, name)] += count
             history[field("faces", camera, zone, name)] += count
 
@@ -273,7 +258,7 @@ class CountRecorder:
 
 async def apply_batch(client: aioredis.Redis, ingester: str, batch: Batch) -> bool:
     """Apply one sealed batch of ``ingester`` unless Redis applied it before; True if it was applied now."""
-    keys = [f"{ingester_key(ingester)}:seq"]
+    keys = [sequence_key(ingester)]
     argv: list = [batch.seq, SEQ_KEEP_SECONDS, HISTORY_SECONDS]
     tables = [(key, counter) for key, counter in batch.counts.items()]
     tables += [(history_key(minute), counter) for minute, counter in sorted(batch.history.items())]

@@ -1,6 +1,6 @@
 """What in a Redis snapshot can be served: anything read from Redis is data, checked before use.
 
-A field must have the label parts its hash holds, each a config name (:data:`binarycop.config.NAME_PATTERN`)
+A field must have the label parts its hash holds, each a config name (:data:`names.NAME_PATTERN`)
 or one of a known set, and a value of the right kind; what is not is skipped (and counted by the caller),
 so one bad value never hides the rest.
 
@@ -16,9 +16,8 @@ import math
 import re
 from collections.abc import Callable
 
-from accel.arch import CLASSES
-from binarycop.config import NAME_PATTERN
-from stats.redis_store import (
+from names import CLASSES, NAME_PATTERN
+from stats.schema import (
     BUILD_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from stats.redis_store import COUNTED_KEYS, Batch, apply_batch, empty_counts
+from stats.redis_store import Batch, apply_batch, empty_counts
+from stats.schema import COUNTED_KEYS
 
 log = logging.getLogger(__name__)
 SUFFIX = ".jsonl"

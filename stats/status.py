@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from accel.arch import CLASSES
+from names import CLASSES
 from stats.exporter import metric_families
 from stats.history import Bucket
 from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, FRAME_OUTCOMES, NO_SITE, SITE_KEY

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch", reason="the torch reference needs the train
 
 from accel import CLASSES, ModelFileError, load_model, make_classifier, save_model  # noqa: E402
 from accel.cpu import CpuClassifier  # noqa: E402
-from accel.fold import fold  # noqa: E402
 from accel.model_file import MODELS_DIR  # noqa: E402
 from accel.nets import BinaryCoP, crops_to_tensor  # noqa: E402
+from lab.batchnorm_fold import fold  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -64,7 +64,7 @@ def test_shipped_model_equals_torch_reference_on_random_crops(name):
 @pytest.fixture(scope="module")
 def real_crops(shared_data):
     """120 MaskedFace-Net crops of each position, detected and cut as training and serving cut them."""
-    from accel.dataset import CropMaker, CropSet, load_source
+    from lab.dataset import CropMaker, CropSet, load_source
 
     maker = CropMaker()
     folders = ("correct", "nose", "nose_mouth", "chin")
@@ -135,7 +135,7 @@ def test_torch_backend_refuses_checkpoint_of_another_network(tmp_path):
 
 def test_float_twin_computes_the_engine_function():
     """The onnxruntime benchmark's exact twin (Sign activations) equals the engine on every crop."""
-    from accel.bench import _twin_input, float_twin
+    from binarycop.bench.classifier import _twin_input, float_twin
 
     model = load_model("n-cnv")
     crops = np.random.default_rng(6).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
@@ -157,8 +157,8 @@ def test_engine_equals_qonnx_execution_of_the_exported_model(tmp_path):
     """The exported QONNX model (scores head, raw uint8 pixels in), run by qonnx's own executor,
     gives the engine's exact scores on real face crops (from the bundled clip) and random ones."""
     pytest.importorskip("qonnx", reason="the QONNX check needs the train extra")
-    from accel.bench import calibration_crops
-    from accel.export import export_qonnx, run_qonnx
+    from binarycop.bench.classifier import calibration_crops
+    from lab.qonnx_export import export_qonnx, run_qonnx
 
     path = export_qonnx("n-cnv", tmp_path / "n-cnv.onnx", batch=500, head="scores")
     real = calibration_crops(limit=400)

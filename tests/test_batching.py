@@ -56,7 +56,7 @@ def test_no_waiting_once_every_camera_has_a_frame_in():
 
     async def scenario():
         shared = SharedClassifier(engine, max_batch=256, max_wait_ms=5_000)
-        shared.callers = 3
+        shared.expect_callers(3)
         try:
             started = time.monotonic()
             await asyncio.wait_for(asyncio.gather(*[shared.classify(c) for c in frames]), 4)

@@ -146,3 +146,14 @@ def test_bad_camera_detector_settings_named(detector, problem):
     with pytest.raises(ConfigError) as raised:
         parse_config(f"cameras: [{{name: a, url: x.mp4, detector: {detector}}}]", environ={})
     assert problem in raised.value.problems, raised.value.problems
+
+
+def test_the_readme_config_is_valid():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(block, "README.md", environ={"REDIS_URL": "redis://db:6379/0", "GATE1_PASSWORD": "pw"})
+    assert [camera.name for camera in config.cameras] == ["gate-1"]
+    assert config.cameras[0].zones == {"entrance": [(0.1, 0.2), (0.9, 0.2), (0.9, 1.0), (0.1, 1.0)]}
+    assert config.redis.url == "redis://db:6379/0" and config.http.port == 8080

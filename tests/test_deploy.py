@@ -133,3 +133,13 @@ def test_kustomize_builds_when_kubectl_is_present():
     assert result.returncode == 0, result.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc]
     assert kinds.count("Deployment") == 2 and "ConfigMap" in kinds and "PrometheusRule" in kinds
+
+
+def test_every_package_is_installed_and_copied_into_the_image():
+    import tomllib
+
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {name.removesuffix("*") for name in include} == packages
+    copied = {line.split()[1] for line in (DOCKER / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert packages <= copied, f"not in the image: {sorted(packages - copied)}"

@@ -91,7 +91,7 @@ def test_faces_of_24_px_are_found_in_crowd_frames_with_small_tiles(shared_data, 
     """40 real faces (MaskedFace-Net and unmasked crops), face boxes of 24 px, pasted on a generated frame;
     a camera set to ``tile: 192, min_face_px: 24``. Measured here: 38/40 (1280x720, 46 inferences) and
     37/40 (1920x1080, 92 inferences) found; whole frame or auto tiles: 0/40 (``binarycop bench faces``)."""
-    from binarycop.bench_faces import crowd_frame, face_patches, found
+    from binarycop.bench.faces import crowd_frame, face_patches, found
     from binarycop.config import parse_config
     from detector import make_detector
 
@@ -111,7 +111,7 @@ def test_faces_of_24_px_are_found_in_crowd_frames_with_small_tiles(shared_data, 
 
 def test_crowd_frames_hide_faces_from_the_whole_frame_pass(shared_data):
     """The same generated frame without tiles: the faces are there, but too small for one pass (0/40 measured)."""
-    from binarycop.bench_faces import crowd_frame, face_patches, found
+    from binarycop.bench.faces import crowd_frame, face_patches, found
 
     frame = crowd_frame(face_patches(shared_data, 40), 1280, 720, face_px=24)
     detector = BlazeFaceDetector(min_face_px=0, tile=0)
@@ -196,9 +196,9 @@ def test_yunet_boxes_are_framed_like_blazeface(shared_data, detector, yunet):
 def test_yunet_finds_masked_faces_blazeface_misses(shared_data, detector):
     """Correctly masked faces >= 24 px in held-out real scenes, both detectors with the server's settings (the
     default detector, and blazeface): YuNet finds most, BlazeFace far fewer."""
-    from accel.scan import offline_detector
-    from accel.scenes import match_boxes, scene_split
     from binarycop.config import DetectorConfig
+    from lab.scan import offline_detector
+    from lab.scenes import match_boxes, scene_split
 
     detectors = {"blazeface": offline_detector(DetectorConfig(kind="blazeface")), "yunet": offline_detector()}
     found = dict.fromkeys(detectors, 0)
@@ -239,7 +239,7 @@ def test_one_yunet_session_serves_many_camera_threads_alike():
 def test_yunet_tiles_of_a_large_frame_find_what_the_whole_frame_does(shared_data):
     """A 1280x720 frame with 32 px faces: 480 px tiles (the whole frame at half size) find at least the faces one
     whole-frame pass finds, and examine nothing on the next frame when nothing moved."""
-    from binarycop.bench_faces import crowd_frame, face_patches, found
+    from binarycop.bench.faces import crowd_frame, face_patches, found
     from detector.yunet import YuNetDetector
 
     frame = crowd_frame(face_patches(shared_data, 30), 1280, 720, face_px=32)

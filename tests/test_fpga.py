@@ -14,9 +14,9 @@ from accel import ARCHS, CLASSES, make_classifier
 from accel.arch import get_arch
 from accel.cpu import CpuClassifier
 from accel.finn import FinnClassifier, FpgaUnavailable
-from accel.finn_io import StreamType, io_from_driver, io_from_folding, pack, pack_crops, unpack
-from accel.folding import Fold, FoldingError, check_config, default_config_path, finn_config, read_config
-from accel.fpga_estimate import PAPER_CROPS_PER_S, estimate, search
+from accel.finn.folding import Fold, FoldingError, check_config, default_config_path, finn_config, read_config
+from accel.finn.io import StreamType, io_from_driver, io_from_folding, pack, pack_crops, unpack
+from lab.fpga_estimate import PAPER_CROPS_PER_S, estimate, search
 
 needs_train = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("qonnx") is None,
@@ -27,8 +27,8 @@ needs_train = pytest.mark.skipif(
 def _export_tools():
     import torch
 
-    from accel import export
-    from accel.fold import fold
+    from lab import qonnx_export as export
+    from lab.batchnorm_fold import fold
 
     torch.set_num_threads(1)
     return export, fold
@@ -36,7 +36,7 @@ def _export_tools():
 
 def _real_crops(shared_data, per_class: int) -> np.ndarray:
     """Face crops framed by the detector from MaskedFace-Net pictures, ``per_class`` of each class."""
-    from accel.dataset import CropMaker, load_source
+    from lab.dataset import CropMaker, load_source
 
     maker = CropMaker()
     folders = ("correct", "nose", "nose_mouth", "chin")
@@ -431,7 +431,7 @@ def test_bench_finn_flow_with_a_fake_board(tmp_path):
     """No board can run here: the bench's path (real clip crops, classes compared with the engine,
     alternating rounds) over the fake overlay of FakeBoard; its crops/s figure means nothing here."""
     pytest.importorskip("qonnx", reason="the fake accelerator packs with qonnx datatypes (train extra)")
-    from accel.bench import bench_finn
+    from binarycop.bench.classifier import bench_finn
 
     board = FakeBoard()
     fpga = FinnClassifier("n-cnv", tmp_path / "finn-accel.bit", max_batch=64, overlay=board, allocate=board.allocate)

@@ -13,7 +13,7 @@ import redis
 from binarycop.config import CameraConfig, Config, HttpConfig, IngesterConfig, RedisConfig
 from binarycop.democlip import CLIP
 from binarycop.server import Server
-from stats.redis_store import FRAMES_KEY, INGESTERS_KEY
+from stats.schema import FRAMES_KEY, INGESTERS_KEY
 from tests.conftest import wait_until
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from binarycop.config import CameraConfig, ConfigError, parse_config, redact_url
 from binarycop.democlip import CLIP
-from binarycop.mjpeg import MjpegCamera, clip_jpegs
+from binarycop.loopback_camera import MjpegCamera, clip_jpegs
 from ingest import FileSource, StreamSource, mjpeg, open_source
 from tests.conftest import free_port, wait_until
 from tests.hostile import RawServer, bomb_jpeg

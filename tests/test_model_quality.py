@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from accel import CLASSES, ModelFileError, load_model, make_classifier
-from accel.evaluate import confusion_report, draw_confusion
-from accel.synth import POSITIONS
 from binarycop.cli import main
+from lab.evaluate import confusion_report, draw_confusion
+from lab.synth import POSITIONS
 
 REAL_IMAGE = "scenes/misc/chandrikadeb7_pic1_masks.jpg"
 
@@ -134,7 +134,7 @@ def test_scan_with_a_bad_detector_is_a_clear_error(tmp_path, capsys, spec, probl
 
 
 def test_scene_boxes_match_one_detection_each():
-    from accel.scenes import match_boxes
+    from lab.scenes import match_boxes
 
     truth = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [0, 0, 11, 11], [300, 300, 310, 310]], np.float32)
     found = np.array([[1, 1, 10, 10], [101, 99, 121, 119], [305, 305, 330, 330]], np.float32)
@@ -144,7 +144,7 @@ def test_scene_boxes_match_one_detection_each():
 
 
 def test_group_recalls_map_positions_to_incorrect():
-    from accel.scenes import group_recalls
+    from lab.scenes import group_recalls
 
     result = group_recalls(
         ["with_mask", "with_mask", "mask_weared_incorrect", "mask_weared_incorrect", "without_mask"],
@@ -161,7 +161,7 @@ def test_group_recalls_map_positions_to_incorrect():
 
 def test_wilson_interval_matches_known_values():
     """Against published values (Newcombe 1998, Table I: 81/263 -> 0.2553-0.3662; 0/10 -> 0-0.2775)."""
-    from accel.scenes import wilson_interval
+    from lab.scenes import wilson_interval
 
     assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
@@ -170,8 +170,8 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_scene_split_is_the_training_split(shared_data):
-    from accel.dataset import held_out_mask
-    from accel.scenes import scene_split
+    from lab.dataset import held_out_mask
+    from lab.scenes import scene_split
 
     held_out = scene_split(shared_data / "scenes", "held-out")
     train = scene_split(shared_data / "scenes", "train")
@@ -182,7 +182,7 @@ def test_scene_split_is_the_training_split(shared_data):
 
 
 def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
-    from accel.scenes import scene_split
+    from lab.scenes import scene_split
 
     chosen = scene_split(shared_data / "scenes", "held-out")[:4]
     for folder in ("images", "annotations"):
@@ -213,7 +213,7 @@ def test_eval_scenes_counts_every_labelled_face(shared_data, tmp_path, capsys):
 
 def test_eval_scenes_compares_models_on_one_detection_pass(shared_data, tmp_path, capsys):
     """Several --model: each model's figures equal those of its own run, the detection is shared."""
-    from accel.scenes import scene_split
+    from lab.scenes import scene_split
 
     for folder in ("images", "annotations"):
         (tmp_path / folder).mkdir()
@@ -236,7 +236,7 @@ def test_eval_scenes_compares_models_on_one_detection_pass(shared_data, tmp_path
 
 
 def test_synth_puts_masks_at_four_positions(shared_data, tmp_path, capsys):
-    from accel.dataset import _group_of, load_source
+    from lab.dataset import _group_of, load_source
 
     faces = tmp_path / "faces" / "portraits"
     faces.mkdir(parents=True)
@@ -262,7 +262,7 @@ def test_synth_puts_masks_at_four_positions(shared_data, tmp_path, capsys):
 
 
 def test_masks_sit_lower_for_the_looser_positions():
-    from accel.synth import mask_heights
+    from lab.synth import mask_heights
 
     rng = np.random.default_rng(0)
     points = np.zeros((468, 2), np.float32)
@@ -281,8 +281,8 @@ def test_masks_sit_lower_for_the_looser_positions():
 
 
 def test_gradcam_maps_are_non_trivial_and_differ_by_class(shared_data):
-    from accel.dataset import load_source
-    from accel.gradcam import gradcam, load_network
+    from lab.dataset import load_source
+    from lab.gradcam import gradcam, load_network
 
     torch = pytest.importorskip("torch", reason="Grad-CAM runs on the torch reference (train extra)")
     torch.set_num_threads(1)
@@ -310,8 +310,8 @@ def test_gradcam_command_writes_a_sheet_per_image(shared_data, tmp_path, capsys,
 
 def test_incorrect_label_rewards_any_wrong_position():
     torch = pytest.importorskip("torch", reason="training needs the train extra")
-    from accel.dataset import INCORRECT
-    from accel.train import loss_of
+    from lab.dataset import INCORRECT
+    from lab.train import loss_of
 
     scores = torch.tensor([[0.0, 8.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0, 0.0], [8.0, 0.0, 0.0, 0.0, 0.0]])
     targets = torch.full((3,), INCORRECT)
@@ -324,7 +324,7 @@ def test_incorrect_label_rewards_any_wrong_position():
 
 
 def test_group_balance_gives_each_mask_group_a_third():
-    from accel.train import balanced_indices
+    from lab.train import balanced_indices
 
     labels = np.array([0] * 50 + [1] * 10 + [2] * 5 + [3] * 5 + [4] * 200 + [5] * 8)
     drawn = labels[balanced_indices(labels, 30000, np.random.default_rng(0), balance="groups")]
@@ -337,9 +337,9 @@ def test_group_balance_gives_each_mask_group_a_third():
 def test_training_resumes_and_folds_a_bit_exact_model(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
     from accel.cpu import CpuClassifier
-    from accel.dataset import INCORRECT, CropSet, save_crops
     from accel.nets import BinaryCoP
-    from accel.train import TrainOptions, train
+    from lab.dataset import INCORRECT, CropSet, save_crops
+    from lab.train import TrainOptions, train
 
     rng = np.random.default_rng(0)
     labels = np.arange(300) % (INCORRECT + 1)
@@ -389,9 +389,9 @@ def test_training_on_a_gpu_folds_a_bit_exact_model(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     from accel.cpu import CpuClassifier
-    from accel.dataset import CropSet, save_crops
     from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
-    from accel.train import TrainOptions, train
+    from lab.dataset import CropSet, save_crops
+    from lab.train import TrainOptions, train
 
     rng = np.random.default_rng(2)
     labels = np.arange(256) % len(CLASSES)
@@ -416,7 +416,7 @@ def test_training_on_a_gpu_folds_a_bit_exact_model(tmp_path):
 def test_distillation_pulls_towards_the_teacher_and_finds_its_architecture(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
     from accel.nets import FloatCoP
-    from accel.train import distillation_loss, load_teacher
+    from lab.train import distillation_loss, load_teacher
 
     teacher_logits = torch.tensor([[4.0, 0.0, 0.0, 0.0, 1.0]])
     agree = distillation_loss(teacher_logits.clone(), teacher_logits).item()
@@ -436,9 +436,9 @@ def test_distillation_pulls_towards_the_teacher_and_finds_its_architecture(tmp_p
 
 def test_training_with_a_teacher_records_it(tmp_path):
     torch = pytest.importorskip("torch", reason="training needs the train extra")
-    from accel.dataset import CropSet, save_crops
     from accel.nets import FloatCoP
-    from accel.train import TrainOptions, train
+    from lab.dataset import CropSet, save_crops
+    from lab.train import TrainOptions, train
 
     rng = np.random.default_rng(1)
     labels = np.arange(64) % len(CLASSES)
@@ -453,7 +453,7 @@ def test_training_with_a_teacher_records_it(tmp_path):
 
 
 def test_a_crop_cache_is_reused_only_for_the_sources_it_was_made_from(tmp_path, monkeypatch, capsys):
-    from accel.dataset import INCORRECT, CropSet, load_sources, save_crops
+    from lab.dataset import INCORRECT, CropSet, load_sources, save_crops
 
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -476,7 +476,7 @@ def test_a_crop_cache_is_reused_only_for_the_sources_it_was_made_from(tmp_path, 
 
 
 def test_folds_hold_out_every_group_exactly_once():
-    from accel.dataset import held_out_mask, split_of
+    from lab.dataset import held_out_mask, split_of
 
     groups = np.array([f"ffhq:{i:05d}" for i in range(400)] + [f"image:scene{i}" for i in range(400)])
     masks = np.array([held_out_mask(groups, fold=(k, 5)) for k in range(5)])
@@ -487,7 +487,7 @@ def test_folds_hold_out_every_group_exactly_once():
 
 
 def test_a_model_file_says_what_its_training_held_out():
-    from accel.dataset import HELD_OUT_PERCENT, describe_held_out, held_out_of
+    from lab.dataset import HELD_OUT_PERCENT, describe_held_out, held_out_of
 
     assert held_out_of({}) == (HELD_OUT_PERCENT, None)  # written before the record: the usual split
     for split in [(15, None), (20, None), (15, (1, 6))]:
@@ -516,7 +516,7 @@ def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path,
     processes): every scene face of 24 px or more is scored once, each fold's model on its own fold only;
     a second run reuses the trained folds; other settings in the same folder are refused."""
     pytest.importorskip("torch", reason="training needs the train extra")
-    from accel.dataset import INCORRECT, CropSet, held_out_mask, save_crops
+    from lab.dataset import INCORRECT, CropSet, held_out_mask, save_crops
 
     rng = np.random.default_rng(0)
     labels = np.arange(240) % (INCORRECT + 1)

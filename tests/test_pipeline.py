@@ -17,7 +17,7 @@ import redis
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
 from binarycop.democlip import CLIP, SLOTS, demo_config, expected_counts, expected_people, sampled_frames
 from binarycop.server import Server
-from stats.redis_store import FACES_KEY, FRAMES_KEY
+from stats.schema import FACES_KEY, FRAMES_KEY
 from tests.conftest import free_port, redis_dump
 
 # Every key an ingester may write: count hashes, history buckets, heartbeats, sequence numbers, leases.

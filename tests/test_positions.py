@@ -18,7 +18,7 @@ HEADER = "image,xmin,ymin,xmax,ymax,position,note\n"
 
 
 def test_position_recalls_counts_exact_positions_and_sets_the_rest_apart():
-    from accel.scenes import position_recalls
+    from lab.scenes import position_recalls
 
     truth = ["nose", "nose", "nose", "nose_mouth", "nose_mouth", "chin", "other", "other", "unsure", "correct", None]
     called = ["nose", "correct", "nose_mouth", "no_mask", "nose_mouth", "chin", "correct", "nose", "no_mask", "correct"]
@@ -46,7 +46,7 @@ def _real_scenes_with_positions(shared_data, tmp_path, count: int = 8):
     """``count`` held-out real scenes holding labelled incorrectly worn faces and one with masked faces only, copied
     with their rows of the shipped positions.csv; one row each turned to ``other`` and ``unsure`` so the set-apart
     faces are exercised."""
-    from accel.scenes import scene_split
+    from lab.scenes import scene_split
 
     shipped = list(csv.DictReader(open(shared_data / "scenes" / "positions.csv", newline="")))
     labelled_images = {row["image"] for row in shipped}
@@ -90,8 +90,8 @@ def _expected(classifier, scenes, rows, crops_of) -> tuple[list, dict]:
 def test_eval_scenes_reports_positions_of_real_faces(shared_data, tmp_path, capsys):
     """Real scenes and the real n-CNV: the position figures equal those computed here face by face, with
     ground-truth boxes and end to end (the server's default detector, matched as eval-scenes matches)."""
-    from accel.scan import offline_detector
-    from accel.scenes import match_boxes, scene_split
+    from lab.scan import offline_detector
+    from lab.scenes import match_boxes, scene_split
 
     chosen, rows = _real_scenes_with_positions(shared_data, tmp_path / "scenes")
     plot = tmp_path / "positions.png"
@@ -210,8 +210,8 @@ def test_crossval_scores_positions_per_fold_with_their_images(tmp_path, capsys):
     both equal the fold models' own calls on those faces."""
     pytest.importorskip("torch", reason="training needs the train extra")
     from accel.cpu import CpuClassifier
-    from accel.dataset import INCORRECT, CropSet, save_crops, split_of
-    from accel.scenes import scene_split
+    from lab.dataset import INCORRECT, CropSet, save_crops, split_of
+    from lab.scenes import scene_split
     from tests.test_model_quality import _voc_scenes
 
     rng = np.random.default_rng(0)
@@ -284,7 +284,7 @@ def test_crossval_scores_positions_per_fold_with_their_images(tmp_path, capsys):
 
 
 def test_a_positions_file_from_a_spreadsheet_is_read_and_a_binary_one_refused(shared_data, tmp_path):
-    from accel.scenes import read_positions
+    from lab.scenes import read_positions
 
     _, rows = _real_scenes_with_positions(shared_data, tmp_path / "scenes", count=2)
     path = tmp_path / "scenes" / "positions.csv"

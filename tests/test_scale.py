@@ -20,7 +20,7 @@ from binarycop.democlip import CLIP, SLOTS, demo_config, expected_counts, expect
 from binarycop.server import Server
 from stats import CountRecorder
 from stats.leases import Leases, lease_key
-from stats.redis_store import FACES_KEY, FRAMES_KEY, HISTORY_SECONDS, INGESTERS_KEY, PEOPLE_KEY
+from stats.schema import FACES_KEY, FRAMES_KEY, HISTORY_SECONDS, INGESTERS_KEY, PEOPLE_KEY
 from tests.conftest import free_port, redis_server_binary, wait_until
 
 

@@ -19,7 +19,8 @@ import redis.asyncio as aioredis
 from binarycop.config import CameraConfig, Config, HttpConfig, IngesterConfig, RedisConfig
 from binarycop.democlip import CLIP, SLOTS, expected_counts, expected_people, sampled_frames
 from binarycop.server import Server
-from stats.redis_store import FACES_KEY, FRAMES_KEY, PEOPLE_KEY, Batch, apply_batch, empty_counts
+from stats.redis_store import Batch, apply_batch, empty_counts
+from stats.schema import FACES_KEY, FRAMES_KEY, PEOPLE_KEY
 from stats.spool import replay_spool, write_spool
 from tests.conftest import free_port, wait_until
 

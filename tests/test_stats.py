@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stats import CountRecorder, make_registry, read_counts
 from stats.embedded import EmbeddedRedis
-from stats.redis_store import FACES_KEY, FRAMES_KEY
+from stats.schema import FACES_KEY, FRAMES_KEY
 
 
 def _samples(text: str) -> dict[tuple, float]:

@@ -11,7 +11,7 @@ import redis
 
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
 from binarycop.democlip import CLIP, TRUTH, expected_people
-from binarycop.mjpeg import MjpegCamera
+from binarycop.loopback_camera import MjpegCamera
 from binarycop.server import Server
 from ingest import FileSource, SourceError, StreamSource, open_source
 from ingest.streams import device_index

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from binarycop.config import ConfigError, parse_config
+from detector.faces import Faces
 from detector.tracking import FaceTracker
 from detector.zones import Zones, inside
 
@@ -17,6 +18,8 @@ def test_zone_of_each_face_by_its_centre():
     assert zones.of_boxes(boxes, width=200, height=100) == ["left", "left", "middle", "outside"]
     assert zones.labels == ["left", "middle", "outside"]
     assert Zones(None).of_boxes(boxes, 200, 100) == ["all"] * 4
+    assert zones.indices_of_boxes(boxes, width=200, height=100).tolist() == [0, 0, 1, 2]  # into zones.labels
+    assert Zones(None).indices_of_boxes(boxes, 200, 100).tolist() == [0] * 4
 
 
 def test_point_in_concave_polygon():
@@ -53,6 +56,21 @@ def test_each_person_counted_once_with_the_class_most_frames_voted_for():
         confirmed_all += confirmed
     assert sorted(confirmed_all) == [("all", "correct"), ("all", "no_mask")]  # walker: 2 of 3 votes at confirmation
     assert visible == {("all", "correct"): 1, ("all", "no_mask"): 1}
+
+
+def test_follow_fills_track_ids_and_counts_by_class_and_zone_ids():
+    tracker = FaceTracker(min_hits=2, max_misses=1)
+    results = []
+    for boxes in ([_box(100), _box(300)], [_box(302), _box(102)], [_box(104), _box(500)]):
+        faces = Faces(np.stack(boxes), np.ones(len(boxes), np.float32))
+        faces.class_ids, faces.zone_ids = np.array([4, 1]), np.array([0, 0])
+        results.append((tracker.follow(faces), faces.track_ids.tolist()))
+    (first, ids_1), (second, ids_2), (third, ids_3) = results
+    assert ids_1 == [0, 1] and ids_2 == [1, 0]  # the same two people, listed the other way round
+    assert ids_3 == [0, 2]  # the first walks on; a newcomer gets a new id
+    assert first == ([], {}) and sorted(second[0]) == [(0, 1), (0, 4)]  # (zone id, class id), confirmed on hit 2
+    assert second[1] == {(0, 1): 1, (0, 4): 1}
+    assert third == ([], {(0, 4): 1})  # the one at 300 missed once: not in view; the newcomer: not yet confirmed
 
 
 def test_a_person_who_leaves_and_a_new_one_who_arrives_are_two_people():

@@ -12,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from stats.redis_store import (
+from stats.schema import (
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
     FACES_KEY,
@@ -186,7 +186,7 @@ def test_half_open_and_trickling_connections_are_closed(redis_server):
 def test_status_command_shows_control_characters_from_redis_as_escapes(redis_server, capsys):
     """ESC codes and newlines stored in Redis must not reach the terminal; bad numbers must not crash it."""
     from binarycop.cli import main
-    from stats.redis_store import INGESTERS_KEY, history_key, ingester_key
+    from stats.schema import INGESTERS_KEY, history_key, ingester_key
 
     client = redis.Redis.from_url(redis_server.url)
     evil = "ingester-1\x1b[2J\n2026-01-01 ERROR forged"

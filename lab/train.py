@@ -19,7 +19,10 @@ from torch import nn
 from tqdm import tqdm
 
 from accel.arch import CLASSES
-from accel.dataset import (
+from accel.model_file import save_model
+from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
+from lab.batchnorm_fold import fold
+from lab.dataset import (
     HELD_OUT_PERCENT,
     INCORRECT,
     INCORRECT_CLASSES,
@@ -28,9 +31,6 @@ from accel.dataset import (
     held_out_mask,
     load_sources,
 )
-from accel.fold import fold
-from accel.model_file import save_model
-from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
 
 SCORE_TEMPERATURE = 8.0  # integer scores are large; scale them for the softmax loss
 

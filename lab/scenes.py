@@ -1,6 +1,6 @@
 """Scoring on real scenes with Pascal VOC face boxes (``with_mask``, ``without_mask``, ``mask_weared_incorrect``).
 
-Only images on the held-out side of the split training uses (``accel.dataset.split_of`` on
+Only images on the held-out side of the split training uses (``lab.dataset.split_of`` on
 ``image:<name>``) are scored, so a model is never measured on scenes it was trained on.
 
 - detection: share of labelled faces a detected box overlaps with IoU >= 0.4 (one detection per
@@ -33,8 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from accel.dataset import HELD_OUT_PERCENT, describe_held_out, read_voc, split_of
-from detector.faces import crop_faces, iou_matrix
+from detector import crop_faces, iou_matrix
+from lab.dataset import HELD_OUT_PERCENT, describe_held_out, read_voc, split_of
 
 GROUPS = ("with_mask", "mask_weared_incorrect", "without_mask")
 GROUP_OF_CLASS = {
@@ -76,7 +76,7 @@ def scene_split(
     root: Path, split: str = "held-out", held_out_percent: int = HELD_OUT_PERCENT, fold: tuple[int, int] | None = None
 ) -> list[Scene]:
     """Labelled scenes under ``root`` (``annotations/*.xml`` + ``images/``): 'held-out', 'train' or 'all'
-    (held out by the usual split, or by cross-validation ``fold`` (k, n): see ``accel.dataset.split_of``)."""
+    (held out by the usual split, or by cross-validation ``fold`` (k, n): see ``lab.dataset.split_of``)."""
     if split not in ("held-out", "train", "all"):
         raise ValueError(f"split {split!r}: expected 'held-out', 'train' or 'all'")
     annotations = Path(root) / "annotations"
@@ -319,11 +319,11 @@ def evaluate_scenes(
 ) -> list[dict]:
     """One result per classifier; the detector runs once per image for all of them (its boxes do not depend
     on the classifier, and detection is most of an evaluation's time). ``held_out_percent`` and ``fold``: the
-    split the classifiers' training held out (``accel.dataset.held_out_of``). ``positions``: a positions CSV
+    split the classifiers' training held out (``lab.dataset.held_out_of``). ``positions``: a positions CSV
     (``read_positions``; checked whole before any image is scored), for the position figures."""
     table = read_positions(positions, root) if positions is not None else None
     if detector is None:
-        from accel.scan import offline_detector
+        from lab.scan import offline_detector
 
         detector = offline_detector()
     scenes = scene_split(root, split, held_out_percent, fold)

@@ -98,8 +98,8 @@ def sheet(crops: np.ndarray, maps: list[np.ndarray], columns: list[str], labels:
 
 def gradcam_images(model: str, images: list[str], out: Path) -> list[str]:
     """A sheet per image (every detected face; the whole image when none is found) under ``out``."""
-    from accel.scan import Scanner, read_image
-    from detector.faces import crop_faces
+    from detector import crop_faces
+    from lab.scan import Scanner, read_image
 
     network, classes = load_network(model)
     twin = load_float_twin(model, classes)

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.faces import iou_matrix
+from detector import iou_matrix
 
 FOUND_IOU = 0.4
 CONTEXT = 1.8  # side of the pasted patch, as a multiple of the face box's side

@@ -2,7 +2,7 @@
 
 ``pynq`` is imported only here, when the backend starts. The bitfile (``finn-accel.bit``, with its
 ``.hwh`` hardware handoff beside it) is loaded with ``pynq.Overlay``; crops are packed into the
-accelerator's input layout (:mod:`accel.finn_io`), moved by DMA the way FINN's generated driver
+accelerator's input layout (:mod:`accel.finn.io`), moved by DMA the way FINN's generated driver
 does on Zynq (the ``idma0``/``odma0`` engines started through their control registers) and the
 top-1 class indices unpacked. The layout comes from FINN's ``driver.py`` when the build's
 ``driver/`` folder sits beside the bitfile (as in FINN's ``deploy/`` package), else from the
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from accel.arch import ARCHS, CLASSES
-from accel.finn_io import AcceleratorIO, io_from_driver, io_from_folding, pack_crops, unpack_output
+from accel.finn.io import AcceleratorIO, io_from_driver, io_from_folding, pack_crops, unpack_output
 
 CLOCK_MHZ = 100.0
 # FINN's IODMA control registers (Vitis HLS AXI-lite block): control, buffer address low/high, count
@@ -55,7 +55,7 @@ def accelerator_io(bitfile: Path, arch: str) -> AcceleratorIO:
     for driver in (bitfile.parent / "driver.py", bitfile.parent.parent / "driver" / "driver.py"):
         if driver.is_file():
             return io_from_driver(driver)
-    from accel.folding import default_config_path, read_config
+    from accel.finn.folding import default_config_path, read_config
 
     config = read_config(arch, default_config_path(arch))
     return io_from_folding(config["ConvolutionInputGenerator_rtl_0"]["SIMD"])

@@ -168,8 +168,8 @@ def _network_for(arch: str):
     """The shipped model and its brevitas reference, or a seeded random one where none ships."""
     import torch
 
-    from accel.fold import fold
     from accel.nets import BinaryCoP
+    from lab.batchnorm_fold import fold
 
     path = resolve_model_path(arch)
     if path.is_file() and path.with_suffix(".pt").is_file():

@@ -22,7 +22,7 @@ from binarycop.democlip import CLIP, FPS, demo_config
 async def _slice_once(backend: str, detector: DetectorConfig) -> tuple[int, float]:
     from binarycop.server import Server
     from stats.embedded import EmbeddedRedis
-    from stats.redis_store import FRAMES_KEY
+    from stats.schema import FRAMES_KEY
 
     embedded = EmbeddedRedis()
     config = demo_config(port=0, loop=False, realtime=False)

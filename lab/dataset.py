@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from accel.arch import CLASSES
-from detector.faces import crop_faces, iou_matrix
+from detector import crop_faces, iou_matrix
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MFN_SUFFIXES = {  # longest first: "_Mask" is a suffix of nothing else, but check the others before it
@@ -137,8 +137,8 @@ class CropMaker:
     box (scenes) as the crop."""
 
     def __init__(self):
-        from accel.scan import offline_detector
         from binarycop.config import DetectorConfig
+        from lab.scan import offline_detector
 
         self.detector = offline_detector(DetectorConfig(min_face_px=8))
 

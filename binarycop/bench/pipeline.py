@@ -23,7 +23,7 @@ import numpy as np
 
 from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
 from binarycop.democlip import FPS, GAP_FRAMES, SEGMENT_FRAMES, clip_frames
-from binarycop.mjpeg import MjpegCamera
+from binarycop.loopback_camera import MjpegCamera
 
 DETECT_FPS = 5
 MAX_DROP_RATIO = 0.01
@@ -143,7 +143,7 @@ def _delta(before: dict, after: dict, key: str) -> dict[str, int]:
 
 
 def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
-    from stats.redis_store import STAGE_BUCKETS
+    from stats.schema import STAGE_BUCKETS
 
     frames = _delta(before, after, "binarycop:frames")
     processed = sum(v for k, v in frames.items() if k.endswith("|processed"))

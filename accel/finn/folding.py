@@ -21,7 +21,7 @@ from pathlib import Path
 
 from accel.arch import CLASSES, KERNEL, Arch, get_arch
 
-FOLDING_DIR = Path(__file__).resolve().parents[1] / "finn" / "folding"
+FOLDING_DIR = Path(__file__).resolve().parents[2] / "finn" / "folding"
 POOL = 2
 
 

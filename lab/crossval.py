@@ -5,9 +5,9 @@ One held-out split scores 25 incorrectly worn scene faces of 24 px or more, so a
 4 points per face, and choosing among runs by that split flatters the one chosen. Over ``n`` folds every
 labelled face is scored once, by a model that never saw it (nor its image, nor its FFHQ id): the pooled
 figures are about the recipe, not one draw, and their intervals narrow by the square root of ``n``.
-A fold holds out scenes, MaskedFace-Net ids and single photos alike (``accel.dataset.split_of``); a teacher,
+A fold holds out scenes, MaskedFace-Net ids and single photos alike (``lab.dataset.split_of``); a teacher,
 when the recipe distils, is trained on the same fold, so nothing held out leaks through it.
-With a positions CSV (``accel.scenes.read_positions``; by default ``positions.csv`` beside the scenes' annotations),
+With a positions CSV (``lab.scenes.read_positions``; by default ``positions.csv`` beside the scenes' annotations),
 the exact mask position of the hand-labelled incorrectly worn scene faces is scored the same way, per fold and pooled:
 a face's position goes with its image, so each fold's model scores only its own fold's faces.
 """
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from accel.arch import CLASSES
-from accel.dataset import INCORRECT, CropSet, held_out_mask, load_sources, split_of
-from accel.scenes import (
+from detector import crop_faces
+from lab.dataset import INCORRECT, CropSet, held_out_mask, load_sources, split_of
+from lab.scenes import (
     PositionTable,
     group_recalls,
     position_recalls,
@@ -36,7 +37,6 @@ from accel.scenes import (
     scene_split,
     wilson_interval,
 )
-from detector.faces import crop_faces
 
 PLAN_FILE = "crossval.json"
 
@@ -54,7 +54,7 @@ class CrossvalPlan:
 
     def train_options(self, device: str = "cpu"):
         """The options every fold's model trains with (its fold and teacher are set per fold)."""
-        from accel.train import TrainOptions
+        from lab.train import TrainOptions
 
         return TrainOptions(
             arch=self.arch,
@@ -90,7 +90,7 @@ def fold_model_path(out_dir: Path, k: int) -> Path:
 
 def _train_fold(plan: CrossvalPlan, options, out_dir: Path, cache: Path, k: int) -> float:
     """Train fold ``k``'s model (and its teacher, unless done); resumes from checkpoints. Returns seconds spent."""
-    from accel.train import train
+    from lab.train import train
 
     model = fold_model_path(out_dir, k)
     started = time.monotonic()
@@ -110,7 +110,7 @@ class SceneFaces:
     crops: np.ndarray
     groups: list[str]  # VOC group per face
     images: list[str]  # image name per face: what a fold holds out
-    positions: list[str | None] | None = None  # with a positions table: as ``accel.scenes.positions_of``
+    positions: list[str | None] | None = None  # with a positions table: as ``lab.scenes.positions_of``
 
 
 def scene_faces(root: Path, min_face_px: int = 24, table: PositionTable | None = None) -> SceneFaces:
@@ -223,7 +223,7 @@ def cross_validate(
     positions: Path | None = None,
 ) -> dict:
     """Train (or continue) the ``plan.folds`` models, ``jobs`` at a time, then score them; see the module.
-    ``positions``: a positions CSV (``accel.scenes.read_positions``) for the position figures of each fold's faces."""
+    ``positions``: a positions CSV (``lab.scenes.read_positions``) for the position figures of each fold's faces."""
     if not 2 <= plan.folds <= 100:
         raise ValueError(f"--folds {plan.folds}: cross-validation needs 2 to 100 folds (a fold is whole hash percents)")
     if jobs < 1:

@@ -78,7 +78,7 @@ def draw_confusion(result: dict, title: str = "", rows: list[str] | None = None)
 
 
 def _same(row: str, column: str) -> bool:
-    from accel.scenes import GROUP_OF_CLASS
+    from lab.scenes import GROUP_OF_CLASS
 
     return row == column or GROUP_OF_CLASS.get(column) == row
 

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from binarycop.bench_pipeline import DETECT_FPS, _free_port, _warm_up, crowd_frames
+from binarycop.bench.pipeline import DETECT_FPS, _free_port, _warm_up, crowd_frames
 from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
-from binarycop.mjpeg import MjpegCamera
+from binarycop.loopback_camera import MjpegCamera
 
 WARM_UP_SECONDS = 60.0
 

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 
 from accel.arch import CLASSES, KERNEL, get_arch
-from accel.folding import Fold, FoldingError, Layer, PoolUnit, check_config, finn_config, folds_of, layers, pools
+from accel.finn.folding import Fold, FoldingError, Layer, PoolUnit, check_config, finn_config, folds_of, layers, pools
 
 PAPER_CROPS_PER_S = {"cnv": 3049.0, "n-cnv": 6460.0, "u-cnv": 1646.0}  # Z7020 at 100 MHz, measured
 Z7020_LUTS = 53_200
@@ -218,7 +218,7 @@ def run_estimate(arch: str, folding=None, clock_mhz: float = 100.0, target_fps: 
     import json
     from pathlib import Path
 
-    from accel.folding import default_config_path, read_config
+    from accel.finn.folding import default_config_path, read_config
 
     if target_fps is not None:
         result = search(arch, target_fps, clock_mhz)

@@ -13,7 +13,7 @@ placed for the position:
 Templates are recoloured at random, their points jittered, and their shading scaled to
 the face's own lighting. Each output is a face-centred image in a class folder, named
 ``<source folder>__<file stem>__<class>.jpg`` so that all variants of one face share its
-group in the training/held-out split (``accel.dataset``).
+group in the training/held-out split (``lab.dataset``).
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def face_square(image: np.ndarray, points: np.ndarray, side: int = OUTPUT_SIDE) 
 
 def synthesise(faces: Path, out: Path, templates_root: Path, seed: int = 0, limit: int | None = None) -> dict:
     """Four masked variants of every face under ``faces``; a contact sheet at ``out/contact_sheet.png``."""
-    from accel.dataset import _images
+    from lab.dataset import _images
 
     if not Path(faces).is_dir():
         raise FileNotFoundError(f"--faces {faces}: no such directory")

@@ -1,0 +1,5 @@
+import sys
+
+from binarycop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""The FINN accelerator: ``export`` (QONNX for FINN) and ``fpga estimate`` (throughput, folding search)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from binarycop.cli.output import CommandError, emit, failing_as
+
+
+def register(commands) -> None:
+    for add in (_add_export, _add_estimate):
+        add(commands)
+
+
+def _add_export(commands) -> None:
+    export = commands.add_parser("export", help="export a network for FINN")
+    export.add_argument("--model", default="n-cnv")
+    export.add_argument("--format", default="qonnx", choices=["qonnx"])
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
+    export.add_argument(
+        "--head", default="topk", choices=["topk", "scores"], help="end in TopK(1) class indices (FINN) or raw scores"
+    )
+    export.add_argument(
+        "--random-weights", action="store_true", help="--model names an architecture: export it with seeded weights"
+    )
+    export.set_defaults(handler=_export)
+
+
+def _export(args) -> int:
+    from accel.model_file import ModelFileError
+    from lab.qonnx_export import export_qonnx
+
+    try:
+        print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
+    except ModelFileError as error:
+        raise CommandError(f"export: {error}; for an untrained architecture add --random-weights") from None
+    return 0
+
+
+def _add_estimate(commands) -> None:
+    fpga = commands.add_parser("fpga", help="the FINN accelerator: throughput estimate and folding search")
+    kinds = fpga.add_subparsers(required=True, metavar="KIND")
+    estimate = kinds.add_parser("estimate", help="cycles per layer, bottleneck and crops/s of a folding")
+    estimate.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    estimate.add_argument("--folding", type=Path, help="FINN folding JSON (default: finn/folding/ARCH.json)")
+    estimate.add_argument("--clock-mhz", type=float, default=100.0)
+    estimate.add_argument("--target-fps", type=float, help="search the smallest folding reaching this crops/s")
+    estimate.add_argument("--out", type=Path, help="with --target-fps: write the found folding JSON here")
+    estimate.add_argument("--json", action="store_true")
+    estimate.set_defaults(handler=_estimate)
+
+
+def _estimate(args) -> int:
+    from accel.finn.folding import FoldingError
+    from lab.fpga_estimate import print_estimate, run_estimate
+
+    with failing_as("fpga estimate", FoldingError, ValueError):
+        result = run_estimate(args.arch, args.folding, args.clock_mhz, args.target_fps, args.out)
+    return emit(args, result, print_estimate)

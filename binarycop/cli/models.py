@@ -1,0 +1,344 @@
+"""The model lab's commands: ``train``, ``crossval``, ``eval``, ``synth``, ``gradcam``, ``eval-scenes``, ``scan``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from binarycop.cli.model_reports import percent, print_crossval, print_scene_result
+from binarycop.cli.options import detector_arguments, detector_config
+from binarycop.cli.output import CommandError, emit, failing_as
+from binarycop.config import detector_name
+
+ARCHS = ["cnv", "n-cnv", "u-cnv"]
+DEVICE_HELP = "where the networks train: cpu (default), cuda or cuda:N"
+LEARNING_RATE_HELP = "Adam learning rate (cosine schedule)"
+POSITIONS_HELP = (
+    "hand-labelled positions of incorrectly worn faces (image,xmin,ymin,xmax,ymax,position[,note]; "
+    "default: positions.csv beside the scenes' annotations/ when present)"
+)
+
+
+def register(commands) -> None:
+    for add in (_add_train, _add_crossval, _add_eval, _add_synth, _add_gradcam, _add_eval_scenes, _add_scan):
+        add(commands)
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser("train", help="train a network with brevitas and fold it into a model file")
+    train.add_argument("--arch", default="n-cnv", choices=ARCHS)
+    train.add_argument("--data", nargs="+", required=True, metavar="[CLASS=]DIR")
+    train.add_argument("--out", type=Path, required=True, help="model file (.npz); .pt and .ckpt beside it")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    train.add_argument(
+        "--cache", type=Path, help="an .npz to keep the prepared crops in; reused only for the same --data"
+    )
+    train.add_argument("--init", type=Path, help="a .pt state dict to fine-tune (e.g. after synthetic pretraining)")
+    train.add_argument("--lr", type=float, default=5e-3, help=LEARNING_RATE_HELP)
+    train.add_argument("--threads", type=int, default=1, help="torch threads (more is slower on a busy machine)")
+    train.add_argument(
+        "--balance", default="labels", choices=["labels", "groups"], help="draw labels equally, or mask groups"
+    )
+    train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
+    train.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    train.add_argument("--teacher", type=Path, help="an FP32 twin's .pt (train --fp32) to distil from")
+    train.add_argument("--distill", type=float, default=0.5, help="with --teacher: share of the loss from distillation")
+    train.set_defaults(handler=_train)
+
+
+def _train(args) -> int:
+    from lab.train import TrainOptions, train
+
+    _check_device(args.device)
+    options = TrainOptions(
+        arch=args.arch,
+        epochs=args.epochs,
+        seed=args.seed,
+        learning_rate=args.lr,
+        threads=args.threads,
+        init=args.init,
+        fp32=args.fp32,
+        balance=args.balance,
+        teacher=args.teacher,
+        distill=args.distill,
+        device=args.device,
+    )
+    train(args.data, args.out, options, resume=args.resume, cache=args.cache)
+    return 0
+
+
+def _check_device(name: str) -> None:
+    """Raise :class:`CommandError` saying why training cannot run on ``name``."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CommandError(f"--device {name!r}: {error}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CommandError(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {name!r}: torch sees no CUDA GPU here; use --device cpu")
+
+
+def _add_crossval(commands) -> None:
+    crossval = commands.add_parser(
+        "crossval", help="cross-validate a training recipe: one model per fold, each scored on its own fold"
+    )
+    crossval.add_argument("--arch", default="n-cnv", choices=ARCHS)
+    crossval.add_argument("--data", nargs="+", required=True, metavar="[CLASS=]DIR", help="as train's --data")
+    crossval.add_argument("--scenes", type=Path, required=True, help="Pascal VOC scenes (annotations/, images/)")
+    crossval.add_argument("--folds", type=int, default=5)
+    crossval.add_argument("--out", type=Path, required=True, help="folder for the fold models, logs and crops")
+    crossval.add_argument("--epochs", type=int, default=60)
+    crossval.add_argument(
+        "--teacher-epochs", type=int, default=0, help="distil from an FP32 twin trained this long on each fold"
+    )
+    crossval.add_argument("--balance", default="groups", choices=["labels", "groups"])
+    crossval.add_argument("--seed", type=int, default=0)
+    crossval.add_argument("--lr", type=float, default=5e-3, help=LEARNING_RATE_HELP)
+    crossval.add_argument("--jobs", type=int, default=1, help="folds trained at once (one torch thread each)")
+    crossval.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    crossval.add_argument("--cache", type=Path, help="an .npz of the prepared crops (default: in --out)")
+    crossval.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
+    crossval.add_argument("--json", action="store_true")
+    crossval.set_defaults(handler=_crossval)
+
+
+def _crossval(args) -> int:
+    from lab.crossval import CrossvalPlan, cross_validate
+
+    _check_device(args.device)
+    plan = CrossvalPlan(
+        arch=args.arch,
+        folds=args.folds,
+        epochs=args.epochs,
+        teacher_epochs=args.teacher_epochs,
+        balance=args.balance,
+        seed=args.seed,
+        learning_rate=args.lr,
+        sources=list(args.data),
+    )
+    with failing_as("crossval", FileNotFoundError, ValueError):
+        from lab.scenes import positions_file
+
+        positions = positions_file(args.scenes, args.positions)
+        result = cross_validate(plan, args.scenes, args.out, args.cache, args.jobs, args.device, positions)
+    return emit(args, result, lambda result: print_crossval(result, args.arch, args.folds))
+
+
+def _add_eval(commands) -> None:
+    evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
+    evaluate.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the confusion matrix into a PNG")
+    evaluate.add_argument(
+        "--cache", type=Path, help="an .npz to keep the prepared crops in; reused only for the same --data"
+    )
+    evaluate.add_argument(
+        "--held-out", action="store_true", help="only the faces/images training holds out (FFHQ id or image hash)"
+    )
+    evaluate.set_defaults(handler=_eval)
+
+
+def _eval(args) -> int:
+    from accel import ModelFileError, make_classifier
+    from lab.dataset import describe_held_out, held_out_mask, held_out_of, load_sources
+    from lab.evaluate import evaluate_crops, save_confusion_plot
+
+    with failing_as("eval", ModelFileError, FileNotFoundError, ValueError):
+        classifier = make_classifier("cpu", args.model)
+        data = load_sources(args.data, args.cache)
+    if args.held_out:
+        with failing_as(f"eval: {args.model}", ValueError):
+            held_out_percent, fold = held_out_of(classifier.model.meta)
+        data = data.subset(held_out_mask(data.groups, held_out_percent, fold))
+        print(f"held out as in training: {describe_held_out(held_out_percent, fold)}", file=sys.stderr)
+    if not len(data):
+        raise CommandError(f"eval: no labelled images found in {' '.join(args.data)}")
+    result = evaluate_crops(classifier, data)
+    if args.plot:
+        title = f"{classifier.model_name} on {', '.join(Path(d).name for d in args.data)}: {result['accuracy']:.2%}"
+        print(f"confusion matrix: {save_confusion_plot(result, args.plot, title)}", file=sys.stderr)
+    return emit(args, result, _print_eval)
+
+
+def _print_eval(result: dict) -> None:
+    print(f"accuracy {result['accuracy']:.4f} on {result['n']} crops")
+    for name, recall in result["per_class_recall"].items():
+        print(f"  {name:<11} recall {recall:.4f}")
+
+
+def _add_synth(commands) -> None:
+    synth = commands.add_parser("synth", help="put masks at the four positions on unmasked faces")
+    synth.add_argument("--faces", required=True, type=Path, help="a folder of unmasked face images")
+    synth.add_argument("--out", required=True, type=Path, help="class folders and contact_sheet.png go here")
+    synth.add_argument("--templates", type=Path, default=Path("../shared/data/mask_templates"))
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--limit", type=int, help="only the first N faces")
+    synth.add_argument("--json", action="store_true")
+    synth.set_defaults(handler=_synth)
+
+
+def _synth(args) -> int:
+    from lab.synth import synthesise
+
+    with failing_as("synth", FileNotFoundError):
+        result = synthesise(args.faces, args.out, args.templates, args.seed, args.limit)
+    return emit(args, result, _print_synth)
+
+
+def _print_synth(result: dict) -> None:
+    print(
+        f"{result['written']} masked faces from {result['faces']} images "
+        f"({result['no_landmarks']} without landmarks); contact sheet: {result['contact_sheet']}"
+    )
+
+
+def _add_gradcam(commands) -> None:
+    gradcam = commands.add_parser("gradcam", help="Grad-CAM heat maps (conv2_2, 5x5) over the faces in images")
+    gradcam.add_argument("images", nargs="+", metavar="IMAGE")
+    gradcam.add_argument("--model", default="n-cnv", help="shipped model name or .npz path (its .pt beside it)")
+    gradcam.add_argument("--out", required=True, type=Path, help="folder for one PNG sheet per image")
+    gradcam.set_defaults(handler=_gradcam)
+
+
+def _gradcam(args) -> int:
+    from accel import ModelFileError
+    from lab.gradcam import gradcam_images
+
+    with failing_as("gradcam", ModelFileError, ValueError):
+        for path in gradcam_images(args.model, args.images, args.out):
+            print(path)
+    return 0
+
+
+def _add_eval_scenes(commands) -> None:
+    scenes = commands.add_parser(
+        "eval-scenes", help="detection recall and mask-group recall on real scenes with Pascal VOC boxes"
+    )
+    scenes.add_argument(
+        "--model",
+        action="append",
+        help="shipped model name or .npz path (default n-cnv); repeat it to compare models on one detection pass",
+    )
+    scenes.add_argument("--data", required=True, type=Path, help="a folder with annotations/ and images/")
+    scenes.add_argument("--split", default="held-out", choices=["held-out", "train", "all"])
+    scenes.add_argument("--min-face-px", type=int, default=24, help="faces smaller than this are reported apart")
+    scenes.add_argument("--json", action="store_true")
+    scenes.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="draw group x class confusion (ground-truth boxes)"
+    )
+    scenes.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
+    scenes.add_argument(
+        "--plot-positions",
+        type=Path,
+        metavar="FILE.png",
+        help="draw position x class confusion of the labelled incorrectly worn faces (end to end, ground-truth boxes)",
+    )
+    detector_arguments(scenes)
+    scenes.set_defaults(handler=_eval_scenes)
+
+
+def _eval_scenes(args) -> int:
+    from accel import ModelFileError
+
+    models = args.model or ["n-cnv"]
+    for option, plot in (("--plot", args.plot), ("--plot-positions", args.plot_positions)):
+        if plot and len(models) > 1:
+            raise CommandError(f"eval-scenes: {option} draws one model's confusion; give one --model with it")
+        if plot and plot.suffix.lower() != ".png":
+            raise CommandError(f"eval-scenes: {option} {plot}: write a PNG; give a .png file name")
+    with failing_as("eval-scenes", ModelFileError, FileNotFoundError, ValueError):
+        results = _scene_results(args, models)
+    if args.plot:
+        _plot_scene_confusion(results[0], args.plot)
+    if args.plot_positions:
+        _plot_position_confusion(results[0], args.plot_positions)
+    document = results[0] if len(results) == 1 else {**results[0], "models": results}
+    return emit(args, document, lambda _: [print_scene_result(result) for result in results])
+
+
+def _scene_results(args, models: list[str]) -> list[dict]:
+    from accel import make_classifier
+    from lab.dataset import describe_held_out, held_out_of
+    from lab.scan import offline_detector
+    from lab.scenes import POSITIONS_FILE, evaluate_scenes, positions_file
+
+    positions = positions_file(args.data, args.positions)
+    if args.plot_positions and positions is None:
+        raise FileNotFoundError(
+            f"--plot-positions: no {POSITIONS_FILE} in {args.data}; give the positions with --positions FILE"
+        )
+    detector = offline_detector(detector_config(args))
+    classifiers = [make_classifier("cpu", model) for model in models]
+    splits = {model: held_out_of(classifier.model.meta) for model, classifier in zip(models, classifiers)}
+    if len(set(splits.values())) > 1 and args.split != "all":
+        raise ValueError(
+            "the models held out different splits in training ("
+            + ", ".join(f"{model}: {describe_held_out(*split)}" for model, split in splits.items())
+            + "); compare them one at a time, or with --split all"
+        )
+    held_out_percent, fold = splits[models[0]]
+    results = evaluate_scenes(
+        classifiers, args.data, detector, args.min_face_px, args.split, held_out_percent, fold, positions
+    )
+    for result in results:
+        result["detector"] = detector_name(detector_config(args))
+    return results
+
+
+def _plot_scene_confusion(result: dict, path: Path) -> None:
+    from lab.evaluate import save_confusion_plot
+
+    part = {"confusion": result["ground_truth_boxes"]["confusion"], "classes": result["classes"]}
+    title = (
+        f"{result['model']} on {result['split']} scenes, ground-truth boxes: "
+        f"mean {percent(result['ground_truth_boxes']['mean'])}"
+    )
+    save_confusion_plot(part, path, title, rows=result["groups"])
+    print(f"confusion matrix: {path}", file=sys.stderr)
+
+
+def _plot_position_confusion(result: dict, path: Path) -> None:
+    from lab.evaluate import save_confusion_panels
+
+    panels = []
+    for key, label in (("end_to_end", "end to end"), ("ground_truth_boxes", "ground-truth boxes")):
+        part = result["positions"][key]
+        title = f"{result['model']}, {result['split']}, {label}: n={part['n']}, macro "
+        title += f"{'+'.join(part['macro_positions'])} {percent(part['macro_mean'])}"
+        panels.append((part, title, part["positions"]))
+    save_confusion_panels(panels, path, "--plot-positions")
+    print(f"position confusion: {path}", file=sys.stderr)
+
+
+def _add_scan(commands) -> None:
+    scan = commands.add_parser("scan", help="detect and classify every face in images")
+    scan.add_argument("images", nargs="+", metavar="IMAGE")
+    scan.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    scan.add_argument("--json", action="store_true")
+    scan.add_argument("--min-face-px", type=int, default=24, help="smaller faces are ignored")
+    detector_arguments(scan)
+    scan.set_defaults(handler=_scan)
+
+
+def _scan(args) -> int:
+    from accel import ModelFileError, make_classifier
+    from lab.scan import Scanner, offline_detector
+
+    with failing_as("scan", ModelFileError, ValueError):
+        detector = offline_detector(detector_config(args).model_copy(update={"min_face_px": args.min_face_px}))
+        results = Scanner(make_classifier("cpu", args.model), detector).scan_files(args.images)
+    return emit(args, results, _print_scan)
+
+
+def _print_scan(results: list[dict]) -> None:
+    for result in results:
+        print(f"{result['image']}: {len(result['faces'])} face(s)")
+        for face in result["faces"]:
+            box = ", ".join(f"{v:.0f}" for v in face["box"])
+            print(f"  [{box}] {face['class']} ({face['score']:.2f})")

@@ -1,0 +1,210 @@
+"""Running it: ``demo``, ``serve``, ``exporter``, ``status``, ``validate-config``, ``config-schema``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+from binarycop.cli.options import redis_arguments, redis_config
+from binarycop.cli.output import CommandError, emit
+from binarycop.config import Config, ConfigError, RedisConfig, config_schema, load_config, redact_url, redis_client
+
+log = logging.getLogger("binarycop")
+
+
+def register(commands) -> None:
+    for add in (_add_serve, _add_demo, _add_exporter, _add_status, _add_validate, _add_schema):
+        add(commands)
+
+
+def _add_serve(commands) -> None:
+    serve = commands.add_parser("serve", help="run the cameras in a config file")
+    serve.add_argument("--config", required=True, type=Path)
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    config = load_config(args.config)
+    _check_model(config, str(args.config))
+    return asyncio.run(_run(config, config_path=args.config))
+
+
+def _add_demo(commands) -> None:
+    demo = commands.add_parser("demo", help="serve the bundled sample clip with an embedded Redis")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--bind", default="127.0.0.1")
+    demo.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="DIR",
+        help="run a while, save pictures of the page and the "
+        "setup view taken by headless chromium (dev extra) into DIR, and stop",
+    )
+    demo.add_argument("--screenshot-after", type=float, default=150, metavar="S", help="seconds to run first")
+    demo.set_defaults(handler=_demo)
+
+
+def _demo(args) -> int:
+    from binarycop.democlip import demo_config
+
+    if args.screenshot:
+        from binarycop.screenshots import demo_screenshots
+
+        print("\n".join(map(str, asyncio.run(demo_screenshots(args.screenshot, args.screenshot_after)))))
+        return 0
+    return asyncio.run(_run(demo_config(args.bind, args.port), demo=True))
+
+
+async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
+    from binarycop.server import Server
+    from stats.embedded import EmbeddedRedis, default_data_dir
+
+    embedded = None
+    redis_url = config.redis.url or os.environ.get("REDIS_URL") or None
+    if redis_url is None:
+        directory = None if demo else default_data_dir()
+        embedded = EmbeddedRedis(str(directory) if directory else None)
+        redis_url = embedded.url
+        config = config.model_copy(update={"redis": RedisConfig()})  # the embedded one has no password
+        log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
+    server = Server(config, redis_url, config_path)
+
+    def banner() -> str:
+        base = server.base_url
+        return (
+            f"status page  {base}/\nmetrics      {base}/metrics\nhealth       {base}/healthz  {base}/readyz\n"
+            f"redis        {redact_url(redis_url)}\n(Ctrl-C stops)"
+        )
+
+    try:
+        await _run_until_signalled(server.start, server.stop, banner)
+    finally:
+        if embedded is not None:
+            embedded.close()
+    return server.exit_status  # 1: counts were lost at the stop (logged)
+
+
+async def _run_until_signalled(start, stop, banner) -> None:
+    """``start()``, the ``banner()`` on stderr, then run until SIGINT or SIGTERM; ``stop()`` whatever happens."""
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, signalled.set)
+    try:
+        await start()
+        print(banner(), file=sys.stderr, flush=True)
+        await signalled.wait()
+    finally:
+        await stop()
+
+
+def _add_exporter(commands) -> None:
+    exporter = commands.add_parser("exporter", help="/metrics and the status page from Redis, without cameras")
+    redis_arguments(exporter)
+    exporter.add_argument("--bind", default="127.0.0.1")
+    exporter.add_argument("--port", type=int, default=9108)
+    exporter.set_defaults(handler=_exporter)
+
+
+def _exporter(args) -> int:
+    if not args.redis_url:
+        raise CommandError("exporter needs --redis-url or REDIS_URL: it serves what ingesters wrote to a shared Redis")
+    return asyncio.run(_run_exporter(redis_config(args), args.bind, args.port))
+
+
+async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
+    from stats.web import CountsWeb, ListenError
+
+    redis_url = redis.url
+    client = redis_client(redis)
+    web = CountsWeb(client, redact_url(redis_url))
+
+    async def start() -> None:
+        try:
+            await web.start(bind, port)
+        except ListenError as error:
+            raise CommandError(f"exporter: --bind, --port: {error}") from None
+
+    async def stop() -> None:
+        await web.stop()
+        await client.aclose()
+
+    def banner() -> str:
+        return f"metrics      http://{bind}:{web.port}/metrics\nredis        {redact_url(redis_url)}"
+
+    await _run_until_signalled(start, stop, banner)
+    return 0
+
+
+def _add_status(commands) -> None:
+    status = commands.add_parser("status", help="ingesters, their cameras, lease ages and pending counts")
+    redis_arguments(status)
+    status.add_argument("--config", type=Path, help="also list the config's cameras that no ingester runs")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+
+def _status(args) -> int:
+    from stats.fleet import fleet_status, format_status
+
+    if not args.redis_url:
+        raise CommandError("status needs --redis-url or REDIS_URL: the Redis the ingesters share")
+    cameras = [camera.name for camera in load_config(args.config).cameras] if args.config else None
+
+    async def read() -> dict:
+        client = redis_client(redis_config(args), timeout=5)
+        try:
+            return await fleet_status(client, cameras)
+        finally:
+            await client.aclose()
+
+    try:
+        status = asyncio.run(read())
+    except (RedisError, OSError) as error:
+        raise CommandError(f"Redis at {redact_url(args.redis_url)} unreachable: {error}", status=1) from None
+    return emit(args, status, lambda status: print(format_status(status)))
+
+
+def _add_validate(commands) -> None:
+    validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=_validate)
+
+
+def _validate(args) -> int:
+    config = load_config(args.file)
+    _check_model(config, str(args.file))
+    print(
+        f"{args.file}: ok, {len(config.cameras)} camera(s): "
+        + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras)
+    )
+    return 0
+
+
+def _check_model(config: Config, source: str) -> None:
+    """Load the configured model file (as the server will) so a bad one is an error now, not at start-up."""
+    from accel import ModelFileError, load_model
+
+    classifier = config.classifier
+    try:
+        load_model(classifier.model)
+    except ModelFileError as error:
+        raise ConfigError(source, [f"classifier.model: {error}"]) from None
+    except (MemoryError, AttributeError, KeyError, OSError, ValueError) as error:  # what numpy raises on odd archives
+        raise ConfigError(
+            source, [f"classifier.model: {classifier.model}: not a readable model file ({type(error).__name__})"]
+        ) from None
+    if classifier.bitfile and not Path(classifier.bitfile).is_file():
+        raise ConfigError(source, [f"classifier.bitfile: {classifier.bitfile}: no such file"])
+
+
+def _add_schema(commands) -> None:
+    schema = commands.add_parser("config-schema", help="print the config's JSON Schema")
+    schema.set_defaults(handler=lambda args: print(json.dumps(config_schema(), indent=2)) or 0)
