@@ -20,9 +20,10 @@ from binarycop.pipeline import SharedClassifier, run_camera
 from stats import CountRecorder
 from stats.embedded import default_data_dir
 from stats.leases import Leases
+from stats.listener import ListenError
 from stats.preview import PreviewStore, PreviewWeb
 from stats.spool import SpoolError, counted, replay_spool, write_spool
-from stats.web import CountsWeb, ListenError
+from stats.web import CountsWeb
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0

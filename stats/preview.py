@@ -10,7 +10,6 @@ the view is served on loopback unless configured otherwise, and pictures are sca
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from stats.listener import Listener
 from stats.status import page_with_policy, status_json
 
 log = logging.getLogger(__name__)
@@ -132,32 +132,21 @@ class PreviewWeb:
 
     def __init__(self, store: PreviewStore):
         self.store = store
-        self.runner: web.AppRunner | None = None
-        self.site: web.TCPSite | None = None
+        self.listener = Listener()
 
     async def start(self, bind: str, port: int) -> None:
-        from stats.web import ListenError
-
         app = web.Application()
         app.router.add_get("/", self._page)
         app.router.add_get("/api/preview", self._list)
         app.router.add_get("/preview/{camera}.jpg", self._picture)
-        self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=20)
-        await self.runner.setup()
-        self.site = web.TCPSite(self.runner, bind, port)
-        try:
-            await self.site.start()
-        except OSError as error:
-            reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
-            raise ListenError(f"cannot listen on {bind}:{port}: {reason}") from None
+        await self.listener.start(app, bind, port)
 
     @property
     def port(self) -> int:
-        return self.site._server.sockets[0].getsockname()[1]
+        return self.listener.port
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        await self.listener.stop()
 
     async def _page(self, request: web.Request) -> web.Response:
         headers = {"Content-Security-Policy": SETUP_POLICY, "X-Content-Type-Options": "nosniff"}

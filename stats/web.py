@@ -7,7 +7,6 @@ of them: they all read the same Redis and agree).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 
@@ -17,17 +16,13 @@ from redis.exceptions import RedisError
 
 from stats.exporter import make_registry
 from stats.history import read_history
+from stats.listener import IDLE_TIMEOUT_SECONDS, Listener
 from stats.redis_store import read_counts
 from stats.snapshot import clean_counts
 from stats.status import CHART_MINUTES, PAGE, PAGE_POLICY, camera_status, status_json
 
 log = logging.getLogger(__name__)
-IDLE_TIMEOUT_SECONDS = 20.0  # to send a whole request's headers, and to stay idle between requests
 BAD_LOGGED_MAX = 1000  # distinct bad Redis fields logged (each once); the counter counts them all
-
-
-class ListenError(OSError):
-    """The HTTP server could not listen where it was told; the message says where and why."""
 
 
 class CountsWeb:
@@ -55,9 +50,8 @@ class CountsWeb:
         self.not_ready = not_ready
         self.idle_timeout = idle_timeout
         self.registry, self.collector = make_registry(pending)
-        self.runner: web.AppRunner | None = None
+        self.listener = Listener()
         self._bad_logged: set[tuple[str, str]] = set()
-        self.site: web.TCPSite | None = None
 
     async def start(self, bind: str, port: int) -> None:
         app = web.Application()
@@ -66,24 +60,14 @@ class CountsWeb:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        # aiohttp closes a connection that has not sent a whole request this long after it opened or after the
-        # last response (its keep-alive timer): half-open and trickling (slowloris) connections go too.
-        self.runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.idle_timeout)
-        await self.runner.setup()
-        self.site = web.TCPSite(self.runner, bind, port)
-        try:
-            await self.site.start()
-        except OSError as error:  # a port in use, an address not on this machine
-            reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
-            raise ListenError(f"cannot listen on {bind}:{port}: {reason}") from None
+        await self.listener.start(app, bind, port, self.idle_timeout)
 
     @property
     def port(self) -> int:
-        return self.site._server.sockets[0].getsockname()[1]
+        return self.listener.port
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        await self.listener.stop()
 
     async def _counts(self) -> dict | None:
         """What Redis holds, less the values that cannot be served (counted, and logged once each)."""

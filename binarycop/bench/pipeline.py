@@ -17,6 +17,7 @@ import asyncio
 import math
 import sys
 import time
+from contextlib import asynccontextmanager
 
 import cv2
 import numpy as np
@@ -50,29 +51,47 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _trial(
-    cameras: int, seconds: float, decode_only: bool, frames: list[bytes], detector: DetectorConfig
-) -> dict:
-    from binarycop.server import Server
-    from ingest import open_source
-    from stats import read_counts
-    from stats.embedded import EmbeddedRedis
-
-    streams = [MjpegCamera(_free_port(), frames=frames).start() for _ in range(cameras)]
+def loopback_cameras(count: int, frames: list[bytes]) -> tuple[list[MjpegCamera], list[CameraConfig]]:
+    """``count`` MJPEG cameras serving ``frames`` on loopback (started), and the camera configs that read them."""
+    streams = [MjpegCamera(_free_port(), frames=frames).start() for _ in range(count)]
     configs = [
         CameraConfig(name=f"cam-{i}", url=s.url, detect_fps=DETECT_FPS, stall_seconds=5) for i, s in enumerate(streams)
     ]
+    return streams, configs
+
+
+@asynccontextmanager
+async def running_server(configs: list[CameraConfig], detector: DetectorConfig):
+    """The whole server reading ``configs`` into an embedded Redis, warmed up; yields (server, embedded Redis)
+    and stops both after."""
+    from binarycop.server import Server
+    from stats.embedded import EmbeddedRedis
+
+    embedded = EmbeddedRedis()
+    server = Server(
+        Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs, detector=detector),
+        embedded.url,
+    )
+    try:
+        await server.start()
+        await _warm_up(server, len(configs))
+        yield server, embedded
+    finally:
+        await server.stop()
+        embedded.close()
+
+
+async def _trial(
+    cameras: int, seconds: float, decode_only: bool, frames: list[bytes], detector: DetectorConfig
+) -> dict:
+    from ingest import open_source
+    from stats import read_counts
+
+    streams, configs = loopback_cameras(cameras, frames)
     try:
         if decode_only:
             return await _decode_only(configs, seconds, open_source)
-        embedded = EmbeddedRedis()
-        server = Server(
-            Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs, detector=detector),
-            embedded.url,
-        )
-        try:
-            await server.start()
-            await _warm_up(server, len(configs))
+        async with running_server(configs, detector) as (server, _):
             await server.recorder.flush()
             before = await read_counts(server.client)
             started = time.monotonic()
@@ -80,9 +99,6 @@ async def _trial(
             await server.recorder.flush()
             after = await read_counts(server.client)
             elapsed = time.monotonic() - started
-        finally:
-            await server.stop()
-            embedded.close()
         return _summary(before, after, elapsed, cameras)
     finally:
         for stream in streams:
@@ -137,6 +153,16 @@ async def _decode_only(configs, seconds: float, open_source) -> dict:
     }
 
 
+def processed_frames(before: dict, after: dict) -> int:
+    """Frames processed between two :func:`stats.read_counts` snapshots, over every camera."""
+    return _outcome_total(_delta(before, after, "binarycop:frames"), "processed")
+
+
+def _outcome_total(frames: dict[str, int], outcome: str) -> int:
+    """Frames of ``outcome`` over every camera, from ``camera|outcome`` counts."""
+    return sum(count for key, count in frames.items() if key.endswith(f"|{outcome}"))
+
+
 def _delta(before: dict, after: dict, key: str) -> dict[str, int]:
     old = before.get(key, {})
     return {name: int(value) - int(old.get(name, 0)) for name, value in after.get(key, {}).items()}
@@ -146,8 +172,7 @@ def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
     from stats.schema import STAGE_BUCKETS
 
     frames = _delta(before, after, "binarycop:frames")
-    processed = sum(v for k, v in frames.items() if k.endswith("|processed"))
-    dropped = sum(v for k, v in frames.items() if k.endswith("|dropped"))
+    processed, dropped = _outcome_total(frames, "processed"), _outcome_total(frames, "dropped")
     stages = _delta(before, after, "binarycop:stage_duration")
     counts = [stages.get(f"end_to_end|{i}", 0) for i in range(len(STAGE_BUCKETS) + 1)]
     total = sum(counts)

@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from binarycop.bench.pipeline import DETECT_FPS, _free_port, _warm_up, crowd_frames
-from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
-from binarycop.loopback_camera import MjpegCamera
+from binarycop.bench.pipeline import crowd_frames, loopback_cameras, processed_frames, running_server
+from binarycop.config import DetectorConfig, detector_name
 
 WARM_UP_SECONDS = 60.0
 
@@ -29,51 +28,32 @@ def resident_mb(pid: int | str = "self") -> float:
 
 
 async def _soak(cameras: int, minutes: float, every: float, warm_up: float, detector: DetectorConfig) -> dict:
-    from binarycop.server import Server
     from stats import read_counts
-    from stats.embedded import EmbeddedRedis
 
-    frames = crowd_frames()
-    streams = [MjpegCamera(_free_port(), frames=frames).start() for _ in range(cameras)]
-    configs = [
-        CameraConfig(name=f"cam-{i}", url=s.url, detect_fps=DETECT_FPS, stall_seconds=5) for i, s in enumerate(streams)
-    ]
-    embedded = EmbeddedRedis()
-    processes = {"server": "self", "redis": embedded.pid}
-    server = Server(
-        Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs, detector=detector),
-        embedded.url,
-    )
+    streams, configs = loopback_cameras(cameras, crowd_frames())
     samples: list[dict] = []
     try:
-        await server.start()
-        await _warm_up(server, cameras)
-        await asyncio.sleep(warm_up)
-        started = time.monotonic()
-        before = await read_counts(server.client)
-        while True:
-            elapsed = time.monotonic() - started
-            samples.append(
-                {"seconds": round(elapsed, 1), **{name: resident_mb(pid) for name, pid in processes.items()}}
-            )
-            print(
-                f"soak: {elapsed / 60:.1f} min: " + ", ".join(f"{n} {samples[-1][n]:.1f} MB" for n in processes),
-                file=sys.stderr,
-            )
-            if elapsed >= minutes * 60:
-                break
-            await asyncio.sleep(min(every, minutes * 60 - elapsed))
-        await server.recorder.flush()
-        after = await read_counts(server.client)
+        async with running_server(configs, detector) as (server, embedded):
+            processes = {"server": "self", "redis": embedded.pid}
+            await asyncio.sleep(warm_up)
+            started = time.monotonic()
+            before = await read_counts(server.client)
+            while True:
+                elapsed = time.monotonic() - started
+                memory = {name: resident_mb(pid) for name, pid in processes.items()}
+                samples.append({"seconds": round(elapsed, 1), **memory})
+                print(
+                    f"soak: {elapsed / 60:.1f} min: " + ", ".join(f"{n} {samples[-1][n]:.1f} MB" for n in processes),
+                    file=sys.stderr,
+                )
+                if elapsed >= minutes * 60:
+                    break
+                await asyncio.sleep(min(every, minutes * 60 - elapsed))
+            await server.recorder.flush()
+            after = await read_counts(server.client)
     finally:
-        await server.stop()
-        embedded.close()
         for stream in streams:
             stream.stop()
-    frames_before = before.get("binarycop:frames", {})
-    processed = sum(
-        int(v) - int(frames_before.get(k, 0)) for k, v in after.get("binarycop:frames", {}).items() if "processed" in k
-    )
     figures = {}
     for name in processes:
         start, end = samples[0][name], samples[-1][name]
@@ -88,7 +68,7 @@ async def _soak(cameras: int, minutes: float, every: float, warm_up: float, dete
         "cameras": cameras,
         "minutes": minutes,
         "warm_up_seconds": warm_up,
-        "frames_processed": processed,
+        "frames_processed": processed_frames(before, after),
         "processes": figures,
         "samples": samples,
     }

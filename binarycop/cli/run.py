@@ -120,7 +120,8 @@ def _exporter(args) -> int:
 
 
 async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
-    from stats.web import CountsWeb, ListenError
+    from stats.listener import ListenError
+    from stats.web import CountsWeb
 
     redis_url = redis.url
     client = redis_client(redis)
