@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -125,7 +126,7 @@ class ScalePlan:
         self._frame = -1
         self._next_full = 0
         self._phase = phase if phase is not None else random.randint(1, self.full_every)
-        self._smallest: list[float] = []
+        self._smallest: deque[float] = deque(maxlen=RECENT_FRAMES)  # per recent frame, its smallest face
 
     def next_factor(self) -> float:
         self._frame += 1
@@ -138,7 +139,7 @@ class ScalePlan:
     def record(self, boxes: np.ndarray) -> None:
         """The faces (xyxy, frame pixels) found in the frame just planned."""
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if len(boxes) else []
-        self._smallest = [*self._smallest, float(np.min(sides)) if len(sides) else np.inf][-RECENT_FRAMES:]
+        self._smallest.append(float(np.min(sides)) if len(sides) else np.inf)
 
 
 class YuNetRunner:
