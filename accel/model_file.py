@@ -2,7 +2,9 @@
 
 One ``.npz`` file (numpy's zip of arrays) per network. ``meta`` holds a JSON
 header; every other array is a layer. The checksum is SHA-256 over the arrays'
-names, dtypes, shapes and bytes, so a truncated or edited file is refused.
+names, dtypes, shapes and bytes and over the header fields that decide what a
+score means (architecture, class names in order, the crop framing), so a
+truncated or edited file, or one whose class names were swapped, is refused.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from accel.arch import ARCHS, INPUT_CHANNELS, KERNEL, Arch, get_arch
+from accel.arch import ARCHS, CLASSES, INPUT_CHANNELS, KERNEL, Arch, get_arch
 
 FORMAT = "binarycop-bnn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: the checksum covered the arrays only
+COVERED_META = ("arch", "classes", "framing")  # header fields inside the checksum
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -60,8 +63,11 @@ class BinaryModel:
         return arrays
 
 
-def checksum(arrays: dict[str, np.ndarray]) -> str:
+def checksum(arrays: dict[str, np.ndarray], meta: dict | None = None) -> str:
+    """SHA-256 over the arrays and the ``COVERED_META`` fields of ``meta``."""
     digest = hashlib.sha256()
+    covered = {key: (meta or {}).get(key) for key in COVERED_META}
+    digest.update(json.dumps(covered, sort_keys=True).encode())
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
@@ -77,8 +83,8 @@ def save_model(model: BinaryModel, path: str | Path) -> Path:
         version=FORMAT_VERSION,
         arch=model.arch.name,
         classes=list(model.classes),
-        sha256=checksum(arrays),
     )
+    meta["sha256"] = checksum(arrays, meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
@@ -119,13 +125,14 @@ def load_model(name_or_path: str | Path) -> BinaryModel:
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{path}: unreadable 'meta' header ({error})") from error
-    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        found = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else (None, None)
         raise ModelFileError(
-            f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; "
-            f"expected {FORMAT!r} version {FORMAT_VERSION}"
+            f"{path}: format {found[0]!r} version {found[1]!r}; expected {FORMAT!r} version {FORMAT_VERSION}"
         )
-    if checksum(arrays) != meta.get("sha256"):
+    if checksum(arrays, meta) != meta.get("sha256"):
         raise ModelFileError(f"{path}: checksum mismatch; the file is damaged or was edited")
+    _check_classes(meta.get("classes"), path)
     try:
         arch = get_arch(meta["arch"])
     except (KeyError, ValueError) as error:
@@ -133,6 +140,17 @@ def load_model(name_or_path: str | Path) -> BinaryModel:
     model = _from_arrays(arch, tuple(meta.get("classes", ())), arrays, meta)
     _check_shapes(model, path)
     return model
+
+
+def _check_classes(classes, path: Path) -> None:
+    """Class names are data the counts are filed under: each must be one of ``CLASSES``, once."""
+    if not isinstance(classes, list) or not classes or not all(isinstance(name, str) for name in classes):
+        raise ModelFileError(f"{path}: classes {classes!r}: expected a list of class names")
+    unknown = [name for name in classes if name not in CLASSES]
+    if unknown:
+        raise ModelFileError(f"{path}: unknown class {unknown[0]!r}; expected names among {', '.join(CLASSES)}")
+    if len(set(classes)) != len(classes):
+        raise ModelFileError(f"{path}: classes {classes}: a class named twice")
 
 
 def _from_arrays(arch: Arch, classes: tuple[str, ...], arrays: dict, meta: dict) -> BinaryModel:

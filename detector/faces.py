@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
@@ -14,6 +14,42 @@ CROP_MARGIN = 0.2  # extra side length around the detector's box, as a fraction 
 # Boxes the detector draws around faces of one true size spread by about +-15 % (24 px faces in generated
 # crowd frames: 20.5 to 32 px, most 21.5 to 27), so a face is dropped only below 85 % of min_face_px.
 MIN_FACE_TOLERANCE = 0.85
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a face box becomes a crop, the one definition that training, live frames, ``scan`` and ``eval-scenes``
+    share: a square of the box's larger side times ``1 + margin``, its centre moved down by ``drop`` times that
+    larger side (a mask worn on the chin hangs below the box's lower edge). A model file records the framing it
+    was trained with (``as_meta``); models from before the record were trained with the default."""
+
+    margin: float = CROP_MARGIN
+    drop: float = 0.0
+
+    def __post_init__(self):
+        if not (0 <= self.margin <= 2 and -0.5 <= self.drop <= 0.5):
+            raise ValueError(f"framing margin {self.margin}, drop {self.drop}: expected margin 0-2 and drop -0.5-0.5")
+
+    def as_meta(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict | None) -> Framing:
+        """The framing a model file's meta records; the default for a file that records none."""
+        if not meta:
+            return cls()
+        if not isinstance(meta, dict) or set(meta) - {"margin", "drop"}:
+            raise ValueError(f"framing {meta!r}: expected {{'margin': M, 'drop': D}}")
+        try:
+            return cls(float(meta.get("margin", CROP_MARGIN)), float(meta.get("drop", 0.0)))
+        except (TypeError, ValueError):
+            raise ValueError(f"framing {meta!r}: margin and drop must be numbers") from None
+
+    def __str__(self) -> str:
+        return f"square +{self.margin:.0%}" + (f", {self.drop:+.0%} down" if self.drop else "")
+
+
+FRAMING = Framing()  # today's: the square box + 20 %, centred on the detector's box
 
 
 @dataclass
@@ -48,27 +84,29 @@ def large_enough_faces(
     min_face_px: float,
     with_crops: bool = True,
     coverage: Coverage | None = None,
+    framing: Framing = FRAMING,
 ) -> Faces:
     """The detections (after merging) whose box is large enough for ``min_face_px``, cropped when asked."""
     sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     big_enough = sizes >= min_face_px * MIN_FACE_TOLERANCE
     faces = Faces(boxes[big_enough].astype(np.float32), scores[big_enough].astype(np.float32), coverage=coverage)
     if with_crops and len(faces):
-        faces.crops = crop_faces(frame_bgr, faces.boxes)
+        faces.crops = crop_faces(frame_bgr, faces.boxes, framing)
     return faces
 
 
-def square_boxes(boxes: np.ndarray, margin: float = CROP_MARGIN) -> np.ndarray:
-    """Square boxes (xyxy) centred on ``boxes``, side = larger side * (1 + margin)."""
+def square_boxes(boxes: np.ndarray, framing: Framing = FRAMING) -> np.ndarray:
+    """Square boxes (xyxy) of side larger side * (1 + margin), centred on ``boxes`` moved down by ``drop`` * side."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) * (1 + margin) / 2
+    sides = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + np.float32(framing.drop) * sides * np.array([[0, 1]], np.float32)
+    half = sides * (1 + framing.margin) / 2
     return np.concatenate([centres - half, centres + half], axis=1)
 
 
-def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, margin: float = CROP_MARGIN) -> np.ndarray:
-    """RGB uint8 (N, 32, 32, 3) crops of square, margined boxes; parts outside the image are edge-replicated."""
-    squares = np.round(square_boxes(boxes, margin)).astype(np.int64)
+def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, framing: Framing = FRAMING) -> np.ndarray:
+    """RGB uint8 (N, 32, 32, 3) crops of ``framing``'s squares; parts outside the image are edge-replicated."""
+    squares = np.round(square_boxes(boxes, framing)).astype(np.int64)
     crops = np.empty((len(squares), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     height, width = image_bgr.shape[:2]
     for index, (x1, y1, x2, y2) in enumerate(squares):

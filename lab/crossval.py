@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from accel.arch import CLASSES
-from detector import crop_faces
+from detector import Framing, crop_faces
 from lab.dataset import INCORRECT, CropSet, held_out_mask, load_sources, split_of
 from lab.scenes import (
     PositionTable,
@@ -51,6 +51,13 @@ class CrossvalPlan:
     seed: int
     learning_rate: float
     sources: list[str]
+    crop_margin: float = 0.2  # lab.dataset's framing of every crop: trained, scored and recorded in the models
+    crop_drop: float = 0.0
+    exact_positions: bool = False  # scene faces placed by positions.csv train with their position
+
+    @property
+    def framing(self) -> Framing:
+        return Framing(self.crop_margin, self.crop_drop)
 
     def train_options(self, device: str = "cpu"):
         """The options every fold's model trains with (its fold and teacher are set per fold)."""
@@ -63,7 +70,12 @@ class CrossvalPlan:
             learning_rate=self.learning_rate,
             balance=self.balance,
             device=device,
+            framing=self.framing,
+            exact_positions=self.exact_positions,
         )
+
+
+PLAN_DEFAULTS = {"crop_margin": 0.2, "crop_drop": 0.0, "exact_positions": False}  # for plans written before them
 
 
 def _check_plan(out_dir: Path, plan: CrossvalPlan) -> None:
@@ -71,7 +83,7 @@ def _check_plan(out_dir: Path, plan: CrossvalPlan) -> None:
     path = out_dir / PLAN_FILE
     wanted = asdict(plan)
     if path.exists():
-        held = json.loads(path.read_text())
+        held = {**PLAN_DEFAULTS, **json.loads(path.read_text())}
         differing = sorted(key for key in wanted if held.get(key) != wanted[key])
         if differing:
             raise ValueError(
@@ -113,14 +125,17 @@ class SceneFaces:
     positions: list[str | None] | None = None  # with a positions table: as ``lab.scenes.positions_of``
 
 
-def scene_faces(root: Path, min_face_px: int = 24, table: PositionTable | None = None) -> SceneFaces:
+def scene_faces(
+    root: Path, min_face_px: int = 24, table: PositionTable | None = None, framing: Framing | None = None
+) -> SceneFaces:
     """Every labelled face of ``min_face_px`` or more in every scene, cropped at its ground-truth box."""
+    framing = framing or Framing()
     crops, groups, images, positions = [], [], [], []
     for scene in scene_split(root, "all"):
         image = scene.read()
         large = np.flatnonzero(scene.large(min_face_px))
         if len(large):
-            crops.append(crop_faces(image, scene.boxes[large]))
+            crops.append(crop_faces(image, scene.boxes[large], framing))
             groups.extend(scene.groups[t] for t in large)
             images.extend([scene.name] * len(large))
             if table is not None:
@@ -233,7 +248,7 @@ def cross_validate(
     out_dir = Path(out_dir)
     _check_plan(out_dir, plan)
     cache = Path(cache) if cache is not None else out_dir / "crops.npz"
-    data = load_sources(plan.sources, cache, with_incorrect=True)  # made once here, read by every fold
+    data = load_sources(plan.sources, cache, True, plan.framing, plan.exact_positions)  # made once, read by every fold
     options = plan.train_options(device)
     pending = [k for k in range(plan.folds) if not fold_model_path(out_dir, k).exists()]
     for k in pending:
@@ -247,6 +262,6 @@ def cross_validate(
             futures = {k: pool.submit(_train_fold, plan, options, out_dir, cache, k) for k in pending}
             for k, future in futures.items():
                 print(f"fold {k + 1}/{plan.folds}: trained in {future.result():.0f} s", file=sys.stderr)
-    result = score(plan, out_dir, data, scene_faces(scenes, table=table))
+    result = score(plan, out_dir, data, scene_faces(scenes, table=table, framing=plan.framing))
     result["positions_file"] = str(positions) if positions is not None else None
     return result

@@ -9,6 +9,9 @@ A data source is one of:
   for training kept with the label ``INCORRECT``, "one of the three wrong positions");
 - ``CLASS=DIR``: every image under DIR has that class.
 
+With ``exact_positions``, a VOC source's ``positions.csv`` (beside its annotations; ``lab.scenes.read_positions``)
+labels its incorrectly worn faces at one of the three positions with that position; the rest keep ``INCORRECT``.
+
 Each image is run through the face detector and cropped like a live frame; where the
 detector misses (or for VOC boxes it does not match), the labelled box (or the whole image) is used.
 """
@@ -26,7 +29,7 @@ import cv2
 import numpy as np
 
 from accel.arch import CLASSES
-from detector import crop_faces, iou_matrix
+from detector import FRAMING, Framing, crop_faces, iou_matrix
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MFN_SUFFIXES = {  # longest first: "_Mask" is a suffix of nothing else, but check the others before it
@@ -136,11 +139,13 @@ class CropMaker:
     framing) on each image, down to 8 px faces. A miss leaves the whole image (aligned face crops) or the labelled
     box (scenes) as the crop."""
 
-    def __init__(self):
+    def __init__(self, framing: Framing = FRAMING, exact_positions: bool = False):
         from binarycop.config import DetectorConfig
         from lab.scan import offline_detector
 
         self.detector = offline_detector(DetectorConfig(min_face_px=8))
+        self.framing = framing
+        self.exact_positions = exact_positions
 
     def largest_face(self, image: np.ndarray) -> np.ndarray:
         faces = self.detector.detect(image, with_crops=False)
@@ -188,7 +193,7 @@ def load_source(
         image = cv2.imread(str(path))
         if name is None or image is None:
             continue
-        crops.append(crop_faces(image, maker.largest_face(image)[None])[0])
+        crops.append(crop_faces(image, maker.largest_face(image)[None], maker.framing)[0])
         labels.append(CLASSES.index(name))
         groups.append(_group_of(path))
     print(f"{source}: {len(labels)} crops", file=sys.stderr)
@@ -201,8 +206,19 @@ def _label_of_voc(name: str, with_incorrect: bool) -> int | None:
     return INCORRECT if with_incorrect and name == "mask_weared_incorrect" else None
 
 
+def _exact_positions(root: Path) -> dict:
+    """``(image file name, VOC box) -> class`` for the faces ``root``'s positions.csv puts at one of the positions."""
+    from lab.scenes import POSITIONS, positions_file, read_positions
+
+    path = positions_file(root)
+    if path is None:
+        return {}
+    return {key: position for key, position in read_positions(path, root).items() if position in POSITIONS}
+
+
 def _load_voc(root: Path, maker: CropMaker, limit: int | None, with_incorrect: bool = False) -> CropSet:
     crops, labels, groups = [], [], []
+    exact = _exact_positions(root) if maker.exact_positions else {}
     for annotation in sorted((root / "annotations").glob("*.xml"))[:limit]:
         image = cv2.imread(str(root / "images" / f"{annotation.stem}.jpg"))
         if image is None:
@@ -210,12 +226,18 @@ def _load_voc(root: Path, maker: CropMaker, limit: int | None, with_incorrect: b
         if image is None:
             continue
         truth, names = read_voc(annotation)
-        face_labels = [_label_of_voc(name, with_incorrect) for name in names]
+        image_name = next((root / "images").glob(f"{annotation.stem}.*")).name
+        face_labels = [
+            CLASSES.index(exact[(image_name, tuple(box))])
+            if (image_name, tuple(box)) in exact
+            else _label_of_voc(name, with_incorrect)
+            for box, name in zip(truth.tolist(), names)
+        ]
         keep = np.array([label is not None for label in face_labels], bool)
         if not keep.any():
             continue
         boxes = maker.matched_boxes(image, truth[keep])
-        crops.extend(crop_faces(image, boxes))
+        crops.extend(crop_faces(image, boxes, maker.framing))
         labels.extend(label for label in face_labels if label is not None)
         groups.extend([f"image:{annotation.stem}"] * len(boxes))
     print(f"{root}: {len(labels)} crops from VOC boxes", file=sys.stderr)
@@ -230,41 +252,55 @@ def _cropset(crops: list, labels: list, groups: list) -> CropSet:
     )
 
 
-def _source_keys(sources: list[str]) -> list[str]:
-    """Sources with their folders made absolute, so a cache records what it was made from."""
+def _source_keys(sources: list[str], framing: Framing = FRAMING, exact_positions: bool = False) -> list[str]:
+    """Sources with their folders made absolute, and how they were cut, so a cache records what it was made from."""
     keys = []
     for source in sources:
         forced, _, folder = source.rpartition("=") if "=" in source else ("", "", source)
         keys.append(f"{forced}={Path(folder).resolve()}" if forced else str(Path(folder).resolve()))
+    if framing != FRAMING:
+        keys.append(f"framing: margin {framing.margin:g}, drop {framing.drop:g}")
+    if exact_positions:
+        keys.append("exact positions")
     return keys
 
 
-def save_crops(cache: Path, data: CropSet, sources: list[str]) -> None:
-    """Keep ``data`` (made from ``sources``, incorrectly worn crops included) in ``cache``."""
+def save_crops(
+    cache: Path, data: CropSet, sources: list[str], framing: Framing = FRAMING, exact_positions: bool = False
+) -> None:
+    """Keep ``data`` (made from ``sources`` as the other arguments say, incorrectly worn crops included) in ``cache``."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups, sources=np.array(_source_keys(sources)))
+    keys = np.array(_source_keys(sources, framing, exact_positions))
+    np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups, sources=keys)
 
 
-def _load_cache(cache: Path, sources: list[str]) -> CropSet | None:
+def _load_cache(cache: Path, keys: list[str]) -> CropSet | None:
     with np.load(cache) as saved:
         if "sources" not in saved:
             print(f"{cache}: a crop cache that does not record its sources; making it again", file=sys.stderr)
             return None
         recorded = saved["sources"].tolist()
-        if recorded != _source_keys(sources):
+        if recorded != keys:
             raise ValueError(
-                f"crop cache {cache} was made from {recorded}, not from {_source_keys(sources)}: "
-                "give another --cache path or delete it"
+                f"crop cache {cache} was made from {recorded}, not from {keys}: give another --cache path or delete it"
             )
         return CropSet(saved["crops"], saved["labels"], saved["groups"])
 
 
-def load_sources(sources: list[str], cache: Path | None = None, with_incorrect: bool = False) -> CropSet:
-    """All sources' crops, kept in ``cache`` (an .npz) when given and reused while the sources match."""
-    data = _load_cache(cache, sources) if cache is not None and cache.exists() else None
+def load_sources(
+    sources: list[str],
+    cache: Path | None = None,
+    with_incorrect: bool = False,
+    framing: Framing = FRAMING,
+    exact_positions: bool = False,
+) -> CropSet:
+    """All sources' crops cut with ``framing``, kept in ``cache`` (an .npz) when given and reused while the sources
+    and the cut match."""
+    keys = _source_keys(sources, framing, exact_positions)
+    data = _load_cache(cache, keys) if cache is not None and cache.exists() else None
     if data is None:
-        maker = CropMaker()
+        maker = CropMaker(framing, exact_positions)
         data = CropSet.concat([load_source(source, maker, with_incorrect=True) for source in sources])
         if cache is not None:
-            save_crops(cache, data, sources)
+            save_crops(cache, data, sources, framing, exact_positions)
     return data if with_incorrect else data.subset(data.labels < INCORRECT)

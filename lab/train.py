@@ -21,6 +21,7 @@ from tqdm import tqdm
 from accel.arch import CLASSES
 from accel.model_file import save_model
 from accel.nets import BinaryCoP, FloatCoP, crops_to_tensor
+from detector import FRAMING, Framing
 from lab.batchnorm_fold import fold
 from lab.dataset import (
     HELD_OUT_PERCENT,
@@ -51,6 +52,8 @@ class TrainOptions:
     distill: float = 0.5  # with a teacher: the share of the loss that is distillation
     device: str = "cpu"  # where the networks run ("cuda" on a GPU); augmentation stays on the CPU, seeded alike
     fold: tuple[int, int] | None = None  # (k, n): hold out cross-validation fold k of n instead of the usual split
+    framing: Framing = FRAMING  # how face boxes become crops; recorded in the model file, used by the server
+    exact_positions: bool = False  # scene faces a positions.csv places train with that position (lab.dataset)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -197,7 +200,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     torch.set_num_threads(options.threads)
     rng = np.random.default_rng(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    data = load_sources(sources, cache, with_incorrect=True)
+    data = load_sources(sources, cache, True, options.framing, options.exact_positions)
     held_out = held_out_mask(data.groups, options.held_out_percent, options.fold)
     train_set, val_set = data.subset(~held_out), data.subset(held_out)
     print(
@@ -285,6 +288,8 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "teacher": Path(options.teacher).name if options.teacher else None,
         "device": torch.device(options.device).type,  # "cuda": trained on a GPU (train_seconds are not CPU seconds)
         "held_out": describe_held_out(options.held_out_percent, options.fold),
+        "framing": options.framing.as_meta(),
+        "exact_positions": options.exact_positions,
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

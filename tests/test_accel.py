@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -105,6 +106,53 @@ def test_edited_model_file_refused(tmp_path):
     raw["conv2_thresholds"] = raw["conv2_thresholds"] - 1  # edit after the checksum was written
     np.savez(path, **raw)
     with pytest.raises(ModelFileError, match="checksum mismatch"):
+        load_model(path)
+
+
+def _rewrite_meta(path, edit) -> None:
+    """Edit a saved model file's JSON header in place, leaving its checksum as it was."""
+    raw = dict(np.load(path))
+    meta = json.loads(raw["meta"].tobytes().decode())
+    edit(meta)
+    raw["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **raw)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda meta: meta["classes"].reverse(),  # correct and no_mask swapped: compliance read upside down
+        lambda meta: meta.update(framing={"margin": 0.2, "drop": 0.3}),  # crops cut otherwise than trained
+        lambda meta: meta.update(arch="cnv"),
+    ],
+)
+def test_a_header_field_that_decides_what_a_score_means_is_inside_the_checksum(tmp_path, edit):
+    path = tmp_path / "swapped.npz"
+    shutil.copy(MODELS_DIR / "n-cnv.npz", path)
+    _rewrite_meta(path, edit)
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        (("correct", "nose", "nose_mouth", "chin", "hat"), "unknown class 'hat'"),
+        (("correct", "nose", "nose", "chin", "no_mask"), "a class named twice"),
+    ],
+)
+def test_unknown_or_repeated_class_names_are_refused(tmp_path, classes, message):
+    model = fold(_random_network("u-cnv", 5), classes)
+    path = save_model(model, tmp_path / "odd.npz")  # a consistent checksum: the names themselves are wrong
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_a_format_1_file_is_refused_by_version(tmp_path):
+    path = tmp_path / "old.npz"
+    shutil.copy(MODELS_DIR / "n-cnv.npz", path)
+    _rewrite_meta(path, lambda meta: meta.update(version=1))
+    with pytest.raises(ModelFileError, match="version 1; expected 'binarycop-bnn' version 2"):
         load_model(path)
 
 

@@ -4,13 +4,30 @@ import cv2
 import numpy as np
 import pytest
 
-from detector import Faces, crop_faces, iou_matrix, nms, square_boxes
+from detector import Faces, Framing, crop_faces, iou_matrix, nms, square_boxes
 from detector.blazeface import BlazeFaceDetector
 
 
 def test_square_boxes_keep_centre_and_add_margin():
-    squares = square_boxes(np.array([[10, 20, 30, 60]]), margin=0.5)
+    squares = square_boxes(np.array([[10, 20, 30, 60]]), Framing(margin=0.5))
     np.testing.assert_allclose(squares, [[-10, 10, 50, 70]])
+
+
+def test_a_dropped_framing_moves_the_square_down_by_a_share_of_the_side():
+    squares = square_boxes(np.array([[10, 20, 30, 60]]), Framing(margin=0.5, drop=0.25))
+    np.testing.assert_allclose(squares, [[-10, 20, 50, 80]])  # side 40: 10 px down, the width unchanged
+
+
+@pytest.mark.parametrize(
+    "meta", [{"margin": "wide"}, {"margin": 0.2, "tilt": 1}, {"margin": 9.0}, {"drop": 0.9}, ["margin", 0.2]]
+)
+def test_a_framing_record_that_is_not_one_is_refused(meta):
+    with pytest.raises(ValueError, match="framing"):
+        Framing.from_meta(meta)
+
+
+def test_a_model_without_a_framing_record_was_trained_with_the_default():
+    assert Framing.from_meta(None) == Framing() == Framing.from_meta({"margin": 0.2, "drop": 0.0})
 
 
 def test_crops_at_frame_borders_are_edge_padded():
@@ -18,7 +35,7 @@ def test_crops_at_frame_borders_are_edge_padded():
     image[:, :60] = (255, 0, 0)  # blue left half (BGR)
     image[:, 60:] = (0, 0, 255)  # red right half
     boxes = np.array([[-30, -30, 30, 30], [100, 80, 140, 120], [50, 40, 70, 60]], np.float32)
-    crops = crop_faces(image, boxes, margin=0.0)
+    crops = crop_faces(image, boxes, Framing(margin=0.0))
     assert crops.shape == (3, 32, 32, 3) and crops.dtype == np.uint8
     assert (crops[0] == (0, 0, 255)).all()  # outside top-left: replicated blue, as RGB
     assert (crops[1] == (255, 0, 0)).all()  # outside bottom-right: replicated red

@@ -19,6 +19,28 @@ POSITIONS_HELP = (
 )
 
 
+def _framing_arguments(parser) -> None:
+    """How face boxes become training crops (``detector.Framing``), recorded in the model file for the server."""
+    parser.add_argument(
+        "--crop-margin", type=float, default=0.2, help="crop side = the face box's larger side x (1 + this)"
+    )
+    parser.add_argument(
+        "--crop-drop", type=float, default=0.0, help="move the crop down by this share of the box's side (chin masks)"
+    )
+    parser.add_argument(
+        "--exact-positions",
+        action="store_true",
+        help="scene faces that the scenes' positions.csv places train with that position (others: any incorrect)",
+    )
+
+
+def _framing(args):
+    from detector import Framing
+
+    with failing_as("framing", ValueError):
+        return Framing(args.crop_margin, args.crop_drop)
+
+
 def register(commands) -> None:
     for add in (_add_train, _add_crossval, _add_eval, _add_synth, _add_gradcam, _add_eval_scenes, _add_scan):
         add(commands)
@@ -45,6 +67,7 @@ def _add_train(commands) -> None:
     train.add_argument("--device", default="cpu", help=DEVICE_HELP)
     train.add_argument("--teacher", type=Path, help="an FP32 twin's .pt (train --fp32) to distil from")
     train.add_argument("--distill", type=float, default=0.5, help="with --teacher: share of the loss from distillation")
+    _framing_arguments(train)
     train.set_defaults(handler=_train)
 
 
@@ -64,6 +87,8 @@ def _train(args) -> int:
         teacher=args.teacher,
         distill=args.distill,
         device=args.device,
+        framing=_framing(args),
+        exact_positions=args.exact_positions,
     )
     train(args.data, args.out, options, resume=args.resume, cache=args.cache)
     return 0
@@ -104,6 +129,7 @@ def _add_crossval(commands) -> None:
     crossval.add_argument("--cache", type=Path, help="an .npz of the prepared crops (default: in --out)")
     crossval.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
     crossval.add_argument("--json", action="store_true")
+    _framing_arguments(crossval)
     crossval.set_defaults(handler=_crossval)
 
 
@@ -120,6 +146,9 @@ def _crossval(args) -> int:
         seed=args.seed,
         learning_rate=args.lr,
         sources=list(args.data),
+        crop_margin=_framing(args).margin,
+        crop_drop=_framing(args).drop,
+        exact_positions=args.exact_positions,
     )
     with failing_as("crossval", FileNotFoundError, ValueError):
         from lab.scenes import positions_file
