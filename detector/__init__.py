@@ -9,7 +9,17 @@ if TYPE_CHECKING:
 
     from detector.faces import Faces
 
-_FROM_FACES = ("CROP_MARGIN", "CROP_SIZE", "FRAMING", "Faces", "Framing", "crop_faces", "iou_matrix", "nms", "square_boxes")
+_FROM_FACES = (
+    "CROP_MARGIN",
+    "CROP_SIZE",
+    "FRAMING",
+    "Faces",
+    "Framing",
+    "crop_faces",
+    "iou_matrix",
+    "nms",
+    "square_boxes",
+)
 
 __all__ = [
     "CROP_MARGIN",

@@ -165,23 +165,56 @@ def _crop_figures(classes: list[str], predicted: np.ndarray, data: CropSet) -> d
     }
 
 
-def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -> dict:
-    """Each fold's model on its own fold only; pooled figures over all folds."""
+class _TwinClassifier:
+    """A fold's FP32 twin (the teacher ``_train_fold`` trains beside its model), called like a classifier."""
+
+    def __init__(self, path: Path):
+        from lab.train import load_teacher
+
+        self.network = load_teacher(path, len(CLASSES))
+        self.classes = tuple(CLASSES)
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        from lab.train import predict
+
+        return predict(self.network, crops)
+
+
+def _fold_model(plan: CrossvalPlan, out_dir: Path, k: int):
+    """Fold ``k``'s binary model, checked to hold out that fold and to call the classes in order."""
     from accel.cpu import CpuClassifier
 
+    path = fold_model_path(out_dir, k)
+    classifier = CpuClassifier(str(path))
+    held_out = classifier.model.meta.get("held_out")
+    if held_out != f"fold {k + 1} of {plan.folds}":
+        held_out = held_out or "the usual split"
+        raise ValueError(f"{path}: trained with {held_out} held out, not fold {k + 1} of {plan.folds}")
+    if list(classifier.classes[: len(CLASSES)]) != list(CLASSES):
+        raise ValueError(f"{path}: classes {list(classifier.classes)}, expected {list(CLASSES)}")
+    return classifier
+
+
+def twin_path(out_dir: Path, k: int) -> Path:
+    return out_dir / f"fold-{k + 1}-fp32.pt"
+
+
+def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -> dict:
+    """Each fold's model on its own fold only; pooled figures over all folds. With a teacher, its FP32 twin is
+    scored the same way, beside it (``twin``): what binarisation costs on each fold."""
+    result = {**asdict(plan), **_score_folds(plan, lambda k: _fold_model(plan, out_dir, k), data, faces)}
+    if plan.teacher_epochs and all(twin_path(out_dir, k).is_file() for k in range(plan.folds)):
+        result["twin"] = _score_folds(plan, lambda k: _TwinClassifier(twin_path(out_dir, k)), data, faces)
+    return result
+
+
+def _score_folds(plan: CrossvalPlan, classifier_of, data: CropSet, faces: SceneFaces) -> dict:
+    """Fold ``k``'s ``classifier_of(k)`` on fold ``k``'s crops and scene faces; per fold and pooled."""
     per_fold, truth, predicted_names, scored = [], [], [], []
     counts = {"maskedface_4class": [0, 0], "no_mask_recall": [0, 0]}
     for k in range(plan.folds):
-        path = fold_model_path(out_dir, k)
-        classifier = CpuClassifier(str(path))
+        classifier = classifier_of(k)
         classes = list(classifier.classes)
-        held_out = classifier.model.meta.get("held_out")
-        if held_out != f"fold {k + 1} of {plan.folds}":
-            raise ValueError(
-                f"{path}: trained with {held_out or 'the usual split'} held out, not fold {k + 1} of {plan.folds}"
-            )
-        if classes[: len(CLASSES)] != list(CLASSES):
-            raise ValueError(f"{path}: classes {classes}, expected {list(CLASSES)}")
         held = data.subset(held_out_mask(data.groups, fold=(k, plan.folds)) & (data.labels < INCORRECT))
         crop_counts = _crop_figures(classes, classifier.classify(held.crops) if len(held) else np.zeros(0, int), held)
         mine = [i for i, name in enumerate(faces.images) if split_of(f"image:{name}", fold=(k, plan.folds))]
@@ -193,10 +226,11 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
         for key, (hits, n) in crop_counts.items():
             counts[key][0] += hits
             counts[key][1] += n
+        model = getattr(classifier, "model", None)
         per_fold.append(
             {
                 "fold": k + 1,
-                "train_seconds": classifier.model.meta.get("train_seconds"),
+                "train_seconds": model.meta.get("train_seconds") if model is not None else None,
                 **{key: _share(*value) for key, value in crop_counts.items()},
                 "scenes_ground_truth_boxes": group_recalls(fold_truth, names, tuple(classes)),
                 **(
@@ -206,16 +240,15 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
                 ),
             }
         )
-    pooled = group_recalls(truth, predicted_names, tuple(classes))
+    pooled = group_recalls(truth, predicted_names, tuple(CLASSES))
     means = [fold["scenes_ground_truth_boxes"]["mean"] for fold in per_fold]
     return {
-        **asdict(plan),
         "per_fold": per_fold,
         "pooled": {
             **{key: _share(*value) for key, value in counts.items()},
             "scenes_ground_truth_boxes": pooled,
             **(
-                {"positions_ground_truth_boxes": _positions_part(faces, scored, predicted_names, tuple(classes))}
+                {"positions_ground_truth_boxes": _positions_part(faces, scored, predicted_names, tuple(CLASSES))}
                 if faces.positions is not None
                 else {}
             ),

@@ -268,7 +268,7 @@ def _source_keys(sources: list[str], framing: Framing = FRAMING, exact_positions
 def save_crops(
     cache: Path, data: CropSet, sources: list[str], framing: Framing = FRAMING, exact_positions: bool = False
 ) -> None:
-    """Keep ``data`` (made from ``sources`` as the other arguments say, incorrectly worn crops included) in ``cache``."""
+    """Keep ``data`` (made from ``sources``, cut as the other arguments say, incorrectly worn included) in ``cache``."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     keys = np.array(_source_keys(sources, framing, exact_positions))
     np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups, sources=keys)

@@ -11,6 +11,7 @@ import pytest
 
 from accel import CLASSES, ModelFileError, load_model, make_classifier
 from binarycop.cli import main
+from detector import Framing
 from lab.evaluate import confusion_report, draw_confusion
 from lab.synth import POSITIONS
 
@@ -540,6 +541,24 @@ def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path,
     for k in range(2):
         meta = load_model(out / f"fold-{k + 1}.npz").meta
         assert meta["held_out"] == f"fold {k + 1} of 2" and meta["teacher"] == f"fold-{k + 1}-fp32.pt"
+        assert meta["framing"] == {"margin": 0.2, "drop": 0.0}
+    # the FP32 twins (the teachers) are scored beside their students, each on its own fold
+    twin = result["twin"]
+    assert [fold["scenes_ground_truth_boxes"]["n"] for fold in twin["per_fold"]] == [
+        fold["scenes_ground_truth_boxes"]["n"] for fold in result["per_fold"]
+    ]
+    from lab.crossval import scene_faces
+    from lab.dataset import split_of
+    from lab.train import load_teacher, predict
+
+    faces = scene_faces(tmp_path / "scenes")
+    called_correct = 0
+    for k in range(2):
+        mine = [i for i, name in enumerate(faces.images) if split_of(f"image:{name}", fold=(k, 2))]
+        teacher = load_teacher(out / f"fold-{k + 1}-fp32.pt", len(CLASSES))
+        called_correct += int((predict(teacher, faces.crops[mine]) == CLASSES.index("correct")).sum())
+    confusion = np.array(twin["pooled"]["scenes_ground_truth_boxes"]["confusion"])
+    assert confusion[:, CLASSES.index("correct")].sum() == called_correct
     trained = (out / "fold-1.npz").stat().st_mtime_ns
     assert main([*args, "--jobs", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == result and (out / "fold-1.npz").stat().st_mtime_ns == trained
@@ -559,6 +578,24 @@ def test_crossval_scores_each_face_once_by_the_model_that_never_saw_it(tmp_path,
     both = ["--model", fold_1, "--model", str(out / "fold-2.npz")]
     assert main(["-q", "eval-scenes", *both, "--data", str(tmp_path / "scenes")]) == 2
     assert "held out different splits in training (" in capsys.readouterr().err
+
+
+def test_crops_cut_with_another_framing_are_never_reused(tmp_path):
+    """A crop cache records how its crops were cut: asking for another framing (or exact positions) refuses it
+    instead of training on crops the model would not see live."""
+    from lab.dataset import CropSet, load_sources, save_crops
+
+    groups = np.array(["file:x/0", "file:x/1", "file:x/2"])
+    data = CropSet(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 4, 0]), groups)
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, data, ["no_mask=faces"])
+    assert len(load_sources(["no_mask=faces"], cache)) == 3
+    with pytest.raises(ValueError, match="framing: margin 0.2, drop 0.15"):
+        load_sources(["no_mask=faces"], cache, framing=Framing(0.2, 0.15))
+    with pytest.raises(ValueError, match="exact positions"):
+        load_sources(["no_mask=faces"], cache, exact_positions=True)
+    save_crops(cache, data, ["no_mask=faces"], Framing(0.4, 0.2))
+    assert len(load_sources(["no_mask=faces"], cache, framing=Framing(0.4, 0.2))) == 3
 
 
 @pytest.mark.parametrize(
