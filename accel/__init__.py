@@ -10,6 +10,7 @@ import numpy as np
 
 from accel.arch import ARCHS, CLASSES, Arch, get_arch
 from accel.model_file import BinaryModel, ModelFileError, load_model, resolve_model_path, save_model
+from names import Framing
 
 __all__ = [
     "ARCHS",
@@ -31,6 +32,7 @@ class Classifier(Protocol):
     backend: str
     classes: tuple[str, ...]
     model_name: str
+    framing: Framing  # how its crops must be cut (the detector cuts live crops so)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """uint8 RGB (N, 32, 32, 3) -> class indices (N,)."""

@@ -21,6 +21,7 @@ class CpuClassifier:
     def __init__(self, model: BinaryModel | str):
         self.model = load_model(model) if isinstance(model, str) else model
         self.classes = self.model.classes
+        self.framing = self.model.framing
         arch = self.model.arch
         model = self.model
         n_conv = len(model.conv_weights)

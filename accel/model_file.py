@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from accel.arch import ARCHS, CLASSES, INPUT_CHANNELS, KERNEL, Arch, get_arch
+from names import Framing
 
 FORMAT = "binarycop-bnn"
 FORMAT_VERSION = 2  # 1: the checksum covered the arrays only
@@ -50,6 +51,11 @@ class BinaryModel:
     @property
     def name(self) -> str:
         return str(self.meta.get("name", self.arch.name))
+
+    @property
+    def framing(self) -> Framing:
+        """How the crops it classifies must be cut: as it was trained."""
+        return Framing.from_meta(self.meta.get("framing"))
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
@@ -133,6 +139,10 @@ def load_model(name_or_path: str | Path) -> BinaryModel:
     if checksum(arrays, meta) != meta.get("sha256"):
         raise ModelFileError(f"{path}: checksum mismatch; the file is damaged or was edited")
     _check_classes(meta.get("classes"), path)
+    try:
+        Framing.from_meta(meta.get("framing"))
+    except ValueError as error:
+        raise ModelFileError(f"{path}: {error}") from None
     try:
         arch = get_arch(meta["arch"])
     except (KeyError, ValueError) as error:

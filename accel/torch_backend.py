@@ -22,6 +22,7 @@ class TorchClassifier:
         if not checkpoint.is_file():
             raise ModelFileError(f"torch backend needs the brevitas checkpoint {checkpoint}")
         self.classes = folded.classes
+        self.framing = folded.framing
         self.model_name = folded.name
         self.network = BinaryCoP(folded.arch, len(folded.classes))
         try:

@@ -36,6 +36,7 @@ class SharedClassifier:
     def __init__(self, classifier, max_batch: int = 256, max_wait_ms: float = 20):
         self.classifier = classifier
         self.classes = classifier.classes
+        self.framing = classifier.framing  # the detectors cut crops the way the network was trained
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.calls = 0
@@ -185,7 +186,7 @@ async def run_camera(
 ) -> None:
     """Process the camera until its source ends (files) or the task is cancelled; ``preview``: a
     :class:`stats.preview.PreviewStore` given a recent frame now and then (the setup view)."""
-    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config))
+    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config), classifier.framing)
     worker = CameraWorker(camera, detector, tracking, classifier, recorder, preview)
     try:
         source = open_source(camera)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from names import Framing
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -14,7 +16,6 @@ _FROM_FACES = (
     "CROP_SIZE",
     "FRAMING",
     "Faces",
-    "Framing",
     "crop_faces",
     "iou_matrix",
     "nms",
@@ -49,8 +50,10 @@ class FaceDetector(Protocol):
         """Release the detector's resources."""
 
 
-def make_detector(config) -> FaceDetector:
-    """A detector for a :class:`binarycop.config.DetectorConfig`: YuNet (the default) or BlazeFace."""
+def make_detector(config, framing: Framing | None = None) -> FaceDetector:
+    """A detector for a :class:`binarycop.config.DetectorConfig`: YuNet (the default) or BlazeFace, cutting its crops
+    with ``framing`` (the classifier's: ``Classifier.framing``; today's default when None)."""
+    framing = framing or Framing()
     if config.kind == "yunet":
         from detector.yunet import YuNetDetector
 
@@ -62,6 +65,7 @@ def make_detector(config) -> FaceDetector:
             tiles_per_frame=config.tiles_per_frame,
             keep_still=config.keep_still,
             full_every=config.full_frame_every,
+            framing=framing,
         )
     from detector.blazeface import BlazeFaceDetector
 
@@ -71,6 +75,7 @@ def make_detector(config) -> FaceDetector:
         tile=config.tile_pixels(),
         tiles_per_frame=config.tiles_per_frame,
         keep_still=config.keep_still,
+        framing=framing,
     )
 
 

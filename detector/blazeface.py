@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detector.faces import Faces, large_enough_faces, nms
+from detector.faces import FRAMING, Faces, Framing, large_enough_faces, nms
 from detector.tiles import RegionScheduler
 
 FULL_RANGE = 1
@@ -32,6 +32,7 @@ class BlazeFaceDetector:
         model: int = FULL_RANGE,
         tiles_per_frame: int = 0,
         keep_still: bool = False,
+        framing: Framing = FRAMING,
     ):
         import mediapipe as mp  # imported here: heavy, and only the detector needs it
 
@@ -40,6 +41,7 @@ class BlazeFaceDetector:
         self.tile = tile
         self.tiles_per_frame = tiles_per_frame
         self.keep_still = keep_still
+        self.framing = framing
         self.inferences = 0
         self._schedulers: dict[int, RegionScheduler] = {}
 
@@ -62,7 +64,7 @@ class BlazeFaceDetector:
         if len(boxes):
             keep = nms(boxes, scores)
             boxes, scores = boxes[keep], scores[keep]
-        return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, plan.coverage)
+        return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, plan.coverage, self.framing)
 
     def reset(self) -> None:
         """Forget what earlier frames showed (still regions, visits): the next frame is examined whole."""

@@ -2,51 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from detector.tiles import Coverage
+from names import CROP_MARGIN, Framing  # noqa: F401 (CROP_MARGIN re-exported by detector)
 
 CROP_SIZE = 32
-CROP_MARGIN = 0.2  # extra side length around the detector's box, as a fraction of its larger side
 # Boxes the detector draws around faces of one true size spread by about +-15 % (24 px faces in generated
 # crowd frames: 20.5 to 32 px, most 21.5 to 27), so a face is dropped only below 85 % of min_face_px.
 MIN_FACE_TOLERANCE = 0.85
-
-
-@dataclass(frozen=True)
-class Framing:
-    """How a face box becomes a crop, the one definition that training, live frames, ``scan`` and ``eval-scenes``
-    share: a square of the box's larger side times ``1 + margin``, its centre moved down by ``drop`` times that
-    larger side (a mask worn on the chin hangs below the box's lower edge). A model file records the framing it
-    was trained with (``as_meta``); models from before the record were trained with the default."""
-
-    margin: float = CROP_MARGIN
-    drop: float = 0.0
-
-    def __post_init__(self):
-        if not (0 <= self.margin <= 2 and -0.5 <= self.drop <= 0.5):
-            raise ValueError(f"framing margin {self.margin}, drop {self.drop}: expected margin 0-2 and drop -0.5-0.5")
-
-    def as_meta(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_meta(cls, meta: dict | None) -> Framing:
-        """The framing a model file's meta records; the default for a file that records none."""
-        if not meta:
-            return cls()
-        if not isinstance(meta, dict) or set(meta) - {"margin", "drop"}:
-            raise ValueError(f"framing {meta!r}: expected {{'margin': M, 'drop': D}}")
-        try:
-            return cls(float(meta.get("margin", CROP_MARGIN)), float(meta.get("drop", 0.0)))
-        except (TypeError, ValueError):
-            raise ValueError(f"framing {meta!r}: margin and drop must be numbers") from None
-
-    def __str__(self) -> str:
-        return f"square +{self.margin:.0%}" + (f", {self.drop:+.0%} down" if self.drop else "")
 
 
 FRAMING = Framing()  # today's: the square box + 20 %, centred on the detector's box

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.faces import Faces, large_enough_faces, nms
+from detector.faces import FRAMING, Faces, Framing, large_enough_faces, nms
 from detector.tiles import WHOLE, Coverage, RegionScheduler
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
@@ -202,6 +202,7 @@ class YuNetDetector:
         whole_scale: float = 0.5,
         full_every: int = 1,
         runner: YuNetRunner | None = None,
+        framing: Framing = FRAMING,
     ):
         if not scales or any(not 0.25 <= scale <= 4 for scale in scales):
             raise ValueError(f"yunet scales {list(scales)}: expected one or more factors between 0.25 and 4")
@@ -213,6 +214,7 @@ class YuNetDetector:
         self.keep_still = keep_still
         self.whole_scale = whole_scale
         self.full_every = full_every
+        self.framing = framing
         self._plan = ScalePlan(full_every)
         self.runner = runner or YuNetRunner.shared()
         self.inferences = 0
@@ -250,7 +252,7 @@ class YuNetDetector:
         if len(boxes):
             keep = nms(boxes, scores)
             boxes, scores = to_blazeface_framing(boxes[keep]), scores[keep]
-        faces = large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage)
+        faces = large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage, self.framing)
         if not side:
             self._plan.record(faces.boxes)
         return faces

@@ -98,18 +98,21 @@ def sheet(crops: np.ndarray, maps: list[np.ndarray], columns: list[str], labels:
 
 def gradcam_images(model: str, images: list[str], out: Path) -> list[str]:
     """A sheet per image (every detected face; the whole image when none is found) under ``out``."""
+    from accel import load_model
     from detector import crop_faces
-    from lab.scan import Scanner, read_image
+    from lab.scan import Scanner, offline_detector, read_image
 
     network, classes = load_network(model)
     twin = load_float_twin(model, classes)
-    scanner = Scanner(classifier=None)
+    framing = load_model(model).framing
+    scanner = Scanner(classifier=None, detector=offline_detector(framing=framing))
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in images:
         image = read_image(path)
         faces = scanner.detector.detect(image)
-        crops = faces.crops if len(faces) else crop_faces(image, np.array([[0, 0, image.shape[1], image.shape[0]]]))
+        whole = np.array([[0, 0, image.shape[1], image.shape[0]]])
+        crops = faces.crops if len(faces) else crop_faces(image, whole, framing)
         maps, predicted = gradcam(network, crops)
         all_maps, columns = [maps], ["BNN Grad-CAM"]
         labels = [f"BNN:\n{classes[int(p)]}" for p in predicted]

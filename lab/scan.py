@@ -25,14 +25,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def offline_detector(config=None):
+def offline_detector(config=None, framing=None):
     """The server's default detector settings (or ``config``, a ``DetectorConfig``) for still images: each image
-    examined on its own, as a camera's first frame is (nothing kept from the image before)."""
+    examined on its own, as a camera's first frame is (nothing kept from the image before); crops cut with
+    ``framing`` (a classifier's; the default when None)."""
     from binarycop.config import DetectorConfig
     from detector import make_detector
 
     config = (config or DetectorConfig()).model_copy(update={"keep_still": False})
-    return StillImageDetector(make_detector(config))
+    return StillImageDetector(make_detector(config, framing))
 
 
 class StillImageDetector:
@@ -53,7 +54,7 @@ class Scanner:
     """A detector (:func:`offline_detector` by default) and a classifier over whole images (BGR)."""
 
     def __init__(self, classifier, detector=None):
-        self.detector = detector if detector is not None else offline_detector()
+        self.detector = detector if detector is not None else offline_detector(framing=classifier.framing)
         self.classifier = classifier
 
     def scan(self, image_bgr: np.ndarray) -> list[dict]:

@@ -318,7 +318,8 @@ def evaluate_scenes(
     positions: Path | None = None,
 ) -> list[dict]:
     """One result per classifier; the detector runs once per image for all of them (its boxes do not depend
-    on the classifier, and detection is most of an evaluation's time). ``held_out_percent`` and ``fold``: the
+    on the classifier, and detection is most of an evaluation's time); each classifier's crops are cut with its own
+    framing, from the detector's boxes and from the labelled ones. ``held_out_percent`` and ``fold``: the
     split the classifiers' training held out (``lab.dataset.held_out_of``). ``positions``: a positions CSV
     (``read_positions``; checked whole before any image is scored), for the position figures."""
     table = read_positions(positions, root) if positions is not None else None
@@ -338,7 +339,7 @@ def evaluate_scenes(
     photos: list[list[dict]] = [[] for _ in classifiers]
     for index, scene in enumerate(scenes):
         image = scene.read()
-        faces = detector.detect(image)
+        faces = detector.detect(image, with_crops=False)  # each classifier's own crops are cut below
         matched = match_boxes(scene.boxes, faces.boxes)
         large = scene.large(min_face_px)
         total += len(scene.boxes)
@@ -355,11 +356,13 @@ def evaluate_scenes(
             labelled = positions_of(scene, table)
             e2e_positions.extend(labelled[t] for t in found_here)
             gt_positions.extend(labelled[t] for t in np.flatnonzero(large))
-        truth_crops = crop_faces(image, scene.boxes[large]) if large.any() else None
         groups_large = [scene.groups[t] for t in np.flatnonzero(large)]
         noncompliant = [t for t in np.flatnonzero(large) if scene.groups[t] != "with_mask"]
         for classifier, e2e, gt, counts in zip(classifiers, e2e_pred, gt_pred, photos):
-            detected_classes = classifier.classify(faces.crops) if len(faces) else np.empty(0, np.int64)
+            framing = classifier.framing
+            detected = crop_faces(image, faces.boxes, framing) if len(faces) else None
+            detected_classes = classifier.classify(detected) if len(faces) else np.empty(0, np.int64)
+            truth_crops = crop_faces(image, scene.boxes[large], framing) if large.any() else None
             named = [classifier.classes[c] for c in detected_classes]
             e2e.extend(named[matched[t]] for t in found_here)
             counts.append(

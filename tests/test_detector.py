@@ -404,3 +404,23 @@ def test_bench_soak_samples_the_resident_memory_of_the_server_and_redis(capsys):
         assert 0 < figure["start_mb"] <= figure["peak_mb"] and figure["end_mb"] <= figure["peak_mb"]
     assert len(result["samples"]) >= 3
     assert main(["-q", "bench", "soak", "--minutes", "0"]) == 2
+
+
+def test_live_crops_are_cut_as_the_classifier_was_trained(tmp_path, shared_data):
+    """A model file records its framing; the server's detector, made with the classifier's framing, cuts exactly
+    those crops (here a square +40 % moved down by 20 %, as for a mask worn on the chin)."""
+    from accel import load_model, make_classifier, save_model
+    from binarycop.config import DetectorConfig
+    from detector import make_detector
+
+    model = load_model("n-cnv")
+    model.meta["framing"] = {"margin": 0.4, "drop": 0.2}
+    classifier = make_classifier("cpu", str(save_model(model, tmp_path / "chin.npz")))
+    assert classifier.framing == Framing(0.4, 0.2)
+    image = cv2.imread(str(next(shared_data.glob("scenes/misc/*masks_chin*"))))
+    detector = make_detector(DetectorConfig(), classifier.framing)
+    faces = detector.detect(image)
+    assert len(faces) >= 2
+    np.testing.assert_array_equal(faces.crops, crop_faces(image, faces.boxes, Framing(0.4, 0.2)))
+    assert (faces.crops != crop_faces(image, faces.boxes)).any()  # not today's crops
+    detector.close()

@@ -18,6 +18,7 @@ import numpy as np
 
 from accel.arch import ARCHS, CLASSES
 from accel.finn.io import AcceleratorIO, io_from_driver, io_from_folding, pack_crops, unpack_output
+from names import Framing
 
 CLOCK_MHZ = 100.0
 # FINN's IODMA control registers (Vitis HLS AXI-lite block): control, buffer address low/high, count
@@ -74,6 +75,7 @@ class FinnClassifier:
         self.model_name = model
         self.arch = model if model in ARCHS else _arch_of_model_file(model)
         self.classes = CLASSES
+        self.framing = _framing_of_model(model)
         if overlay is None:
             if not self.bitfile.is_file():
                 raise FileNotFoundError(f"bitfile not found: {self.bitfile}")
@@ -126,6 +128,13 @@ class FinnClassifier:
         dma.write(ADDR_HIGH, (address >> 32) & 0xFFFFFFFF)
         dma.write(COUNT, count)
         dma.write(AP_CTRL, AP_START)
+
+
+def _framing_of_model(model: str) -> Framing:
+    """The framing the network on the board was trained with: its model file's (the default without one)."""
+    from accel.model_file import load_model, resolve_model_path
+
+    return load_model(model).framing if resolve_model_path(model).is_file() else Framing()
 
 
 def _arch_of_model_file(model: str) -> str:

@@ -360,8 +360,9 @@ def _scan(args) -> int:
     from lab.scan import Scanner, offline_detector
 
     with failing_as("scan", ModelFileError, ValueError):
-        detector = offline_detector(detector_config(args).model_copy(update={"min_face_px": args.min_face_px}))
-        results = Scanner(make_classifier("cpu", args.model), detector).scan_files(args.images)
+        classifier = make_classifier("cpu", args.model)
+        config = detector_config(args).model_copy(update={"min_face_px": args.min_face_px})
+        results = Scanner(classifier, offline_detector(config, classifier.framing)).scan_files(args.images)
     return emit(args, results, _print_scan)
 
 
