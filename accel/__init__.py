@@ -1,5 +1,6 @@
 """Classes from crops, the classifier the server loads: one ``Classifier`` interface, backends chosen by name and
-imported lazily (``cpu``: the numba engine; ``torch``: the brevitas reference; ``finn``: the FPGA, under
+imported lazily (``cpu``: the numba engine; ``onnx``: a network's FP32 twin on onnxruntime; ``torch``: the brevitas
+reference; ``finn``: the FPGA, under
 ``accel/finn/``). Training, evaluation and export live in the ``lab`` package, which this one never imports."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = [
     "resolve_model_path",
     "save_model",
 ]
-BACKENDS = ("cpu", "torch", "finn")
+BACKENDS = ("cpu", "onnx", "torch", "finn")
 
 
 class Classifier(Protocol):
@@ -47,6 +48,10 @@ def make_classifier(backend: str, model: str, bitfile: str | None = None) -> Cla
         from accel.cpu import CpuClassifier
 
         return CpuClassifier(model)
+    if backend == "onnx":
+        from accel.onnx_backend import OnnxClassifier
+
+        return OnnxClassifier(model)
     if backend == "torch":
         from accel.torch_backend import TorchClassifier
 

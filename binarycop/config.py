@@ -157,10 +157,15 @@ class HttpConfig(Strict):
 
 
 class ClassifierConfig(Strict):
-    backend: Literal["cpu", "torch", "finn"] = Field(
-        "cpu", description="cpu: bit-exact XNOR engine; torch: brevitas reference; finn: FPGA accelerator (PYNQ board)"
+    backend: Literal["cpu", "onnx", "torch", "finn"] = Field(
+        "cpu",
+        description="cpu: bit-exact XNOR engine; onnx: a network's FP32 twin on onnxruntime (model: n-cnv-fp32); "
+        "torch: brevitas reference; finn: FPGA accelerator (PYNQ board)",
     )
-    model: str = Field("n-cnv", description="shipped model name (cnv, n-cnv, u-cnv) or path to a .npz")
+    model: str = Field(
+        "n-cnv",
+        description="shipped model name (cnv, n-cnv, u-cnv; for backend onnx n-cnv-fp32, cnv-fp32) or a .npz/.onnx path",
+    )
     bitfile: str | None = Field(
         None, description="finn backend: the accelerator's .bit built by FINN (its .hwh beside it)"
     )
@@ -173,6 +178,11 @@ class ClassifierConfig(Strict):
             raise ValueError("backend finn needs bitfile: the accelerator's .bit built by FINN")
         if self.backend != "finn" and self.bitfile:
             raise ValueError(f"bitfile is only used by backend finn, not {self.backend}")
+        if self.backend == "onnx" and (self.model in ("cnv", "n-cnv", "u-cnv") or self.model.endswith(".npz")):
+            raise ValueError(
+                f"backend onnx runs a network's FP32 twin, not the binary model {self.model!r}: "
+                "model: n-cnv-fp32 (models/n-cnv-fp32.onnx) or cnv-fp32"
+            )
         return self
 
 

@@ -230,3 +230,34 @@ def test_portable_build_without_wide_instructions_is_bit_exact(tmp_path):
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "generic.npy")], check=True, env=env)
     crops = np.random.default_rng(8).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     np.testing.assert_array_equal(np.load(tmp_path / "generic.npy"), make_classifier("torch", "n-cnv").scores(crops))
+
+
+def test_the_onnx_twin_computes_its_torch_network(real_crops):
+    """The shipped FP32 twin as the onnx backend runs it: the torch FloatCoP's logits on real and random crops."""
+    from accel.nets import FloatCoP
+
+    classifier = make_classifier("onnx", "n-cnv-fp32")
+    assert classifier.classes == CLASSES and classifier.framing == load_model("n-cnv").framing
+    twin = FloatCoP("n-cnv", len(CLASSES))
+    twin.load_state_dict(torch.load(MODELS_DIR / "n-cnv-fp32.pt", weights_only=True))
+    random = np.random.default_rng(5).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    crops = np.concatenate([real_crops[:256], random])
+    with torch.no_grad():
+        expected = twin.eval()(crops_to_tensor(crops)).numpy()
+    np.testing.assert_allclose(classifier.scores(crops), expected, atol=1e-4)
+    np.testing.assert_array_equal(classifier.classify(crops), expected.argmax(1))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: data.replace(b'"correct", "nose"', b'"nose", "correct"'), "checksum mismatch"),
+        (lambda data: data[: len(data) // 2], "not a readable ONNX model"),
+        (lambda data: (MODELS_DIR / "detector" / "yunet_s_640_640.onnx").read_bytes(), "no 'binarycop' metadata"),
+    ],
+)
+def test_an_onnx_twin_that_is_damaged_swapped_or_foreign_is_refused(tmp_path, damage, message):
+    path = tmp_path / "twin.onnx"
+    path.write_bytes(damage((MODELS_DIR / "n-cnv-fp32.onnx").read_bytes()))
+    with pytest.raises(ModelFileError, match=message):
+        make_classifier("onnx", str(path))

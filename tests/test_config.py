@@ -157,3 +157,11 @@ def test_the_readme_config_is_valid():
     assert [camera.name for camera in config.cameras] == ["gate-1"]
     assert config.cameras[0].zones == {"entrance": [(0.1, 0.2), (0.9, 0.2), (0.9, 1.0), (0.1, 1.0)]}
     assert config.redis.url == "redis://db:6379/0" and config.http.port == 8080
+
+
+def test_the_onnx_backend_asks_for_a_twin_not_a_binary_model():
+    with pytest.raises(ConfigError) as raised:
+        parse_config("cameras: [{name: a, url: x}]\nclassifier: {backend: onnx, model: n-cnv}", environ={})
+    assert any("backend onnx runs a network's FP32 twin" in p and "n-cnv-fp32" in p for p in raised.value.problems)
+    config = parse_config("cameras: [{name: a, url: x}]\nclassifier: {backend: onnx, model: n-cnv-fp32}", environ={})
+    assert config.classifier.backend == "onnx"

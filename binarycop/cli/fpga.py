@@ -13,9 +13,16 @@ def register(commands) -> None:
 
 
 def _add_export(commands) -> None:
-    export = commands.add_parser("export", help="export a network for FINN")
-    export.add_argument("--model", default="n-cnv")
-    export.add_argument("--format", default="qonnx", choices=["qonnx"])
+    export = commands.add_parser(
+        "export", help="export a network for FINN (qonnx), or its FP32 twin for the onnx backend (twin-onnx)"
+    )
+    export.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
+    export.add_argument(
+        "--format",
+        default="qonnx",
+        choices=["qonnx", "twin-onnx"],
+        help="qonnx: the binary network for FINN; twin-onnx: its FP32 twin (<model>-fp32.pt) for classifier.backend onnx",
+    )
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
     export.add_argument(
@@ -31,6 +38,12 @@ def _export(args) -> int:
     from accel.model_file import ModelFileError
     from lab.qonnx_export import export_qonnx
 
+    if args.format == "twin-onnx":
+        from lab.twin_export import export_twin_onnx
+
+        with failing_as("export", ModelFileError, FileNotFoundError):
+            print(export_twin_onnx(args.model, args.out))
+        return 0
     try:
         print(export_qonnx(args.model, args.out, args.batch, args.head, args.random_weights))
     except ModelFileError as error:
