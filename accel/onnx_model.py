@@ -64,7 +64,8 @@ def read_onnx_model(name_or_path: str | Path) -> tuple[bytes, dict]:
     if hashlib.sha256(data.replace(digest.encode(), PLACEHOLDER.encode())).hexdigest() != digest:
         raise ModelFileError(f"{path}: checksum mismatch; the file is damaged or was edited")
     classes = meta.get("classes")
-    if not isinstance(classes, list) or any(name not in CLASSES for name in classes) or len(set(classes)) != len(classes):
+    known = isinstance(classes, list) and all(name in CLASSES for name in classes)
+    if not known or len(set(classes)) != len(classes):
         raise ModelFileError(f"{path}: classes {classes!r}: expected distinct names among {', '.join(CLASSES)}")
     try:
         get_arch(meta.get("arch", ""))

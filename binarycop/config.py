@@ -164,7 +164,7 @@ class ClassifierConfig(Strict):
     )
     model: str = Field(
         "n-cnv",
-        description="shipped model name (cnv, n-cnv, u-cnv; for backend onnx n-cnv-fp32, cnv-fp32) or a .npz/.onnx path",
+        description="shipped model name (cnv, n-cnv, u-cnv; backend onnx: n-cnv-fp32, cnv-fp32) or a .npz/.onnx path",
     )
     bitfile: str | None = Field(
         None, description="finn backend: the accelerator's .bit built by FINN (its .hwh beside it)"

@@ -21,7 +21,7 @@ def _add_export(commands) -> None:
         "--format",
         default="qonnx",
         choices=["qonnx", "twin-onnx"],
-        help="qonnx: the binary network for FINN; twin-onnx: its FP32 twin (<model>-fp32.pt) for classifier.backend onnx",
+        help="qonnx: the binary network for FINN; twin-onnx: its FP32 twin (<model>-fp32.pt) for backend onnx",
     )
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
