@@ -54,6 +54,7 @@ class CrossvalPlan:
     crop_margin: float = 0.2  # lab.dataset's framing of every crop: trained, scored and recorded in the models
     crop_drop: float = 0.0
     exact_positions: bool = False  # scene faces placed by positions.csv train with their position
+    near_duplicates: bool = False  # near-duplicate pictures of folder sources stay in one fold
 
     @property
     def framing(self) -> Framing:
@@ -72,10 +73,12 @@ class CrossvalPlan:
             device=device,
             framing=self.framing,
             exact_positions=self.exact_positions,
+            near_duplicates=self.near_duplicates,
         )
 
 
-PLAN_DEFAULTS = {"crop_margin": 0.2, "crop_drop": 0.0, "exact_positions": False}  # for plans written before them
+# for plans written before these settings
+PLAN_DEFAULTS = {"crop_margin": 0.2, "crop_drop": 0.0, "exact_positions": False, "near_duplicates": False}
 
 
 def _check_plan(out_dir: Path, plan: CrossvalPlan) -> None:
@@ -281,7 +284,8 @@ def cross_validate(
     out_dir = Path(out_dir)
     _check_plan(out_dir, plan)
     cache = Path(cache) if cache is not None else out_dir / "crops.npz"
-    data = load_sources(plan.sources, cache, True, plan.framing, plan.exact_positions)  # made once, read by every fold
+    # made once here, read by every fold
+    data = load_sources(plan.sources, cache, True, plan.framing, plan.exact_positions, plan.near_duplicates)
     options = plan.train_options(device)
     pending = [k for k in range(plan.folds) if not fold_model_path(out_dir, k).exists()]
     for k in pending:

@@ -9,6 +9,7 @@ A data source is one of:
   for training kept with the label ``INCORRECT``, "one of the three wrong positions");
 - ``CLASS=DIR``: every image under DIR has that class.
 
+A folder named ``incorrect`` (or ``incorrect=DIR``) holds faces wearing a mask wrongly, position unknown: ``INCORRECT``.
 With ``exact_positions``, a VOC source's ``positions.csv`` (beside its annotations; ``lab.scenes.read_positions``)
 labels its incorrectly worn faces at one of the three positions with that position; the rest keep ``INCORRECT``.
 
@@ -67,10 +68,13 @@ class CropSet:
         )
 
 
+INCORRECT_FOLDER = "incorrect"  # a folder (or ``incorrect=DIR``) of faces wearing a mask wrongly, position unknown
+
+
 def class_of_path(path: Path) -> str | None:
-    """The class a file's folder or MaskedFace-Net suffix names, or None."""
+    """The class a file's folder or MaskedFace-Net suffix names (``incorrect``: position unknown), or None."""
     for part in reversed(path.parent.parts):
-        if part in CLASSES:
+        if part in CLASSES or part == INCORRECT_FOLDER:
             return part
     for suffix, name in MFN_SUFFIXES.items():
         if path.stem.endswith(suffix):
@@ -139,13 +143,14 @@ class CropMaker:
     framing) on each image, down to 8 px faces. A miss leaves the whole image (aligned face crops) or the labelled
     box (scenes) as the crop."""
 
-    def __init__(self, framing: Framing = FRAMING, exact_positions: bool = False):
+    def __init__(self, framing: Framing = FRAMING, exact_positions: bool = False, near_duplicates: bool = False):
         from binarycop.config import DetectorConfig
         from lab.scan import offline_detector
 
         self.detector = offline_detector(DetectorConfig(min_face_px=8))
         self.framing = framing
         self.exact_positions = exact_positions
+        self.near_duplicates = near_duplicates  # folder sources: near-duplicate pictures share a group
 
     def largest_face(self, image: np.ndarray) -> np.ndarray:
         faces = self.detector.detect(image, with_crops=False)
@@ -183,21 +188,57 @@ def load_source(
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"data source {source!r}: no such directory")
-    if forced and forced not in CLASSES:
-        raise ValueError(f"data source {source!r}: unknown class {forced!r}; expected one of {CLASSES}")
+    if forced and forced not in (*CLASSES, INCORRECT_FOLDER):
+        raise ValueError(
+            f"data source {source!r}: unknown class {forced!r}; expected one of {CLASSES} or {INCORRECT_FOLDER!r}"
+        )
     if (root / "annotations").is_dir() and (root / "images").is_dir():
         return _load_voc(root, maker, limit, with_incorrect)
-    crops, labels, groups = [], [], []
+    crops, labels, groups, hashes = [], [], [], []
     for path in _images(root)[:limit]:
         name = forced or class_of_path(path)
         image = cv2.imread(str(path))
         if name is None or image is None:
             continue
         crops.append(crop_faces(image, maker.largest_face(image)[None], maker.framing)[0])
-        labels.append(CLASSES.index(name))
+        labels.append(INCORRECT if name == INCORRECT_FOLDER else CLASSES.index(name))
         groups.append(_group_of(path))
-    print(f"{source}: {len(labels)} crops", file=sys.stderr)
+        hashes.append(average_hash(image))
+    if maker.near_duplicates:
+        groups = near_duplicate_groups(np.array(hashes, np.uint64), groups)
+    print(f"{source}: {len(labels)} crops, {len(set(groups))} groups", file=sys.stderr)
     return _cropset(crops, labels, groups)
+
+
+NEAR_DUPLICATE_BITS = 6  # average hashes this close are one picture (a frame of the same video, a re-encoded copy)
+_POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], np.uint8)
+
+
+def average_hash(image: np.ndarray) -> int:
+    """64-bit average hash: the 8x8 greyscale thumbnail's pixels above its mean."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32)
+    bits = (small > small.mean()).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def near_duplicate_groups(hashes: np.ndarray, groups: list[str]) -> list[str]:
+    """``groups`` with every near-duplicate picture joined to the group of the first picture it resembles (leader
+    clustering: a picture joins the earliest leader within ``NEAR_DUPLICATE_BITS``, else leads a group of its own;
+    never chained, as 8x8 hashes of tightly cropped faces would chain thousands), so a split never puts one picture
+    on both sides (frames of one webcam video, say)."""
+    merged = list(groups)
+    as_bytes = hashes.astype(">u8").view(np.uint8).reshape(-1, 8)
+    leaders: list[int] = []
+    for i in range(len(hashes)):
+        if leaders:
+            distances = _POPCOUNT[as_bytes[leaders] ^ as_bytes[i]].sum(axis=1)
+            close = np.flatnonzero(distances <= NEAR_DUPLICATE_BITS)
+            if len(close):
+                merged[i] = merged[leaders[close[0]]]
+                continue
+        leaders.append(i)
+    return merged
 
 
 def _label_of_voc(name: str, with_incorrect: bool) -> int | None:
@@ -252,7 +293,9 @@ def _cropset(crops: list, labels: list, groups: list) -> CropSet:
     )
 
 
-def _source_keys(sources: list[str], framing: Framing = FRAMING, exact_positions: bool = False) -> list[str]:
+def _source_keys(
+    sources: list[str], framing: Framing = FRAMING, exact_positions: bool = False, near_duplicates: bool = False
+) -> list[str]:
     """Sources with their folders made absolute, and how they were cut, so a cache records what it was made from."""
     keys = []
     for source in sources:
@@ -262,15 +305,22 @@ def _source_keys(sources: list[str], framing: Framing = FRAMING, exact_positions
         keys.append(f"framing: margin {framing.margin:g}, drop {framing.drop:g}")
     if exact_positions:
         keys.append("exact positions")
+    if near_duplicates:
+        keys.append("near-duplicates grouped")
     return keys
 
 
 def save_crops(
-    cache: Path, data: CropSet, sources: list[str], framing: Framing = FRAMING, exact_positions: bool = False
+    cache: Path,
+    data: CropSet,
+    sources: list[str],
+    framing: Framing = FRAMING,
+    exact_positions: bool = False,
+    near_duplicates: bool = False,
 ) -> None:
     """Keep ``data`` (made from ``sources``, cut as the other arguments say, incorrectly worn included) in ``cache``."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    keys = np.array(_source_keys(sources, framing, exact_positions))
+    keys = np.array(_source_keys(sources, framing, exact_positions, near_duplicates))
     np.savez(cache, crops=data.crops, labels=data.labels, groups=data.groups, sources=keys)
 
 
@@ -293,14 +343,16 @@ def load_sources(
     with_incorrect: bool = False,
     framing: Framing = FRAMING,
     exact_positions: bool = False,
+    near_duplicates: bool = False,
 ) -> CropSet:
     """All sources' crops cut with ``framing``, kept in ``cache`` (an .npz) when given and reused while the sources
-    and the cut match."""
-    keys = _source_keys(sources, framing, exact_positions)
+    and the cut match. ``near_duplicates``: near-duplicate pictures of a folder source share a group (a split keeps
+    them on one side), for sources such as ``extra/improper_mask`` where one webcam video gives hundreds."""
+    keys = _source_keys(sources, framing, exact_positions, near_duplicates)
     data = _load_cache(cache, keys) if cache is not None and cache.exists() else None
     if data is None:
-        maker = CropMaker(framing, exact_positions)
+        maker = CropMaker(framing, exact_positions, near_duplicates)
         data = CropSet.concat([load_source(source, maker, with_incorrect=True) for source in sources])
         if cache is not None:
-            save_crops(cache, data, sources, framing, exact_positions)
+            save_crops(cache, data, sources, framing, exact_positions, near_duplicates)
     return data if with_incorrect else data.subset(data.labels < INCORRECT)

@@ -54,6 +54,7 @@ class TrainOptions:
     fold: tuple[int, int] | None = None  # (k, n): hold out cross-validation fold k of n instead of the usual split
     framing: Framing = FRAMING  # how face boxes become crops; recorded in the model file, used by the server
     exact_positions: bool = False  # scene faces a positions.csv places train with that position (lab.dataset)
+    near_duplicates: bool = False  # near-duplicate pictures of folder sources share a split group (lab.dataset)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -200,7 +201,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     torch.set_num_threads(options.threads)
     rng = np.random.default_rng(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    data = load_sources(sources, cache, True, options.framing, options.exact_positions)
+    data = load_sources(sources, cache, True, options.framing, options.exact_positions, options.near_duplicates)
     held_out = held_out_mask(data.groups, options.held_out_percent, options.fold)
     train_set, val_set = data.subset(~held_out), data.subset(held_out)
     print(
@@ -290,6 +291,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "held_out": describe_held_out(options.held_out_percent, options.fold),
         "framing": options.framing.as_meta(),
         "exact_positions": options.exact_positions,
+        "near_duplicates": options.near_duplicates,
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

@@ -32,6 +32,11 @@ def _framing_arguments(parser) -> None:
         action="store_true",
         help="scene faces that the scenes' positions.csv places train with that position (others: any incorrect)",
     )
+    parser.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="near-duplicate pictures of a folder source share a split group (video frames, e.g. extra/improper_mask)",
+    )
 
 
 def _framing(args):
@@ -89,6 +94,7 @@ def _train(args) -> int:
         device=args.device,
         framing=_framing(args),
         exact_positions=args.exact_positions,
+        near_duplicates=args.near_duplicates,
     )
     train(args.data, args.out, options, resume=args.resume, cache=args.cache)
     return 0
@@ -149,6 +155,7 @@ def _crossval(args) -> int:
         crop_margin=_framing(args).margin,
         crop_drop=_framing(args).drop,
         exact_positions=args.exact_positions,
+        near_duplicates=args.near_duplicates,
     )
     with failing_as("crossval", FileNotFoundError, ValueError):
         from lab.scenes import positions_file

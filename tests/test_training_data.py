@@ -1,0 +1,76 @@
+"""What the model lab trains on: exact positions from positions.csv, folders of incorrectly worn faces, and
+near-duplicate pictures kept on one side of every split."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from accel import CLASSES
+from lab.dataset import INCORRECT, CropMaker, average_hash, load_source, near_duplicate_groups
+
+
+def _scenes(root, rng):
+    """Two noise images, each with two incorrectly worn faces and one correctly masked, as Pascal VOC."""
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for i in range(2):
+        cv2.imwrite(str(root / "images" / f"s{i}.jpg"), rng.integers(0, 256, (120, 200, 3), dtype=np.uint8))
+        names = ("mask_weared_incorrect", "mask_weared_incorrect", "with_mask")
+        objects = "".join(
+            f"<object><name>{name}</name><bndbox><xmin>{10 + 60 * j}</xmin><ymin>20</ymin>"
+            f"<xmax>{50 + 60 * j}</xmax><ymax>70</ymax></bndbox></object>"
+            for j, name in enumerate(names)
+        )
+        (root / "annotations" / f"s{i}.xml").write_text(f"<annotation>{objects}</annotation>")
+    (root / "positions.csv").write_text(
+        "image,xmin,ymin,xmax,ymax,position,note\n"
+        "s0.jpg,10,20,50,70,nose_mouth,\n"
+        "s0.jpg,70,20,110,70,other,mask over the eyes\n"
+        "s1.jpg,10,20,50,70,nose,\n"
+    )
+
+
+def test_exact_positions_label_the_faces_positions_csv_places(tmp_path):
+    _scenes(tmp_path, np.random.default_rng(0))
+    exact = load_source(str(tmp_path), CropMaker(exact_positions=True), with_incorrect=True)
+    joint = load_source(str(tmp_path), CropMaker(), with_incorrect=True)
+    correct, nose, nose_mouth = (CLASSES.index(name) for name in ("correct", "nose", "nose_mouth"))
+    # per image, in VOC order: placed faces get their position; 'other' and unlabelled keep the joint label
+    assert exact.labels.tolist() == [nose_mouth, INCORRECT, correct, nose, INCORRECT, correct]
+    assert joint.labels.tolist() == [INCORRECT, INCORRECT, correct, INCORRECT, INCORRECT, correct]
+
+
+def test_a_folder_named_incorrect_holds_incorrectly_worn_faces(tmp_path):
+    rng = np.random.default_rng(1)
+    for folder in ("correct", "incorrect", "no_mask"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "a.jpg"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = load_source(str(tmp_path), CropMaker(), with_incorrect=True)
+    assert sorted(data.labels.tolist()) == sorted([CLASSES.index("correct"), INCORRECT, CLASSES.index("no_mask")])
+    forced = load_source(f"incorrect={tmp_path / 'correct'}", CropMaker(), with_incorrect=True)
+    assert forced.labels.tolist() == [INCORRECT]
+    with pytest.raises(ValueError, match="unknown class 'hat'"):
+        load_source(f"hat={tmp_path}", CropMaker())
+
+
+def test_near_duplicates_share_the_first_pictures_group_without_chaining():
+    base = np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8)
+    copy = np.clip(base.astype(int) + 3, 0, 255).astype(np.uint8)  # the same picture, a little brighter
+    other = np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)
+    hashes = [average_hash(image) for image in (base, other, copy)]
+    assert near_duplicate_groups(np.array(hashes, np.uint64), ["a", "b", "c"]) == ["a", "b", "a"]
+    # a chain of pictures each 4 bits from the one before: only those within 6 bits of a group's first join it
+    chain = np.array([0, 0b1111, 0b11111111, 0b111111111111], np.uint64)
+    assert near_duplicate_groups(chain, ["p", "q", "r", "s"]) == ["p", "p", "r", "r"]
+
+
+def test_near_duplicate_grouping_is_asked_for_and_recorded(tmp_path):
+    rng = np.random.default_rng(4)
+    (tmp_path / "no_mask").mkdir()
+    picture = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "no_mask" / f"{name}.png"), picture)
+    assert len(set(load_source(str(tmp_path), CropMaker()).groups)) == 2
+    assert len(set(load_source(str(tmp_path), CropMaker(near_duplicates=True)).groups)) == 1
