@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class CrossvalPlan:
     crop_drop: float = 0.0
     exact_positions: bool = False  # scene faces placed by positions.csv train with their position
     near_duplicates: bool = False  # near-duplicate pictures of folder sources stay in one fold
+    unlabelled: list[str] = field(default_factory=list)  # unlabelled real faces, distilled from each fold's teacher
 
     @property
     def framing(self) -> Framing:
@@ -74,11 +75,18 @@ class CrossvalPlan:
             framing=self.framing,
             exact_positions=self.exact_positions,
             near_duplicates=self.near_duplicates,
+            unlabelled=tuple(self.unlabelled),
         )
 
 
 # for plans written before these settings
-PLAN_DEFAULTS = {"crop_margin": 0.2, "crop_drop": 0.0, "exact_positions": False, "near_duplicates": False}
+PLAN_DEFAULTS = {
+    "crop_margin": 0.2,
+    "crop_drop": 0.0,
+    "exact_positions": False,
+    "near_duplicates": False,
+    "unlabelled": [],
+}
 
 
 def _check_plan(out_dir: Path, plan: CrossvalPlan) -> None:

@@ -55,6 +55,7 @@ class TrainOptions:
     framing: Framing = FRAMING  # how face boxes become crops; recorded in the model file, used by the server
     exact_positions: bool = False  # scene faces a positions.csv places train with that position (lab.dataset)
     near_duplicates: bool = False  # near-duplicate pictures of folder sources share a split group (lab.dataset)
+    unlabelled: tuple[str, ...] = ()  # sources of unlabelled real faces (lab.unlabelled), distilled from the teacher
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -122,6 +123,7 @@ def loss_of(scores: torch.Tensor, targets: torch.Tensor, temperature: float = SC
     return (log_all - picked).mean()
 
 
+UNLABELLED_SHARE = 0.25  # with unlabelled sources: each batch gets this many more crops (of its size) from them
 DISTILL_TEMPERATURE = 2.0  # softens both networks' outputs, so the teacher's second choices carry weight
 
 
@@ -192,6 +194,20 @@ def _short_source(source: str) -> str:
     return f"{label}={name}" if label else name
 
 
+def _unlabelled_train_set(options: TrainOptions, cache: Path | None) -> CropSet:
+    """The unlabelled crops on the training side of the split (their groups follow the labelled data's), kept
+    beside ``cache`` when one is given."""
+    if not options.unlabelled:
+        return CropSet(np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, str))
+    from lab.unlabelled import load_unlabelled
+
+    beside = Path(cache).with_name(f"{Path(cache).stem}-unlabelled.npz") if cache is not None else None
+    extra = load_unlabelled(list(options.unlabelled), options.framing, beside)
+    extra = extra.subset(~held_out_mask(extra.groups, options.held_out_percent, options.fold))
+    print(f"unlabelled: {len(extra)} crops on the training side, distilled only", file=sys.stderr)
+    return extra
+
+
 def _counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=INCORRECT + 1).tolist()
 
@@ -210,12 +226,16 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         file=sys.stderr,
     )
 
+    extra = _unlabelled_train_set(options, cache)
     network = (FloatCoP if options.fp32 else BinaryCoP)(options.arch, len(CLASSES))
     temperature = 1.0 if options.fp32 else SCORE_TEMPERATURE
     if options.init is not None:
         network.load_state_dict(torch.load(options.init, weights_only=True, map_location="cpu"))
     network.to(options.device)
     teacher = load_teacher(options.teacher, len(CLASSES)) if options.teacher is not None else None
+    if len(extra) and teacher is None:
+        raise ValueError("unlabelled sources teach through a teacher's outputs: give --teacher (or --teacher-epochs)")
+    extra_rng = np.random.default_rng(options.seed + 1)  # its own draws: the labelled batches stay as without it
     if teacher is not None:
         teacher.to(options.device)
     optimiser = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
@@ -242,8 +262,12 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
             batch_index = order[step * options.batch_size : (step + 1) * options.batch_size]
             inputs = augment(crops_to_tensor(train_set.crops[batch_index]), generator).to(options.device)
             targets = torch.from_numpy(train_set.labels[batch_index]).to(options.device)
+            if len(extra):
+                picked = extra_rng.choice(len(extra), size=round(UNLABELLED_SHARE * len(batch_index)))
+                unlabelled = augment(crops_to_tensor(extra.crops[picked]), generator).to(options.device)
+                inputs = torch.cat([inputs, unlabelled])
             outputs = network(inputs)
-            loss = loss_of(outputs, targets, temperature)
+            loss = loss_of(outputs[: len(targets)], targets, temperature)
             if teacher is not None:
                 with torch.no_grad():
                     teacher_logits = teacher(inputs)
@@ -292,6 +316,8 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "framing": options.framing.as_meta(),
         "exact_positions": options.exact_positions,
         "near_duplicates": options.near_duplicates,
+        "unlabelled": [_short_source(source) for source in options.unlabelled],
+        "unlabelled_crops": len(extra),
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
     if not options.fp32:

@@ -3,6 +3,8 @@ near-duplicate pictures kept on one side of every split."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -74,3 +76,52 @@ def test_near_duplicate_grouping_is_asked_for_and_recorded(tmp_path):
         cv2.imwrite(str(tmp_path / "no_mask" / f"{name}.png"), picture)
     assert len(set(load_source(str(tmp_path), CropMaker()).groups)) == 2
     assert len(set(load_source(str(tmp_path), CropMaker(near_duplicates=True)).groups)) == 1
+
+
+def test_unlabelled_scene_faces_are_the_detections_no_box_labels(tmp_path, shared_data):
+    """A real group photo annotated with one face only: the other faces found come back unlabelled, grouped by
+    the image, so a fold that holds the image out holds them out too."""
+    from detector import iou_matrix
+    from lab.scan import offline_detector
+    from lab.unlabelled import UNLABELLED, load_unlabelled
+
+    image = cv2.imread(str(shared_data / "scenes" / "misc" / "fr_two_people.jpg"))
+    boxes = offline_detector().detect(image, with_crops=False).boxes
+    assert len(boxes) >= 2
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "two.jpg"), image)
+    x1, y1, x2, y2 = (int(v) for v in boxes[0])
+    (tmp_path / "annotations" / "two.xml").write_text(
+        f"<annotation><object><name>with_mask</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax>"
+        f"<ymax>{y2}</ymax></bndbox></object></annotation>"
+    )
+    found = load_unlabelled([str(tmp_path)], cache=tmp_path / "unlabelled.npz")
+    assert len(found) == len(boxes) - 1 and set(found.labels.tolist()) == {UNLABELLED}
+    assert set(found.groups.tolist()) == {"image:two"}
+    assert (load_unlabelled([str(tmp_path)], cache=tmp_path / "unlabelled.npz").crops == found.crops).all()
+    assert iou_matrix(boxes[:1], boxes[1:]).max() < 0.4  # the labelled face was not among them
+
+
+def test_training_distils_on_unlabelled_video_faces_and_needs_a_teacher(tmp_path, capsys):
+    """One epoch of a tiny µ-CNV with a teacher and the bundled clip's faces as unlabelled data: the model file
+    records how many unlabelled crops it learnt from; without a teacher the command refuses, saying why."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from accel import load_model
+    from binarycop.cli import main
+    from lab.dataset import CropSet, save_crops
+
+    rng = np.random.default_rng(5)
+    labels = np.arange(64) % 5
+    groups = np.array([f"file:x/{i}" for i in range(64)])
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, CropSet(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), labels, groups), ["unused"])
+    clip = str(Path(__file__).resolve().parents[1] / "binarycop" / "assets" / "demo_clip.mp4")
+    common = ["-q", "train", "--arch", "u-cnv", "--data", "unused", "--cache", str(cache), "--epochs", "1"]
+    assert main([*common, "--fp32", "--out", str(tmp_path / "twin.npz")]) == 0
+    out = tmp_path / "student.npz"
+    assert main([*common, "--teacher", str(tmp_path / "twin.pt"), "--unlabelled", clip, "--out", str(out)]) == 0
+    meta = load_model(out).meta
+    assert meta["unlabelled"] == ["demo_clip.mp4"] and meta["unlabelled_crops"] > 20
+    assert main([*common, "--unlabelled", clip, "--out", str(tmp_path / "alone.npz")]) == 2
+    assert "unlabelled sources teach through a teacher's outputs: give --teacher" in capsys.readouterr().err

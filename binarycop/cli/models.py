@@ -37,6 +37,14 @@ def _framing_arguments(parser) -> None:
         action="store_true",
         help="near-duplicate pictures of a folder source share a split group (video frames, e.g. extra/improper_mask)",
     )
+    parser.add_argument(
+        "--unlabelled",
+        nargs="+",
+        default=[],
+        metavar="SOURCE",
+        help="real faces without labels, learnt from the teacher only: VOC scenes (faces matching no box), videos, "
+        "image folders",
+    )
 
 
 def _framing(args):
@@ -95,8 +103,10 @@ def _train(args) -> int:
         framing=_framing(args),
         exact_positions=args.exact_positions,
         near_duplicates=args.near_duplicates,
+        unlabelled=tuple(args.unlabelled),
     )
-    train(args.data, args.out, options, resume=args.resume, cache=args.cache)
+    with failing_as("train", FileNotFoundError, ValueError):
+        train(args.data, args.out, options, resume=args.resume, cache=args.cache)
     return 0
 
 
@@ -156,6 +166,7 @@ def _crossval(args) -> int:
         crop_drop=_framing(args).drop,
         exact_positions=args.exact_positions,
         near_duplicates=args.near_duplicates,
+        unlabelled=list(args.unlabelled),
     )
     with failing_as("crossval", FileNotFoundError, ValueError):
         from lab.scenes import positions_file
