@@ -424,3 +424,19 @@ def test_live_crops_are_cut_as_the_classifier_was_trained(tmp_path, shared_data)
     np.testing.assert_array_equal(faces.crops, crop_faces(image, faces.boxes, Framing(0.4, 0.2)))
     assert (faces.crops != crop_faces(image, faces.boxes)).any()  # not today's crops
     detector.close()
+
+
+def test_bench_pipeline_runs_the_twin_beside_the_binary_engine(capsys):
+    """``bench pipeline --classifier`` runs each classifier through the whole server on the same cameras: the FP32
+    twin on onnxruntime beside the binary engine, both classifying real crops; a wrong pair is named."""
+    import json
+
+    from binarycop.cli import main
+
+    argv = ["-q", "bench", "pipeline", "--cameras", "1", "--seconds", "1", "--json"]
+    assert main([*argv, "--classifier", "cpu:n-cnv", "--classifier", "onnx:n-cnv-fp32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [figure["classifier"] for figure in result["detectors"]] == ["cpu:n-cnv", "onnx:n-cnv-fp32"]
+    assert all(figure["crops_per_s"] > 0 for figure in result["detectors"])
+    assert main([*argv, "--classifier", "onnx:n-cnv"]) == 2
+    assert "--classifier onnx:n-cnv: backend onnx runs a network's FP32 twin" in capsys.readouterr().err

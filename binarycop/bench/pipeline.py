@@ -22,7 +22,15 @@ from contextlib import asynccontextmanager
 import cv2
 import numpy as np
 
-from binarycop.config import CameraConfig, Config, DetectorConfig, HttpConfig, RedisConfig, detector_name
+from binarycop.config import (
+    CameraConfig,
+    ClassifierConfig,
+    Config,
+    DetectorConfig,
+    HttpConfig,
+    RedisConfig,
+    detector_name,
+)
 from binarycop.democlip import FPS, GAP_FRAMES, SEGMENT_FRAMES, clip_frames
 from binarycop.loopback_camera import MjpegCamera
 
@@ -61,7 +69,9 @@ def loopback_cameras(count: int, frames: list[bytes]) -> tuple[list[MjpegCamera]
 
 
 @asynccontextmanager
-async def running_server(configs: list[CameraConfig], detector: DetectorConfig):
+async def running_server(
+    configs: list[CameraConfig], detector: DetectorConfig, classifier: ClassifierConfig | None = None
+):
     """The whole server reading ``configs`` into an embedded Redis, warmed up; yields (server, embedded Redis)
     and stops both after."""
     from binarycop.server import Server
@@ -69,7 +79,13 @@ async def running_server(configs: list[CameraConfig], detector: DetectorConfig):
 
     embedded = EmbeddedRedis()
     server = Server(
-        Config(redis=RedisConfig(url=embedded.url), http=HttpConfig(port=0), cameras=configs, detector=detector),
+        Config(
+            redis=RedisConfig(url=embedded.url),
+            http=HttpConfig(port=0),
+            cameras=configs,
+            detector=detector,
+            classifier=classifier or ClassifierConfig(),
+        ),
         embedded.url,
     )
     try:
@@ -82,7 +98,12 @@ async def running_server(configs: list[CameraConfig], detector: DetectorConfig):
 
 
 async def _trial(
-    cameras: int, seconds: float, decode_only: bool, frames: list[bytes], detector: DetectorConfig
+    cameras: int,
+    seconds: float,
+    decode_only: bool,
+    frames: list[bytes],
+    detector: DetectorConfig,
+    classifier: ClassifierConfig | None = None,
 ) -> dict:
     from ingest import open_source
     from stats import read_counts
@@ -91,7 +112,7 @@ async def _trial(
     try:
         if decode_only:
             return await _decode_only(configs, seconds, open_source)
-        async with running_server(configs, detector) as (server, _):
+        async with running_server(configs, detector, classifier) as (server, _):
             await server.recorder.flush()
             before = await read_counts(server.client)
             started = time.monotonic()
@@ -211,11 +232,12 @@ def search(
     cameras: int | None,
     limit: int,
     detector: DetectorConfig | None = None,
+    classifier: ClassifierConfig | None = None,
 ) -> tuple[int, dict]:
     """Largest camera count sustained (doubling, then bisection), with the figures of that run."""
 
     def run(n: int) -> dict:
-        result = asyncio.run(_trial(n, seconds, decode_only, frames, detector or DetectorConfig()))
+        result = asyncio.run(_trial(n, seconds, decode_only, frames, detector or DetectorConfig(), classifier))
         kind = "decode only" if decode_only else "pipeline"
         people = result.get("people_vs_shown")
         print(
@@ -249,19 +271,24 @@ def search(
 
 
 def bench_pipeline(
-    cameras: int | None = None, seconds: float = 14, limit: int = 64, detectors: list[DetectorConfig] | None = None
+    cameras: int | None = None,
+    seconds: float = 14,
+    limit: int = 64,
+    detectors: list[DetectorConfig] | None = None,
+    classifiers: list[ClassifierConfig] | None = None,
 ) -> dict:
-    """Cameras sustained with each detector beside decoding alone (searched once: it is the same for all).
-    Figures of the first detector at the top level; with several, each under ``detectors``."""
-    detectors = detectors or [DetectorConfig()]
+    """Cameras sustained with each detector and each classifier beside decoding alone (searched once: it is the
+    same for all). Figures of the first pair at the top level; with several, each under ``detectors``."""
+    pairs = [(d, c) for d in detectors or [DetectorConfig()] for c in classifiers or [ClassifierConfig()]]
     frames = crowd_frames()
     figures = []
-    for detector in detectors:
-        sustained, result = search(False, seconds, frames, cameras, limit, detector)
+    for detector, classifier in pairs:
+        sustained, result = search(False, seconds, frames, cameras, limit, detector, classifier)
         p95 = result.get("p95_latency_s", float("inf"))
         figures.append(
             {
                 "detector": detector_name(detector),
+                "classifier": f"{classifier.backend}:{classifier.model}",
                 "cameras_sustained": sustained,
                 "drop_ratio": result.get("drop_ratio", 1.0),
                 "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame got through (JSON has no inf)

@@ -57,6 +57,12 @@ def _add_pipeline(kinds) -> None:
         help="measured seconds per trial (14; a multiple of 3.5 s, one face set, keeps the people figure whole)",
     )
     _detectors_argument(bench_pipeline, example="yunet@0.5", compared="decoding alone is searched once")
+    bench_pipeline.add_argument(
+        "--classifier",
+        action="append",
+        metavar="BACKEND:MODEL",
+        help="a classifier to run, e.g. onnx:n-cnv-fp32; repeat to compare (default: the server's, cpu:n-cnv)",
+    )
     bench_pipeline.add_argument("--json", action="store_true")
     bench_pipeline.set_defaults(handler=_pipeline)
 
@@ -64,15 +70,36 @@ def _add_pipeline(kinds) -> None:
 def _pipeline(args) -> int:
     from binarycop.bench.pipeline import bench_pipeline
 
-    result = bench_pipeline(args.cameras, args.seconds, detectors=detector_configs(args))
+    result = bench_pipeline(
+        args.cameras, args.seconds, detectors=detector_configs(args), classifiers=_classifier_configs(args.classifier)
+    )
     return emit(args, result, _print_pipeline)
+
+
+def _classifier_configs(names: list[str] | None) -> list | None:
+    """``BACKEND:MODEL`` options as classifier settings, checked as a config's would be."""
+    from pydantic import ValidationError
+
+    from binarycop.config import ClassifierConfig
+
+    if not names:
+        return None
+    configs = []
+    for name in names:
+        backend, _, model = name.partition(":")
+        try:
+            configs.append(ClassifierConfig(backend=backend, model=model or "n-cnv"))
+        except ValidationError as error:
+            problem = error.errors()[0]["msg"].removeprefix("Value error, ")
+            raise CommandError(f"--classifier {name}: {problem}") from None
+    return configs
 
 
 def _print_pipeline(result: dict) -> None:
     for figure in result.get("detectors", [result]):
         versus = figure["cameras_vs_first"]
         print(
-            f"{figure['detector']}: cameras sustained: {figure['cameras_sustained']} "
+            f"{figure['detector']}, {figure['classifier']}: cameras sustained: {figure['cameras_sustained']} "
             f"({f'{versus:.2f}x the first' if versus is not None else 'the first sustained none'}; "
             f"decode alone: {figure['decode_only_cameras']}); "
             f"drop {figure['drop_ratio']:.2%}, p95 latency {figure['p95_latency_s']} s, "
