@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from accel import CLASSES
+from detector import Framing
 from lab.dataset import INCORRECT, CropMaker, average_hash, load_source, near_duplicate_groups
 
 
@@ -125,3 +126,29 @@ def test_training_distils_on_unlabelled_video_faces_and_needs_a_teacher(tmp_path
     assert meta["unlabelled"] == ["demo_clip.mp4"] and meta["unlabelled_crops"] > 20
     assert main([*common, "--unlabelled", clip, "--out", str(tmp_path / "alone.npz")]) == 2
     assert "unlabelled sources teach through a teacher's outputs: give --teacher" in capsys.readouterr().err
+
+
+def test_framing_report_measures_how_much_of_the_labelled_box_a_crop_keeps(tmp_path, shared_data):
+    """Real faces annotated with boxes reaching 30 % of their height below the detector's (a mask on the chin):
+    today's crop (square + 20 %) cuts every one of them, the square + 40 % moved down 20 % keeps them whole."""
+    from lab.framing import framing_report
+    from lab.scan import offline_detector
+
+    image = cv2.imread(str(shared_data / "scenes" / "misc" / "fr_two_people.jpg"))
+    boxes = offline_detector().detect(image, with_crops=False).boxes
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "two.jpg"), image)
+    objects = ""
+    for x1, y1, x2, y2 in boxes:
+        low = y2 + 0.3 * (y2 - y1)
+        objects += (
+            f"<object><name>with_mask</name><bndbox><xmin>{x1:.0f}</xmin><ymin>{y1:.0f}</ymin><xmax>{x2:.0f}</xmax>"
+            f"<ymax>{low:.0f}</ymax></bndbox></object>"
+        )
+    (tmp_path / "annotations" / "two.xml").write_text(f"<annotation>{objects}</annotation>")
+    report = framing_report(tmp_path, [Framing(), Framing(0.4, 0.2)])
+    today, lower = (report[name]["faces"]["with_mask"] for name in ("square +20%", "square +40%, +20% down"))
+    assert today["faces"] == lower["faces"] == len(boxes) >= 2
+    assert today["kept_whole"] == 0 and today["median_cut_below"] > 0.1
+    assert lower["kept_whole"] == 1 and lower["median_cut_below"] == 0

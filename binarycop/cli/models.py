@@ -55,8 +55,60 @@ def _framing(args):
 
 
 def register(commands) -> None:
-    for add in (_add_train, _add_crossval, _add_eval, _add_synth, _add_gradcam, _add_eval_scenes, _add_scan):
+    for add in (
+        _add_train,
+        _add_crossval,
+        _add_eval,
+        _add_synth,
+        _add_gradcam,
+        _add_eval_scenes,
+        _add_scan,
+        _add_framing,
+    ):
         add(commands)
+
+
+def _add_framing(commands) -> None:
+    framing = commands.add_parser(
+        "framing", help="how much of each real face's labelled box a crop framing keeps (masks worn on the chin)"
+    )
+    framing.add_argument("--data", type=Path, required=True, help="Pascal VOC scenes (annotations/, images/)")
+    framing.add_argument(
+        "--framing",
+        action="append",
+        metavar="MARGIN:DROP",
+        help="a framing to measure, e.g. 0.2:0.15 (repeat; default: today's 0.2:0)",
+    )
+    framing.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
+    framing.add_argument("--json", action="store_true")
+    framing.set_defaults(handler=_framing_report)
+
+
+def _framing_report(args) -> int:
+    from detector import Framing
+    from lab.framing import framing_report
+    from lab.scenes import positions_file
+
+    with failing_as("framing", ValueError, FileNotFoundError):
+        framings = []
+        for text in args.framing or ["0.2:0"]:
+            margin, _, drop = text.partition(":")
+            try:
+                framings.append(Framing(float(margin), float(drop or 0)))
+            except ValueError as error:
+                raise ValueError(f"--framing {text}: {error}") from None
+        report = framing_report(args.data, framings, positions_file(args.data, args.positions))
+    return emit(args, report, _print_framing)
+
+
+def _print_framing(report: dict) -> None:
+    for name, figures in report.items():
+        print(f"{name}:")
+        for kind, row in figures["faces"].items():
+            print(
+                f"  {kind}: {row['faces']} faces, labelled box whole in the crop {row['kept_whole']:.0%}, "
+                f"median cut off below {row['median_cut_below']:.0%} of its height"
+            )
 
 
 def _add_train(commands) -> None:
