@@ -56,6 +56,7 @@ class CrossvalPlan:
     exact_positions: bool = False  # scene faces placed by positions.csv train with their position
     near_duplicates: bool = False  # near-duplicate pictures of folder sources stay in one fold
     unlabelled: list[str] = field(default_factory=list)  # unlabelled real faces, distilled from each fold's teacher
+    teacher_arch: str = ""  # the teacher's architecture ("": the student's own FP32 twin; "cnv": a larger one)
 
     @property
     def framing(self) -> Framing:
@@ -86,6 +87,7 @@ PLAN_DEFAULTS = {
     "exact_positions": False,
     "near_duplicates": False,
     "unlabelled": [],
+    "teacher_arch": "",
 }
 
 
@@ -122,7 +124,8 @@ def _train_fold(plan: CrossvalPlan, options, out_dir: Path, cache: Path, k: int)
         if plan.teacher_epochs:
             twin = out_dir / f"fold-{k + 1}-fp32.npz"  # train writes the twin's weights beside it, as .pt
             if not twin.with_suffix(".pt").exists():
-                train(plan.sources, twin, replace(options, fp32=True, epochs=plan.teacher_epochs), True, cache)
+                teacher = replace(options, fp32=True, epochs=plan.teacher_epochs, arch=plan.teacher_arch or plan.arch)
+                train(plan.sources, twin, replace(teacher, unlabelled=()), True, cache)
             options = replace(options, teacher=twin.with_suffix(".pt"))
         train(plan.sources, model, options, resume=True, cache=cache)
     return time.monotonic() - started
@@ -216,6 +219,7 @@ def score(plan: CrossvalPlan, out_dir: Path, data: CropSet, faces: SceneFaces) -
     result = {**asdict(plan), **_score_folds(plan, lambda k: _fold_model(plan, out_dir, k), data, faces)}
     if plan.teacher_epochs and all(twin_path(out_dir, k).is_file() for k in range(plan.folds)):
         result["twin"] = _score_folds(plan, lambda k: _TwinClassifier(twin_path(out_dir, k)), data, faces)
+        result["twin"]["arch"] = plan.teacher_arch or plan.arch
     return result
 
 

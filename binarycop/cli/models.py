@@ -189,6 +189,9 @@ def _add_crossval(commands) -> None:
     crossval.add_argument(
         "--teacher-epochs", type=int, default=0, help="distil from an FP32 twin trained this long on each fold"
     )
+    crossval.add_argument(
+        "--teacher-arch", default="", choices=["", *ARCHS], help="the teacher's architecture (default: the student's)"
+    )
     crossval.add_argument("--balance", default="groups", choices=["labels", "groups"])
     crossval.add_argument("--seed", type=int, default=0)
     crossval.add_argument("--lr", type=float, default=5e-3, help=LEARNING_RATE_HELP)
@@ -219,6 +222,7 @@ def _crossval(args) -> int:
         exact_positions=args.exact_positions,
         near_duplicates=args.near_duplicates,
         unlabelled=list(args.unlabelled),
+        teacher_arch=args.teacher_arch,
     )
     with failing_as("crossval", FileNotFoundError, ValueError):
         from lab.scenes import positions_file
