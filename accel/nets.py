@@ -31,17 +31,19 @@ def _sign() -> QuantIdentity:
 
 
 class BinaryCoP(nn.Module):
-    """One of the paper's networks, chosen by ``arch``."""
+    """One of the paper's networks, chosen by ``arch``. ``binary_weights=False``: binary activations over float
+    weights, the first stage of training it progressively (the model lab's ``--progressive``); not foldable."""
 
-    def __init__(self, arch: Arch | str, num_classes: int):
+    def __init__(self, arch: Arch | str, num_classes: int, binary_weights: bool = True):
         super().__init__()
         self.arch = get_arch(arch) if isinstance(arch, str) else arch
         self.num_classes = num_classes
         self.convs = nn.ModuleList()
         self.conv_norms = nn.ModuleList()
         self.conv_signs = nn.ModuleList()
+        weights = BinaryWeight if binary_weights else None
         for in_channels, out_channels, _, _ in self.arch.conv_shapes():
-            self.convs.append(QuantConv2d(in_channels, out_channels, KERNEL, bias=False, weight_quant=BinaryWeight))
+            self.convs.append(QuantConv2d(in_channels, out_channels, KERNEL, bias=False, weight_quant=weights))
             self.conv_norms.append(nn.BatchNorm2d(out_channels))
             self.conv_signs.append(_sign())
         self.fcs = nn.ModuleList()
@@ -49,11 +51,11 @@ class BinaryCoP(nn.Module):
         self.fc_signs = nn.ModuleList()
         features = self.arch.flat_features()
         for out_features in self.arch.fc_features:
-            self.fcs.append(QuantLinear(features, out_features, bias=False, weight_quant=BinaryWeight))
+            self.fcs.append(QuantLinear(features, out_features, bias=False, weight_quant=weights))
             self.fc_norms.append(nn.BatchNorm1d(out_features))
             self.fc_signs.append(_sign())
             features = out_features
-        self.classifier = QuantLinear(features, num_classes, bias=False, weight_quant=BinaryWeight)
+        self.classifier = QuantLinear(features, num_classes, bias=False, weight_quant=weights)
         for module in self.modules():
             if isinstance(module, (QuantConv2d, QuantLinear)):
                 nn.init.uniform_(module.weight, -1.0, 1.0)

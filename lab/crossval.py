@@ -57,6 +57,7 @@ class CrossvalPlan:
     near_duplicates: bool = False  # near-duplicate pictures of folder sources stay in one fold
     unlabelled: list[str] = field(default_factory=list)  # unlabelled real faces, distilled from each fold's teacher
     teacher_arch: str = ""  # the teacher's architecture ("": the student's own FP32 twin; "cnv": a larger one)
+    progressive_epochs: int = 0  # first this long with binary activations over float weights, then binary weights
 
     @property
     def framing(self) -> Framing:
@@ -88,6 +89,7 @@ PLAN_DEFAULTS = {
     "near_duplicates": False,
     "unlabelled": [],
     "teacher_arch": "",
+    "progressive_epochs": 0,
 }
 
 
@@ -127,6 +129,12 @@ def _train_fold(plan: CrossvalPlan, options, out_dir: Path, cache: Path, k: int)
                 teacher = replace(options, fp32=True, epochs=plan.teacher_epochs, arch=plan.teacher_arch or plan.arch)
                 train(plan.sources, twin, replace(teacher, unlabelled=()), True, cache)
             options = replace(options, teacher=twin.with_suffix(".pt"))
+        if plan.progressive_epochs:
+            stage = out_dir / f"fold-{k + 1}-float-weights.npz"  # its .pt: binary activations, float weights
+            if not stage.with_suffix(".pt").exists():
+                first = replace(options, float_weights=True, epochs=plan.progressive_epochs)
+                train(plan.sources, stage, first, True, cache)
+            options = replace(options, init=stage.with_suffix(".pt"))
         train(plan.sources, model, options, resume=True, cache=cache)
     return time.monotonic() - started
 

@@ -56,6 +56,7 @@ class TrainOptions:
     exact_positions: bool = False  # scene faces a positions.csv places train with that position (lab.dataset)
     near_duplicates: bool = False  # near-duplicate pictures of folder sources share a split group (lab.dataset)
     unlabelled: tuple[str, ...] = ()  # sources of unlabelled real faces (lab.unlabelled), distilled from the teacher
+    float_weights: bool = False  # binary activations over float weights (progressive training's first stage; .pt only)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -194,6 +195,18 @@ def _short_source(source: str) -> str:
     return f"{label}={name}" if label else name
 
 
+@torch.no_grad()
+def _latent_weights_in_range(network: nn.Module) -> None:
+    """Scale each layer's latent weights into [-1, 1], where binary weights clip them (the signs, which are all the
+    binary network computes with, stay; batch norm after each layer absorbs the scale): a float-weight first stage
+    ends with weights of any size."""
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            largest = module.weight.abs().max()
+            if largest > 1:
+                module.weight.div_(largest)
+
+
 def _unlabelled_train_set(options: TrainOptions, cache: Path | None) -> CropSet:
     """The unlabelled crops on the training side of the split (their groups follow the labelled data's), kept
     beside ``cache`` when one is given."""
@@ -227,10 +240,15 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
     )
 
     extra = _unlabelled_train_set(options, cache)
-    network = (FloatCoP if options.fp32 else BinaryCoP)(options.arch, len(CLASSES))
+    if options.fp32:
+        network = FloatCoP(options.arch, len(CLASSES))
+    else:
+        network = BinaryCoP(options.arch, len(CLASSES), binary_weights=not options.float_weights)
     temperature = 1.0 if options.fp32 else SCORE_TEMPERATURE
     if options.init is not None:
         network.load_state_dict(torch.load(options.init, weights_only=True, map_location="cpu"))
+        if not options.fp32:
+            _latent_weights_in_range(network)
     network.to(options.device)
     teacher = load_teacher(options.teacher, len(CLASSES)) if options.teacher is not None else None
     if len(extra) and teacher is None:
@@ -320,7 +338,7 @@ def train(sources: list[str], out: Path, options: TrainOptions, resume: bool = F
         "unlabelled_crops": len(extra),
     }
     torch.save(network.state_dict(), out.with_suffix(".pt"))
-    if not options.fp32:
+    if not options.fp32 and not options.float_weights:
         save_model(fold(network, CLASSES, meta), out)
     print(json.dumps(meta), file=sys.stderr)
     return network, meta

@@ -614,3 +614,28 @@ def test_crossval_refuses_bad_settings_before_training(tmp_path, capsys, extra, 
     assert main([*args, *extra]) == 2
     assert problem in capsys.readouterr().err
     assert not (tmp_path / "cv").exists()  # nothing started
+
+
+def test_crossval_trains_each_fold_progressively_when_asked(tmp_path, capsys):
+    """``--progressive-epochs``: each fold first trains binary activations over float weights, then its binary
+    model starts from them; the plan records it, so a rerun with other settings is refused."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from lab.dataset import INCORRECT, CropSet, save_crops
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(120) % (INCORRECT + 1)
+    groups = np.array([f"file:x/{i}" for i in range(120)])
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, CropSet(rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8), labels, groups), ["unused"])
+    _voc_scenes(tmp_path / "scenes", rng, count=4)
+    out = tmp_path / "cv"
+    args = ["-q", "crossval", "--arch", "u-cnv", "--data", "unused", "--scenes", str(tmp_path / "scenes")]
+    args += ["--folds", "2", "--epochs", "1", "--out", str(out), "--cache", str(cache), "--json"]
+    assert main([*args, "--progressive-epochs", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["progressive_epochs"] == 1
+    for k in (1, 2):
+        assert (out / f"fold-{k}-float-weights.pt").is_file()
+        assert load_model(out / f"fold-{k}.npz").meta["initialised_from"] == f"fold-{k}-float-weights.pt"
+    assert main(args) == 2
+    assert "progressive_epochs: 1 there, 0 now" in capsys.readouterr().err

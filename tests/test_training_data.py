@@ -152,3 +152,33 @@ def test_framing_report_measures_how_much_of_the_labelled_box_a_crop_keeps(tmp_p
     assert today["faces"] == lower["faces"] == len(boxes) >= 2
     assert today["kept_whole"] == 0 and today["median_cut_below"] > 0.1
     assert lower["kept_whole"] == 1 and lower["median_cut_below"] == 0
+
+
+def test_progressive_training_binarises_the_weights_of_a_binary_activation_network(tmp_path):
+    """Stage one: binary activations over float weights (a .pt, no model file: it cannot be folded); stage two:
+    binary weights initialised from it, folded into a model file that the CPU engine runs like its torch network."""
+    torch = pytest.importorskip("torch", reason="training needs the train extra")
+    from accel import load_model
+    from accel.cpu import CpuClassifier
+    from accel.nets import BinaryCoP, crops_to_tensor
+    from binarycop.cli import main
+    from lab.dataset import CropSet, save_crops
+
+    rng = np.random.default_rng(6)
+    crops = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    groups = np.array([f"file:x/{i}" for i in range(64)])
+    cache = tmp_path / "crops.npz"
+    save_crops(cache, CropSet(crops, np.arange(64) % 5, groups), ["unused"])
+    common = ["-q", "train", "--arch", "u-cnv", "--data", "unused", "--cache", str(cache), "--epochs", "1"]
+    assert main([*common, "--float-weights", "--out", str(tmp_path / "stage.npz")]) == 0
+    assert (tmp_path / "stage.pt").is_file() and not (tmp_path / "stage.npz").exists()
+    stage = torch.load(tmp_path / "stage.pt", weights_only=True)
+    assert len({float(v) for v in stage["convs.1.weight"].flatten()}) > 2  # float weights, not two values
+    assert main([*common, "--init", str(tmp_path / "stage.pt"), "--out", str(tmp_path / "binary.npz")]) == 0
+    model = load_model(tmp_path / "binary.npz")
+    assert model.meta["initialised_from"] == "stage.pt"
+    network = BinaryCoP("u-cnv", 5)
+    network.load_state_dict(torch.load(tmp_path / "binary.pt", weights_only=True))
+    with torch.no_grad():
+        reference = network.eval()(crops_to_tensor(crops)).numpy().round().astype(np.int32)
+    np.testing.assert_array_equal(CpuClassifier(model).scores(crops), reference)

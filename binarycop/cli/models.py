@@ -129,6 +129,11 @@ def _add_train(commands) -> None:
         "--balance", default="labels", choices=["labels", "groups"], help="draw labels equally, or mask groups"
     )
     train.add_argument("--fp32", action="store_true", help="train the float twin instead (a .pt for gradcam only)")
+    train.add_argument(
+        "--float-weights",
+        action="store_true",
+        help="binary activations over float weights (a .pt to --init a binary network from: progressive training)",
+    )
     train.add_argument("--device", default="cpu", help=DEVICE_HELP)
     train.add_argument("--teacher", type=Path, help="an FP32 twin's .pt (train --fp32) to distil from")
     train.add_argument("--distill", type=float, default=0.5, help="with --teacher: share of the loss from distillation")
@@ -156,6 +161,7 @@ def _train(args) -> int:
         exact_positions=args.exact_positions,
         near_duplicates=args.near_duplicates,
         unlabelled=tuple(args.unlabelled),
+        float_weights=args.float_weights,
     )
     with failing_as("train", FileNotFoundError, ValueError):
         train(args.data, args.out, options, resume=args.resume, cache=args.cache)
@@ -188,6 +194,12 @@ def _add_crossval(commands) -> None:
     crossval.add_argument("--epochs", type=int, default=60)
     crossval.add_argument(
         "--teacher-epochs", type=int, default=0, help="distil from an FP32 twin trained this long on each fold"
+    )
+    crossval.add_argument(
+        "--progressive-epochs",
+        type=int,
+        default=0,
+        help="per fold, first train this long with binary activations over float weights, then binary weights from it",
     )
     crossval.add_argument(
         "--teacher-arch", default="", choices=["", *ARCHS], help="the teacher's architecture (default: the student's)"
@@ -223,6 +235,7 @@ def _crossval(args) -> int:
         near_duplicates=args.near_duplicates,
         unlabelled=list(args.unlabelled),
         teacher_arch=args.teacher_arch,
+        progressive_epochs=args.progressive_epochs,
     )
     with failing_as("crossval", FileNotFoundError, ValueError):
         from lab.scenes import positions_file
