@@ -48,7 +48,8 @@ def test_kustomize_renders_the_spool_volume_the_secret_env_and_the_disruption_bu
     assert ("Service", ingester["serviceName"]) in objects
     for kind, name in (("StatefulSet", "binarycop-ingester"), ("Deployment", "binarycop-exporter")):
         env = {e["name"]: e for e in objects[(kind, name)]["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "binarycop-secrets", "key": "redis-password"}
+        secret = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": "binarycop-secrets", "key": "redis-password"}
     redis_container = objects[("StatefulSet", "binarycop-redis")]["spec"]["template"]["spec"]["containers"][0]
     assert redis_container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "binarycop-secrets"
     assert "--requirepass" not in " ".join(redis_container.get("command", []) + redis_container.get("args", []))
