@@ -126,6 +126,12 @@ def test_redis_takes_its_password_from_the_env_and_never_shows_it_in_its_args(sh
         process.wait(timeout=10)
 
 
+def _build_stage_copies() -> list[str]:
+    """What the Dockerfile's build stage copies into /src: the files and packages the wheel is built from."""
+    _, build_stage, _ = re.split(r"^FROM ", (DOCKER / "Dockerfile").read_text(), flags=re.MULTILINE)
+    return [part for line in re.findall(r"^COPY (.+)$", build_stage, re.MULTILINE) for part in line.split()[:-1]]
+
+
 def _site_copies() -> list[tuple[str, str]]:
     """The Dockerfile's ``COPY SOURCE ${SITE}/TARGET`` lines: data files put beside the installed packages."""
     text = (DOCKER / "Dockerfile").read_text()
@@ -143,14 +149,22 @@ def test_the_image_installs_a_wheel_in_a_second_stage():
 def test_the_wheel_runs_from_the_image_layout(tmp_path):
     """Build the wheel as the image's first stage does, install it (not editable) into a folder, lay the data
     files beside it as the Dockerfile's COPY lines do, and load the model, the detector and the dashboards."""
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    source.mkdir()
+    for copied in _build_stage_copies():  # the build stage's context, so setuptools writes nothing into ROOT
+        if (ROOT / copied).is_dir():
+            shutil.copytree(ROOT / copied, source / copied, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / copied, source)
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--wheel-dir"]
-    subprocess.run([*build, str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300)
+    built = subprocess.run([*build, str(wheels), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("binarycop-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "stats/page/index.html" in names and "binarycop/assets/demo_clip.mp4" in names
     install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)]
-    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    installed = subprocess.run(install, capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
     assert not list(site.glob("__editable__*")) and (site / "accel" / "__init__.py").is_file()
     copies = _site_copies()
     assert {target.split("/")[0] for _, target in copies} == {"models", "dashboards", "finn"}
