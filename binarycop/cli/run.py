@@ -26,7 +26,9 @@ def register(commands) -> None:
 
 def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="run the cameras in a config file")
-    serve.add_argument("--config", required=True, type=Path)
+    serve.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="the YAML config (docs/configuration.md)"
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -38,8 +40,8 @@ def _serve(args) -> int:
 
 def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="serve the bundled sample clip with an embedded Redis")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--bind", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="TCP port of the page and /metrics (default: 8080)")
+    demo.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     demo.add_argument(
         "--screenshot",
         type=Path,
@@ -108,8 +110,8 @@ async def _run_until_signalled(start, stop, banner) -> None:
 def _add_exporter(commands) -> None:
     exporter = commands.add_parser("exporter", help="/metrics and the status page from Redis, without cameras")
     redis_arguments(exporter)
-    exporter.add_argument("--bind", default="127.0.0.1")
-    exporter.add_argument("--port", type=int, default=9108)
+    exporter.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    exporter.add_argument("--port", type=int, default=9108, help="TCP port of /metrics (default: 9108)")
     exporter.set_defaults(handler=_exporter)
 
 
@@ -175,7 +177,7 @@ def _status(args) -> int:
 
 def _add_validate(commands) -> None:
     validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
-    validate.add_argument("file", type=Path)
+    validate.add_argument("file", type=Path, help="the YAML config to check")
     validate.set_defaults(handler=_validate)
 
 
