@@ -16,6 +16,7 @@ import time
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+OWN_PACKAGES = ("binarycop", "ingest", "detector", "accel", "stats", "lab", "names")
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,7 +71,10 @@ def configure(args: argparse.Namespace) -> None:
     level = (args.log_level or ("warning" if args.quiet else "info")).upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if args.log_format == "json" else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # debug is this project's: libraries (numba's compiler above all) stay at info
+    logging.basicConfig(level="INFO" if level == "DEBUG" else level, handlers=[handler], force=True)
+    for package in OWN_PACKAGES:
+        logging.getLogger(package).setLevel(logging.DEBUG if level == "DEBUG" else logging.NOTSET)
     quiet_opencv(verbose=level == "DEBUG")
 
 
