@@ -1,4 +1,4 @@
-"""The YAML config: typed, validated (unknown keys rejected), secrets from ``${VAR}``."""
+"""The YAML config: typed, validated (unknown keys rejected), secrets from ``${VAR}`` (see config_problems)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from binarycop.config_problems import substitute, validation_problems
 from binarycop.strict_yaml import YamlRefused, load_yaml
 from names import NAME_PATTERN
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Limits on what a config file may hold (a real one is a few KiB, nested 6 deep, zones of a few points).
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_ZONES = 32
@@ -370,36 +370,6 @@ class Config(Strict):
         return self
 
 
-def _substitute(value: Any, path: str, environ: dict[str, str], problems: list[str]) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: _substitute(item, f"{path}.{key}" if path else str(key), environ, problems)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_substitute(item, f"{path}.{index}", environ, problems) for index, item in enumerate(value)]
-    if isinstance(value, str):
-
-        def replace(match: re.Match) -> str:
-            name = match.group(1)
-            if name not in environ:
-                problems.append(f"{path}: environment variable {name} is not set")
-                return ""
-            return environ[name]
-
-        return _ENV_REFERENCE.sub(replace, value)
-    return value
-
-
-def validation_problems(error: ValidationError, top: str = "(top level)") -> list[str]:
-    """Each of pydantic's errors as 'field.path: what is wrong' (``top`` names a problem with no field)."""
-    problems = []
-    for item in error.errors():
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append(f"{'.'.join(str(part) for part in item['loc']) or top}: {message}")
-    return problems
-
-
 def detector_spec(text: str) -> DetectorConfig:
     """``KIND[@SCALES]`` (``yunet``, ``blazeface``, ``yunet@1,2``: how the offline commands name a detector) as
     the server's default detector settings of that kind; :func:`detector_name` writes it back."""
@@ -436,11 +406,12 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     if not isinstance(raw, dict):
         raise ConfigError(source, ["(top level): expected a mapping with at least 'cameras'"])
     problems: list[str] = []
-    raw = _substitute(raw, "", dict(os.environ if environ is None else environ), problems)
+    raw = substitute(raw, dict(os.environ if environ is None else environ), problems)
     try:
         config = Config.model_validate(raw)
     except ValidationError as error:
-        problems += validation_problems(error)
+        substituted = {problem.split(": ", 1)[0] for problem in problems}  # a field already said wrong once
+        problems += [p for p in validation_problems(error, raw=raw) if p.split(": ", 1)[0] not in substituted]
         config = None
     if problems:
         raise ConfigError(source, problems)

@@ -1,9 +1,12 @@
 """``binarycop dashboards push``: create or update the Grafana dashboards through Grafana's HTTP API.
 
 The dashboards (stable uids ``binarycop-operator`` and ``binarycop-operations``) live as JSON under
-``dashboards/grafana/dashboards``; the same files are provisioned from disk by docker/compose.yaml and the
-Kubernetes manifests. Pushing puts them in a folder ``binarycop`` and, given a Prometheus URL, creates the
-datasource they name (uid ``binarycop-prometheus``) if Grafana lacks it.
+``dashboards/grafana/dashboards`` in Grafana's import form: an ``__inputs`` entry ``DS_PROMETHEUS`` and a
+``datasource`` template variable every panel reads through, no datasource uid of their own. The same files are
+provisioned from disk by docker/compose.yaml (the variable then takes the default datasource) or imported through
+Grafana's UI (which asks for the datasource). Pushing imports them the way the UI does (``/api/dashboards/import``,
+the datasource answered by uid) into a folder ``binarycop`` and, given a Prometheus URL, first creates that
+datasource (default uid ``binarycop-prometheus``) if Grafana lacks it.
 """
 
 from __future__ import annotations
@@ -40,8 +43,28 @@ def load_dashboards(directory: Path = DASHBOARDS) -> list[dict]:
     return dashboards
 
 
-def push_dashboards(url: str, token: str | None, prometheus_url: str | None = None, directory: Path = DASHBOARDS):
-    """Create or update every dashboard; returns one result per dashboard (uid, title, url, version)."""
+def import_request(dashboard: dict, datasource_uid: str = DATASOURCE_UID) -> dict:
+    """Grafana's import request for ``dashboard``: every one of its ``__inputs`` answered (a datasource input by
+    ``datasource_uid``), into the ``binarycop`` folder, replacing an older version."""
+    inputs = []
+    for item in dashboard.get("__inputs", []):
+        if item.get("type") != "datasource":
+            raise PushError(f"dashboard {dashboard['uid']}: input {item.get('name')} is not a datasource input")
+        inputs.append(
+            {"name": item["name"], "type": "datasource", "pluginId": item["pluginId"], "value": datasource_uid}
+        )
+    return {"dashboard": {**dashboard, "id": None}, "folderUid": FOLDER_UID, "overwrite": True, "inputs": inputs}
+
+
+def push_dashboards(
+    url: str,
+    token: str | None,
+    prometheus_url: str | None = None,
+    directory: Path = DASHBOARDS,
+    datasource_uid: str = DATASOURCE_UID,
+):
+    """Import (create or replace) every dashboard reading the datasource ``datasource_uid``; returns one result
+    per dashboard (uid, title, url, imported)."""
     from grafana_client import GrafanaApi
     from grafana_client.client import GrafanaClientError, GrafanaException
 
@@ -57,19 +80,16 @@ def push_dashboards(url: str, token: str | None, prometheus_url: str | None = No
             api.folder.create_folder("binarycop", uid=FOLDER_UID)
             log.info("created folder binarycop in %s", shown)
         if prometheus_url:
-            _ensure_datasource(api, prometheus_url)
+            _ensure_datasource(api, prometheus_url, datasource_uid)
         results = []
         for dashboard in dashboards:
-            body = {"dashboard": {**dashboard, "id": None}, "folderUid": FOLDER_UID, "overwrite": True}
-            body["message"] = "binarycop dashboards push"
-            answer = api.dashboard.update_dashboard(body)
+            answer = api.client.POST("/dashboards/import", json=import_request(dashboard, datasource_uid))
             results.append(
                 {
-                    "uid": answer.get("uid", dashboard["uid"]),
+                    "uid": answer.get("uid") or dashboard["uid"],
                     "title": dashboard["title"],
-                    "url": answer.get("url"),
-                    "version": answer.get("version"),
-                    "status": answer.get("status"),
+                    "url": answer.get("importedUrl"),
+                    "imported": bool(answer.get("imported")),
                 }
             )
     except GrafanaException as error:
@@ -79,21 +99,21 @@ def push_dashboards(url: str, token: str | None, prometheus_url: str | None = No
     return results
 
 
-def _ensure_datasource(api, prometheus_url: str) -> None:
+def _ensure_datasource(api, prometheus_url: str, uid: str) -> None:
     from grafana_client.client import GrafanaClientError
 
     try:
-        api.datasource.get_datasource_by_uid(DATASOURCE_UID)
+        api.datasource.get_datasource_by_uid(uid)
     except GrafanaClientError as error:
         if error.status_code != 404:
             raise
         api.datasource.create_datasource(
             {
                 "name": "Prometheus (binarycop)",
-                "uid": DATASOURCE_UID,
+                "uid": uid,
                 "type": "prometheus",
                 "access": "proxy",
                 "url": prometheus_url,
             }
         )
-        log.info("created datasource %s -> %s", DATASOURCE_UID, redact_url(prometheus_url))
+        log.info("created datasource %s -> %s", uid, redact_url(prometheus_url))

@@ -156,7 +156,7 @@ class CameraWorker:
         self.recorder.add_frames(name, "processed")
         self.recorder.observe("decode", frame.decode_seconds)
         if frame.captured:
-            self.recorder.observe("end_to_end", time.monotonic() - frame.captured)
+            self.recorder.observe("end_to_end", time.monotonic() - frame.captured, camera=name)
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
 
     def _named(self, counts: Counter) -> Counter:

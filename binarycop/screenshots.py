@@ -1,5 +1,5 @@
 """Pictures of the built-in page and the setup view, taken by a real browser (Debian's chromium, headless, under
-selenium from the dev extra): ``binarycop demo --screenshot DIR`` and the browser tests use it. Works offline."""
+selenium from the page extra): ``binarycop demo --screenshot DIR`` and the browser tests use it. Works offline."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def open_browser(profile: Path, width: int = 1280, height: int = 900):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        raise BrowserMissing("selenium is not installed: pip install -e '.[dev]'") from None
+        raise BrowserMissing("selenium is not installed: pip install 'binarycop[page]'") from None
     binary = shutil.which("chromium")
     if binary is None or not Path(CHROMEDRIVER).is_file():
         raise BrowserMissing("chromium and chromedriver are not installed: apt-get install chromium chromium-driver")

@@ -313,7 +313,8 @@ class Server:
             try:
                 await self.preview_web.start(http.preview_bind, http.preview_port)
             except ListenError as error:
-                raise ConfigError("http", [f"http.preview_bind, http.preview_port: {error}"]) from None
+                error.settings = "http.preview_bind, http.preview_port"
+                raise
             preview_url = f"http://{http.preview_bind}:{self.preview_web.port}/"
             log.info("setup view (faces pixelated) at %s", preview_url)
         self.web = CountsWeb(
@@ -329,7 +330,8 @@ class Server:
         try:
             await self.web.start(bind, port)
         except ListenError as error:
-            raise ConfigError("http", [f"http.bind, http.port: {error}"]) from None
+            error.settings = "http.bind, http.port"
+            raise
 
     def _local_cameras(self) -> dict[str, dict]:
         """What the status page shows of the cameras this process runs that Redis does not hold."""

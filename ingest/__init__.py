@@ -6,8 +6,26 @@ from ingest.buffer import BufferedSource, Frame, SourceError, SourceStatus
 from ingest.files import FileSource
 from ingest.streams import StreamSource, device_index
 
-__all__ = ["BufferedSource", "FileSource", "Frame", "SourceError", "SourceStatus", "StreamSource", "open_source"]
+__all__ = [
+    "BufferedSource",
+    "FileSource",
+    "Frame",
+    "SourceError",
+    "SourceStatus",
+    "StreamSource",
+    "file_path",
+    "open_source",
+]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+def file_path(url: str) -> str | None:
+    """The video file a camera URL names (a path or ``file://`` one); None for streams and devices."""
+    if url.startswith(STREAM_SCHEMES) or device_index(url) is not None or url.startswith("usb:"):
+        return None
+    if "://" in url and not url.startswith("file://"):
+        return None
+    return url.removeprefix("file://")
 
 
 def open_source(camera) -> BufferedSource:

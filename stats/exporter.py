@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_LATENCY_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
     CROPS_KEY,
@@ -98,7 +100,17 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for name, reported in sorted(counts.get(BUILD_KEY, {}).items()):
         if now - float(reported) < STALE_AFTER_SECONDS:
             build.add_metric(name.split("|"), 1.0)
-    stages = _stage_histogram(counts.get(STAGES_KEY, {}))
+    stages = _histogram(
+        "binarycop_stage_duration_seconds", "Time per frame in each pipeline stage", "stage", STAGES, counts, STAGES_KEY
+    )
+    latency = _histogram(
+        "binarycop_camera_latency_seconds",
+        "Time from a frame's capture to its counts, per camera (the end_to_end stage by camera)",
+        "camera",
+        sorted({name.split("|", 1)[0] for name in counts.get(CAMERA_LATENCY_KEY, {})}),
+        counts,
+        CAMERA_LATENCY_KEY,
+    )
     info = GaugeMetricFamily(
         "binarycop_camera_info", "Each camera's site, for grouping by site (join on camera)", labels=["camera", "site"]
     )
@@ -108,22 +120,23 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     ingesters = GaugeMetricFamily("binarycop_ingesters", "Ingester processes with a recent heartbeat")
     beats = counts.get(INGESTERS_KEY, {}).values()
     ingesters.add_metric([], float(sum(now - float(seen) < STALE_AFTER_SECONDS for seen in beats)))
-    return [faces, people, visible, frames, up, reconnects, stages, crops, build, info, ingesters]
+    return [faces, people, visible, frames, up, reconnects, stages, latency, crops, build, info, ingesters]
 
 
-def _stage_histogram(stored: dict[str, str]) -> HistogramMetricFamily:
-    histogram = HistogramMetricFamily(
-        "binarycop_stage_duration_seconds", "Time per frame in each pipeline stage", labels=["stage"]
-    )
-    for stage in STAGES:
-        count = int(stored.get(f"{stage}|count", 0))
+def _histogram(name: str, documentation: str, label: str, values, counts: dict, key: str) -> HistogramMetricFamily:
+    """A histogram family over STAGE_BUCKETS from one Redis hash of ``value|bucket-index``, ``value|sum_us`` and
+    ``value|count`` fields, one series per label value that has observations."""
+    histogram = HistogramMetricFamily(name, documentation, labels=[label])
+    stored = counts.get(key, {})
+    for value in values:
+        count = int(stored.get(f"{value}|count", 0))
         if not count:
             continue
         cumulative, buckets = 0, []
         for index, bound in enumerate((*STAGE_BUCKETS, float("inf"))):
-            cumulative += int(stored.get(f"{stage}|{index}", 0))
+            cumulative += int(stored.get(f"{value}|{index}", 0))
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
-        histogram.add_metric([stage], buckets, sum_value=int(stored.get(f"{stage}|sum_us", 0)) / 1e6)
+        histogram.add_metric([value], buckets, sum_value=int(stored.get(f"{value}|sum_us", 0)) / 1e6)
     return histogram
 
 
@@ -158,7 +171,12 @@ class SnapshotCollector:
 
 
 def make_registry(pending=lambda: 0) -> tuple[CollectorRegistry, SnapshotCollector]:
+    """The registry ``/metrics`` serves: the counts' collector, and prometheus_client's own process (``process_*``:
+    resident memory, CPU seconds, open files), platform (``python_info``) and garbage-collector collectors."""
     registry = CollectorRegistry(auto_describe=False)
     collector = SnapshotCollector(pending)
     registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry, collector

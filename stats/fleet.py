@@ -7,6 +7,7 @@ import time
 
 import redis.asyncio as aioredis
 
+from stats.exporter import STALE_AFTER_SECONDS
 from stats.leases import read_leases
 from stats.redis_store import text
 from stats.schema import INGESTERS_KEY, LEASE_PREFIX, history_key, ingester_key
@@ -32,6 +33,7 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
                 "model": info.get("model"),
                 "backend": info.get("backend"),
                 "seen_ago_s": round(now - seen, 1) if math.isfinite(seen) else None,
+                "alive": math.isfinite(seen) and now - seen < STALE_AFTER_SECONDS,  # as binarycop_ingesters counts
                 "up_s": round(now - started, 1) if started is not None else None,
                 "pending": _number(info.get("pending", "0"), int),
                 "cameras": [c for c in info.get("cameras", "").split(",") if c],
@@ -80,11 +82,17 @@ async def recent_counts(client: aioredis.Redis, now: float, minutes: int = RECEN
 
 
 def format_status(status: dict) -> str:
-    lines = [f"ingesters: {len(status['ingesters'])}"]
-    for item in status["ingesters"]:
+    ingesters = status["ingesters"]
+    dead = [item for item in ingesters if not item["alive"]]
+    lines = [f"ingesters: {len(ingesters) - len(dead)} live" + (f", {len(dead)} dead" if dead else "")]
+    for item in sorted(ingesters, key=lambda item: not item["alive"]):
+        cameras = ", ".join(item["cameras"]) or "-"
+        if not item["alive"]:
+            lines.append(f"  {item['id']}  DEAD: no heartbeat for {item['seen_ago_s']} s (it last ran: {cameras})")
+            continue
         lines.append(
             f"  {item['id']}  seen {item['seen_ago_s']} s ago, up {item['up_s']} s, pending {item['pending']}, "
-            f"{item['backend']}/{item['model']} {item['version']}; cameras: {', '.join(item['cameras']) or '-'}"
+            f"{item['backend']}/{item['model']} {item['version']}; cameras: {cameras}"
         )
     lines.append(f"cameras: {len(status['leases'])}")
     for item in status["leases"]:

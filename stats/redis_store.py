@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_LATENCY_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
     COUNTED_KEYS,
@@ -75,7 +76,14 @@ def new_ingester_id() -> str:
 
 
 def empty_counts() -> dict[str, Counter]:
-    return {key: Counter() for key in (*COUNTED_KEYS, STAGES_KEY, CROPS_KEY)}
+    return {key: Counter() for key in (*COUNTED_KEYS, STAGES_KEY, CAMERA_LATENCY_KEY, CROPS_KEY)}
+
+
+def _observe(pending: Counter, label: str, seconds: float) -> None:
+    bucket = bisect.bisect_left(STAGE_BUCKETS, seconds)  # == len(STAGE_BUCKETS) for +Inf
+    pending[field(label, str(bucket))] += 1
+    pending[field(label, "sum_us")] += int(round(seconds * 1e6))
+    pending[field(label, "count")] += 1
 
 
 @dataclass
@@ -134,13 +142,12 @@ class CountRecorder:
             self._open[FACES_KEY][field(camera, zone, name)] += count
             history[field("faces", camera, zone, name)] += count
 
-    def observe(self, stage: str, seconds: float) -> None:
-        """One duration of a pipeline stage, into a histogram (bucket counts, sum in microseconds, count)."""
-        bucket = bisect.bisect_left(STAGE_BUCKETS, seconds)  # == len(STAGE_BUCKETS) for +Inf
-        pending = self._open[STAGES_KEY]
-        pending[field(stage, str(bucket))] += 1
-        pending[field(stage, "sum_us")] += int(round(seconds * 1e6))
-        pending[field(stage, "count")] += 1
+    def observe(self, stage: str, seconds: float, camera: str | None = None) -> None:
+        """One duration of a pipeline stage, into a histogram (bucket counts, sum in microseconds, count); an
+        ``end_to_end`` one of ``camera`` also into that camera's latency histogram."""
+        _observe(self._open[STAGES_KEY], stage, seconds)
+        if camera is not None and stage == "end_to_end":
+            _observe(self._open[CAMERA_LATENCY_KEY], camera, seconds)
 
     def add_crops(self, backend: str, count: int) -> None:
         if count:
@@ -284,6 +291,7 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
         PEOPLE_KEY,
         VISIBLE_KEY,
         STAGES_KEY,
+        CAMERA_LATENCY_KEY,
         CROPS_KEY,
         BUILD_KEY,
         SITE_KEY,

@@ -26,6 +26,9 @@ PEOPLE_KEY = f"{PREFIX}:people"
 VISIBLE_KEY = f"{PREFIX}:faces_visible"
 # stage|bucket-index -> observations in that bucket (of STAGE_BUCKETS); stage|sum_us; stage|count
 STAGES_KEY = f"{PREFIX}:stage_duration"
+# camera|bucket-index -> processed frames whose capture-to-counted time fell in that bucket (of STAGE_BUCKETS);
+# camera|sum_us; camera|count: the end_to_end stage per camera, to find the slow one
+CAMERA_LATENCY_KEY = f"{PREFIX}:camera_latency"
 # backend -> crops classified
 CROPS_KEY = f"{PREFIX}:classifier_crops"
 # version|backend|model -> unix time of the last report

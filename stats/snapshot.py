@@ -19,6 +19,7 @@ from collections.abc import Callable
 from names import CLASSES, NAME_PATTERN
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_LATENCY_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
     CROPS_KEY,
@@ -74,6 +75,7 @@ SCHEMA: dict[str, tuple[tuple[Callable[[str], bool], ...], Callable[[str], bool]
     CAMERA_SEEN_KEY: ((_name,), _time),
     RECONNECTS_KEY: ((_name,), _count),
     STAGES_KEY: ((_one_of(*STAGES), _STAGE_FIELDS), _count),
+    CAMERA_LATENCY_KEY: ((_name, _STAGE_FIELDS), _count),
     CROPS_KEY: ((_name,), _count),
     BUILD_KEY: ((_build_label, _build_label, _build_label), _time),
     SITE_KEY: ((_name,), _name),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from binarycop.dashboard_render import Prometheus, render_all, substitute
 from binarycop.democlip import CLIP
 from binarycop.grafana import DASHBOARDS, DATASOURCE_UID, PushError, load_dashboards, push_dashboards
 from binarycop.server import Server
+from names import CLASSES
+from stats.status import THRESHOLD
 from tests.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,21 +42,78 @@ def _queries() -> list[tuple[str, str, str]]:
     ]
 
 
-def test_dashboards_have_stable_uids_and_use_the_provisioned_datasource():
+def _datasources(dashboard: dict) -> list[tuple[str, dict]]:
+    """(where, datasource) for every panel, panel target and query variable."""
+    found = [
+        (f"variable {v['name']}", v["datasource"]) for v in dashboard["templating"]["list"] if v["type"] == "query"
+    ]
+    for panel in dashboard["panels"]:
+        found.append((panel["title"], panel["datasource"]))
+        found += [(f"{panel['title']} / {t['refId']}", t["datasource"]) for t in panel["targets"] if "datasource" in t]
+    return found
+
+
+def test_dashboards_are_in_grafanas_import_form_with_a_datasource_variable():
+    """What Grafana's UI import needs: a datasource input, a datasource variable every query reads through, and no
+    datasource uid of the dashboard's own (provisioning resolves the variable to the default datasource)."""
     datasource = yaml.safe_load((PROVISIONING / "datasources" / "binarycop.yaml").read_text())["datasources"][0]
-    assert datasource["uid"] == DATASOURCE_UID
+    assert datasource["uid"] == DATASOURCE_UID and datasource["isDefault"] is True
     provider = yaml.safe_load((PROVISIONING / "dashboards" / "binarycop.yaml").read_text())["providers"][0]
     assert provider["type"] == "file" and provider["folderUid"] == "binarycop"
     dashboards = load_dashboards()
     assert sorted(d["uid"] for d in dashboards) == ["binarycop-operations", "binarycop-operator"]
     for dashboard in dashboards:
+        assert dashboard["__inputs"] == [
+            {
+                "name": "DS_PROMETHEUS",
+                "label": "Prometheus",
+                "description": dashboard["__inputs"][0]["description"],
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ]
+        variable = dashboard["templating"]["list"][0]
+        assert (variable["name"], variable["type"], variable["query"]) == ("datasource", "datasource", "prometheus")
+        assert variable["current"]["value"] == "${DS_PROMETHEUS}"  # the import form's answer lands here
+        for where, used in _datasources(dashboard):
+            assert used == {"type": "prometheus", "uid": "${datasource}"}, where
+        assert DATASOURCE_UID not in json.dumps(dashboard)
         ids = [panel["id"] for panel in dashboard["panels"]]
         assert len(ids) == len(set(ids)), dashboard["uid"]
         for panel in dashboard["panels"]:
-            assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
             assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"]), panel["title"]
-        for variable in dashboard["templating"]["list"]:
-            assert variable["datasource"]["uid"] == DATASOURCE_UID
+        required = {item["id"] for item in dashboard["__requires"] if item["type"] == "panel"}
+        assert required == {panel["type"] for panel in dashboard["panels"]}
+
+
+def _page_colours() -> dict[str, str]:
+    script = (ROOT / "stats" / "page" / "page.js").read_text()
+    return dict(re.findall(r"(\w+): '(#[0-9a-f]{6})'", re.search(r"const COLOURS = \{([^}]*)\}", script).group(1)))
+
+
+def test_panels_colour_like_the_status_page():
+    """Compliance turns green where the page does (THRESHOLD), counts carry no compliance colours, and every
+    per-class panel gives each class the page's colour."""
+    colours = _page_colours()
+    assert sorted(colours) == sorted(CLASSES)
+    compliance_steps = [{"color": "red", "value": None}, {"color": "green", "value": THRESHOLD}]
+    for dashboard in load_dashboards():
+        for panel in dashboard["panels"]:
+            defaults = panel["fieldConfig"]["defaults"]
+            steps = defaults.get("thresholds", {}).get("steps")
+            if defaults.get("unit") == "percentunit":
+                assert steps == compliance_steps, panel["title"]
+            elif steps:
+                assert steps != compliance_steps and all(step["value"] != 0.95 for step in steps), panel["title"]
+            if any(t.get("legendFormat") == "{{mask_class}}" for t in panel["targets"]):
+                overrides = {
+                    o["matcher"]["options"]: o["properties"][0]["value"] for o in panel["fieldConfig"]["overrides"]
+                }
+                assert overrides == {c: {"mode": "fixed", "fixedColor": colours[c]} for c in CLASSES}, panel["title"]
+    by_title = {panel["title"]: panel for dashboard in load_dashboards() for panel in dashboard["panels"]}
+    pending = by_title["Counts waiting for Redis"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert pending == [{"color": "green", "value": None}, {"color": "red", "value": 1}]
 
 
 def _job(name: str, port: int) -> dict:
@@ -194,16 +254,28 @@ class _GrafanaStandIn(BaseHTTPRequestHandler):
         if self.path == "/api/datasources":
             self.datasources[body["uid"]] = body
             return self._answer(200, {"message": "Datasource added", "datasource": body})
-        if self.path == "/api/dashboards/db":
-            dashboard = body["dashboard"]
-            if body.get("folderUid") not in self.folders:
-                return self._answer(400, {"message": "folder not found"})
-            version = self.dashboards.get(dashboard["uid"], {}).get("version", 0) + 1
-            self.dashboards[dashboard["uid"]] = {"version": version, "body": body}
-            return self._answer(
-                200, {"status": "success", "uid": dashboard["uid"], "url": f"/d/{dashboard['uid']}", "version": version}
-            )
+        if self.path == "/api/dashboards/import":
+            return self._import(body)
         self._answer(404, {"message": "not found"})
+
+    def _import(self, body: dict) -> None:
+        """Grafana's import: every ``__inputs`` entry must be answered by an input of its name, type and plugin
+        (else 400, as Grafana's template evaluator refuses it), then each ``${NAME}`` is replaced by the answer."""
+        if body.get("folderUid") not in self.folders:
+            return self._answer(400, {"message": "folder not found"})
+        answers = {item["name"]: item for item in body.get("inputs", [])}
+        text = json.dumps(body["dashboard"])
+        for wanted in body["dashboard"].get("__inputs", []):
+            answer = answers.get(wanted["name"])
+            if answer is None or (answer["type"], answer["pluginId"]) != (wanted["type"], wanted["pluginId"]):
+                return self._answer(400, {"message": f"dashboard template input missing: {wanted['name']}"})
+            if answer["type"] == "datasource" and answer["value"] not in self.datasources:
+                return self._answer(400, {"message": f"data source not found: {answer['value']}"})
+            text = text.replace("${" + wanted["name"] + "}", answer["value"])
+        dashboard = json.loads(text)
+        uid = dashboard["uid"]
+        self.dashboards[uid] = {"imported": dashboard, "body": body}
+        self._answer(200, {"uid": uid, "title": dashboard["title"], "imported": True, "importedUrl": f"/d/{uid}/x"})
 
     def log_message(self, *args):
         pass
@@ -223,19 +295,35 @@ def grafana_stand_in():
     server.shutdown()
 
 
-def test_dashboards_push_creates_then_updates(grafana_stand_in):
-    """A mock: Grafana cannot run here; see the grafana_stand_in fixture."""
+def test_dashboards_push_imports_them_as_grafanas_ui_does(grafana_stand_in):
+    """A mock: Grafana cannot run here; see the grafana_stand_in fixture. The recorded import request answers the
+    dashboard's datasource input; what Grafana makes of it reads every query through the chosen datasource."""
     first = push_dashboards(grafana_stand_in, _GrafanaStandIn.token, prometheus_url="http://prometheus:9090")
-    assert {r["uid"]: r["version"] for r in first} == {"binarycop-operations": 1, "binarycop-operator": 1}
+    assert {r["uid"]: r["imported"] for r in first} == {"binarycop-operations": True, "binarycop-operator": True}
     assert _GrafanaStandIn.datasources[DATASOURCE_UID]["url"] == "http://prometheus:9090"
     assert set(_GrafanaStandIn.folders) == {"binarycop"}
-    stored = _GrafanaStandIn.dashboards["binarycop-operator"]["body"]
-    assert stored["overwrite"] is True and stored["dashboard"]["id"] is None
-    assert stored["dashboard"]["panels"] == json.loads((DASHBOARDS / "operator.json").read_text())["panels"]
+    recorded = _GrafanaStandIn.dashboards["binarycop-operator"]
+    request = recorded["body"]
+    assert request["overwrite"] is True and request["dashboard"]["id"] is None
+    assert request["inputs"] == [
+        {"name": "DS_PROMETHEUS", "type": "datasource", "pluginId": "prometheus", "value": DATASOURCE_UID}
+    ]
+    assert request["dashboard"]["panels"] == json.loads((DASHBOARDS / "operator.json").read_text())["panels"]
+    imported = recorded["imported"]
+    assert "${DS_PROMETHEUS}" not in json.dumps(imported)
+    assert imported["templating"]["list"][0]["current"]["value"] == DATASOURCE_UID
+    assert all(used["uid"] == "${datasource}" for _, used in _datasources(imported))
 
-    second = push_dashboards(grafana_stand_in, _GrafanaStandIn.token)
-    assert {r["uid"]: r["version"] for r in second} == {"binarycop-operations": 2, "binarycop-operator": 2}
+    _GrafanaStandIn.datasources["venue-prom"] = {"uid": "venue-prom"}  # an operator's own Prometheus datasource
+    second = push_dashboards(grafana_stand_in, _GrafanaStandIn.token, datasource_uid="venue-prom")
+    assert [r["imported"] for r in second] == [True, True]
+    assert _GrafanaStandIn.dashboards["binarycop-operations"]["imported"]["templating"]["list"][0]["current"] == {
+        "text": "venue-prom",
+        "value": "venue-prom",
+    }
     assert sum(1 for method, path in _GrafanaStandIn.requests if (method, path) == ("POST", "/api/folders")) == 1
+    with pytest.raises(PushError, match="answered 400.*data source not found: nowhere"):
+        push_dashboards(grafana_stand_in, _GrafanaStandIn.token, datasource_uid="nowhere")
 
 
 def test_dashboards_push_names_a_refused_token(grafana_stand_in):

@@ -308,7 +308,7 @@ def test_yunet_is_the_default_chosen_by_config_and_refuses_bad_scales():
         ("yunet@1,x", "'yunet@1,x': scales are comma-separated numbers"),
         ("yunet@9", "scales must be factors between 0.25 and 4"),
         ("blazeface@2", "'blazeface@2': only yunet takes scales"),
-        ("retina", "kind: Input should be 'yunet' or 'blazeface'"),
+        ("retina", "kind: must be 'yunet' or 'blazeface'"),
     ],
 )
 def test_bench_detector_option(capsys, text, problem):

@@ -124,7 +124,7 @@ def test_scan_of_unreadable_image_is_a_clear_error(tmp_path, capsys):
     [
         ("yunet@1,x", "'yunet@1,x': scales are comma-separated numbers"),
         ("yunet@9", "scales must be factors between 0.25 and 4"),
-        ("haar", "kind: Input should be 'yunet' or 'blazeface'"),
+        ("haar", "kind: must be 'yunet' or 'blazeface'"),
     ],
 )
 def test_scan_with_a_bad_detector_is_a_clear_error(tmp_path, capsys, spec, problem):

@@ -126,6 +126,7 @@ def test_metrics_while_redis_is_away_still_show_pending_counts():
     samples = _samples(generate_latest(registry).decode())
     assert samples[("binarycop_counts_pending", ())] == 7
     assert samples[("binarycop_redis_up", ())] == 0
+    assert samples[("process_resident_memory_bytes", ())] > 0  # the process's own metrics need no Redis
 
 
 def test_stage_histogram_from_redis_fields():
@@ -144,6 +145,43 @@ def test_stage_histogram_from_redis_fields():
     assert samples[(bucket, (("le", "+Inf"), ("stage", "detect")))] == 5
     assert samples[("binarycop_stage_duration_seconds_count", (("stage", "detect"),))] == 5
     assert samples[("binarycop_stage_duration_seconds_sum", (("stage", "detect"),))] == pytest.approx(7.2064)
+
+
+def test_camera_latency_histogram_through_a_real_redis(redis_server):
+    """End-to-end durations recorded with their camera reach Redis and come back as one histogram per camera, so
+    the slow camera can be found; other stages stay out of it."""
+
+    async def scenario():
+        client = aioredis.from_url(redis_server.url)
+        recorder = CountRecorder(client)
+        for seconds in (0.02, 0.04, 0.3):
+            recorder.observe("end_to_end", seconds, camera="slow-cam")
+        recorder.observe("end_to_end", 0.004, camera="fast-cam")
+        recorder.observe("detect", 9.0, camera="fast-cam")
+        recorder.add_frames("slow-cam", "processed")
+        assert await recorder.flush()
+        registry, collector = make_registry()
+        collector.counts = await read_counts(client)
+        await client.aclose()
+        return _samples(generate_latest(registry).decode())
+
+    samples = asyncio.run(scenario())
+    bucket = "binarycop_camera_latency_seconds_bucket"
+    assert samples[(bucket, (("camera", "slow-cam"), ("le", "0.025")))] == 1
+    assert samples[(bucket, (("camera", "slow-cam"), ("le", "0.25")))] == 2
+    assert samples[(bucket, (("camera", "slow-cam"), ("le", "+Inf")))] == 3
+    assert samples[("binarycop_camera_latency_seconds_sum", (("camera", "slow-cam"),))] == pytest.approx(0.36)
+    assert samples[("binarycop_camera_latency_seconds_count", (("camera", "fast-cam"),))] == 1
+    assert samples[("binarycop_stage_duration_seconds_count", (("stage", "end_to_end"),))] == 4
+
+
+def test_camera_latency_fields_that_are_no_count_are_skipped():
+    from stats.schema import CAMERA_LATENCY_KEY
+    from stats.snapshot import clean_counts
+
+    stored = {"gate|count": "2", "gate|3": "2", "<img>|count": "1", "gate|99": "1", "gate|sum_us": "x"}
+    clean, bad = clean_counts({CAMERA_LATENCY_KEY: stored})
+    assert clean[CAMERA_LATENCY_KEY] == {"gate|count": "2", "gate|3": "2"} and len(bad) == 3
 
 
 def test_exporter_command_serves_what_ingesters_wrote(redis_server):
@@ -183,6 +221,10 @@ def test_exporter_command_serves_what_ingesters_wrote(redis_server):
         labels = (("camera", "gate-1"), ("mask_class", "correct"), ("zone", "all"))
         assert samples[("binarycop_faces_classified_total", labels)] == 2
         assert samples[("binarycop_people_total", labels)] == 1
+        # prometheus_client's process and platform collectors: the exporter's own memory and CPU
+        assert samples[("process_resident_memory_bytes", ())] > 10e6
+        assert ("process_cpu_seconds_total", ()) in samples
+        assert any(name == "python_info" for name, _ in samples)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
             assert response.read() == b"ready\n"
     finally:

@@ -23,10 +23,12 @@ def _detectors_argument(parser, example: str, compared: str) -> None:
 
 def _add_slice(kinds) -> None:
     bench_slice = kinds.add_parser("slice", help="frames/s of the whole slice on the bundled clip")
-    bench_slice.add_argument("--backend", default="cpu", choices=["cpu", "torch"])
-    bench_slice.add_argument("--repeat", type=int, default=3)
+    bench_slice.add_argument(
+        "--backend", default="cpu", choices=["cpu", "torch"], help="classifier backend (default: cpu)"
+    )
+    bench_slice.add_argument("--repeat", type=int, default=3, help="runs; the median is reported (default: 3)")
     _detectors_argument(bench_slice, example="yunet@1,2", compared="alternated, first is the anchor")
-    bench_slice.add_argument("--json", action="store_true")
+    bench_slice.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_slice.set_defaults(handler=_slice)
 
 
@@ -63,7 +65,7 @@ def _add_pipeline(kinds) -> None:
         metavar="BACKEND:MODEL",
         help="a classifier to run, e.g. onnx:n-cnv-fp32; repeat to compare (default: the server's, cpu:n-cnv)",
     )
-    bench_pipeline.add_argument("--json", action="store_true")
+    bench_pipeline.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_pipeline.set_defaults(handler=_pipeline)
 
 
@@ -115,7 +117,7 @@ def _add_soak(kinds) -> None:
     bench_soak.add_argument("--every", type=float, default=60, help="seconds between memory samples (60)")
     bench_soak.add_argument("--warm-up", type=float, default=60, help="seconds run before the first sample (60)")
     bench_soak.add_argument("--detector", metavar="KIND[@SCALES]", help="default: the server's default detector")
-    bench_soak.add_argument("--json", action="store_true")
+    bench_soak.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_soak.set_defaults(handler=_soak)
 
 
@@ -145,7 +147,7 @@ def _add_faces(kinds) -> None:
     bench_faces.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with maskedface/")
     bench_faces.add_argument("--sizes", default="24,32,48", help="face box sides in pixels, comma-separated")
     bench_faces.add_argument("--tiles", default="off,auto,320,256,192,160", help="tilings: off, auto or pixels")
-    bench_faces.add_argument("--json", action="store_true")
+    bench_faces.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_faces.set_defaults(handler=_faces)
 
 
@@ -170,14 +172,18 @@ def _print_faces(result: dict) -> None:
 
 def _add_classifier(kinds) -> None:
     bench_classifier = kinds.add_parser("classifier", help="CPU engine vs onnxruntime and torch, side by side")
-    bench_classifier.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
-    bench_classifier.add_argument("--batch", type=int, default=256)
-    bench_classifier.add_argument("--rounds", type=int, default=5)
+    bench_classifier.add_argument(
+        "--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"], help="network (default: n-cnv)"
+    )
+    bench_classifier.add_argument("--batch", type=int, default=256, help="crops per call (default: 256)")
+    bench_classifier.add_argument(
+        "--rounds", type=int, default=5, help="alternated rounds; medians are reported (default: 5)"
+    )
     bench_classifier.add_argument(
         "--backend", default="cpu", choices=["cpu", "finn"], help="cpu: engine vs anchors; finn: the FPGA on a board"
     )
     bench_classifier.add_argument("--bitfile", help="finn: the accelerator's .bit (its .hwh beside it)")
-    bench_classifier.add_argument("--json", action="store_true")
+    bench_classifier.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_classifier.set_defaults(handler=_classifier)
 
 

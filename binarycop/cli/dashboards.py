@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from binarycop.cli.output import CommandError, emit
+from binarycop.grafana import DATASOURCE_UID
 
 
 def register(commands) -> None:
@@ -21,8 +22,16 @@ def _add_push(actions) -> None:
     push.add_argument(
         "--token", default=os.environ.get("GRAFANA_TOKEN"), help="service account token (default: $GRAFANA_TOKEN)"
     )
-    push.add_argument("--prometheus-url", help="also create the datasource the dashboards use, if absent")
-    push.add_argument("--json", action="store_true")
+    push.add_argument(
+        "--datasource-uid",
+        default=DATASOURCE_UID,
+        metavar="UID",
+        help=f"uid of the Prometheus datasource the dashboards read (default: {DATASOURCE_UID})",
+    )
+    push.add_argument(
+        "--prometheus-url", metavar="URL", help="create that datasource, pointing at this Prometheus, if absent"
+    )
+    push.add_argument("--json", action="store_true", help="print the results as one JSON document")
     push.set_defaults(handler=_push)
 
 
@@ -30,7 +39,7 @@ def _push(args) -> int:
     from binarycop.grafana import PushError, push_dashboards
 
     try:
-        results = push_dashboards(args.url, args.token, args.prometheus_url)
+        results = push_dashboards(args.url, args.token, args.prometheus_url, datasource_uid=args.datasource_uid)
     except PushError as error:
         raise CommandError(f"dashboards push failed: {error}", status=1) from None
     return emit(args, results, _print_pushed)
@@ -38,7 +47,7 @@ def _push(args) -> int:
 
 def _print_pushed(results: list[dict]) -> None:
     for result in results:
-        print(f"{result['uid']}: {result['status']} version {result['version']} {result['url']}")
+        print(f"{result['uid']}: {'imported' if result['imported'] else 'not imported'} {result['url']}")
 
 
 def _add_render(actions) -> None:

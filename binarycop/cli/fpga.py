@@ -23,7 +23,7 @@ def _add_export(commands) -> None:
         choices=["qonnx", "twin-onnx"],
         help="qonnx: the binary network for FINN; twin-onnx: its FP32 twin (<model>-fp32.pt) for backend onnx",
     )
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="the exported model file")
     export.add_argument("--batch", type=int, default=1, help="batch size fixed in the exported graph")
     export.add_argument(
         "--head", default="topk", choices=["topk", "scores"], help="end in TopK(1) class indices (FINN) or raw scores"
@@ -55,12 +55,12 @@ def _add_estimate(commands) -> None:
     fpga = commands.add_parser("fpga", help="the FINN accelerator: throughput estimate and folding search")
     kinds = fpga.add_subparsers(required=True, metavar="KIND")
     estimate = kinds.add_parser("estimate", help="cycles per layer, bottleneck and crops/s of a folding")
-    estimate.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"])
+    estimate.add_argument("--arch", default="n-cnv", choices=["cnv", "n-cnv", "u-cnv"], help="network (default: n-cnv)")
     estimate.add_argument("--folding", type=Path, help="FINN folding JSON (default: finn/folding/ARCH.json)")
-    estimate.add_argument("--clock-mhz", type=float, default=100.0)
+    estimate.add_argument("--clock-mhz", type=float, default=100.0, help="accelerator clock (default: 100 MHz)")
     estimate.add_argument("--target-fps", type=float, help="search the smallest folding reaching this crops/s")
     estimate.add_argument("--out", type=Path, help="with --target-fps: write the found folding JSON here")
-    estimate.add_argument("--json", action="store_true")
+    estimate.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     estimate.set_defaults(handler=_estimate)
 
 

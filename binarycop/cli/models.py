@@ -80,7 +80,7 @@ def _add_framing(commands) -> None:
         help="a framing to measure, e.g. 0.2:0.15 (repeat; default: today's 0.2:0)",
     )
     framing.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
-    framing.add_argument("--json", action="store_true")
+    framing.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     framing.set_defaults(handler=_framing_report)
 
 
@@ -113,11 +113,17 @@ def _print_framing(report: dict) -> None:
 
 def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train a network with brevitas and fold it into a model file")
-    train.add_argument("--arch", default="n-cnv", choices=ARCHS)
-    train.add_argument("--data", nargs="+", required=True, metavar="[CLASS=]DIR")
+    train.add_argument("--arch", default="n-cnv", choices=ARCHS, help="network to train (default: n-cnv)")
+    train.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="[CLASS=]DIR",
+        help="face folders: a folder of class folders, or CLASS=DIR for one class",
+    )
     train.add_argument("--out", type=Path, required=True, help="model file (.npz); .pt and .ckpt beside it")
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=60, help="passes over the training set (default: 60)")
+    train.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same model")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     train.add_argument(
         "--cache", type=Path, help="an .npz to keep the prepared crops in; reused only for the same --data"
@@ -186,12 +192,12 @@ def _add_crossval(commands) -> None:
     crossval = commands.add_parser(
         "crossval", help="cross-validate a training recipe: one model per fold, each scored on its own fold"
     )
-    crossval.add_argument("--arch", default="n-cnv", choices=ARCHS)
+    crossval.add_argument("--arch", default="n-cnv", choices=ARCHS, help="network to train (default: n-cnv)")
     crossval.add_argument("--data", nargs="+", required=True, metavar="[CLASS=]DIR", help="as train's --data")
     crossval.add_argument("--scenes", type=Path, required=True, help="Pascal VOC scenes (annotations/, images/)")
-    crossval.add_argument("--folds", type=int, default=5)
+    crossval.add_argument("--folds", type=int, default=5, help="folds, each scored by a model trained on the others")
     crossval.add_argument("--out", type=Path, required=True, help="folder for the fold models, logs and crops")
-    crossval.add_argument("--epochs", type=int, default=60)
+    crossval.add_argument("--epochs", type=int, default=60, help="passes over each fold's training set")
     crossval.add_argument(
         "--teacher-epochs", type=int, default=0, help="distil from an FP32 twin trained this long on each fold"
     )
@@ -204,14 +210,16 @@ def _add_crossval(commands) -> None:
     crossval.add_argument(
         "--teacher-arch", default="", choices=["", *ARCHS], help="the teacher's architecture (default: the student's)"
     )
-    crossval.add_argument("--balance", default="groups", choices=["labels", "groups"])
-    crossval.add_argument("--seed", type=int, default=0)
+    crossval.add_argument(
+        "--balance", default="groups", choices=["labels", "groups"], help="draw labels equally, or mask groups"
+    )
+    crossval.add_argument("--seed", type=int, default=0, help="random seed of the folds and the training")
     crossval.add_argument("--lr", type=float, default=5e-3, help=LEARNING_RATE_HELP)
     crossval.add_argument("--jobs", type=int, default=1, help="folds trained at once (one torch thread each)")
     crossval.add_argument("--device", default="cpu", help=DEVICE_HELP)
     crossval.add_argument("--cache", type=Path, help="an .npz of the prepared crops (default: in --out)")
     crossval.add_argument("--positions", type=Path, metavar="FILE.csv", help=POSITIONS_HELP)
-    crossval.add_argument("--json", action="store_true")
+    crossval.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     _framing_arguments(crossval)
     crossval.set_defaults(handler=_crossval)
 
@@ -248,8 +256,8 @@ def _crossval(args) -> int:
 def _add_eval(commands) -> None:
     evaluate = commands.add_parser("eval", help="accuracy of a model on labelled crops")
     evaluate.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
-    evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--data", required=True, nargs="+", metavar="[CLASS=]DIR", help="as train's --data")
+    evaluate.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the confusion matrix into a PNG")
     evaluate.add_argument(
         "--cache", type=Path, help="an .npz to keep the prepared crops in; reused only for the same --data"
@@ -292,10 +300,15 @@ def _add_synth(commands) -> None:
     synth = commands.add_parser("synth", help="put masks at the four positions on unmasked faces")
     synth.add_argument("--faces", required=True, type=Path, help="a folder of unmasked face images")
     synth.add_argument("--out", required=True, type=Path, help="class folders and contact_sheet.png go here")
-    synth.add_argument("--templates", type=Path, default=Path("../shared/data/mask_templates"))
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--templates",
+        type=Path,
+        default=Path("../shared/data/mask_templates"),
+        help="folder of mask pictures to draw onto faces",
+    )
+    synth.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same pictures")
     synth.add_argument("--limit", type=int, help="only the first N faces")
-    synth.add_argument("--json", action="store_true")
+    synth.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     synth.set_defaults(handler=_synth)
 
 
@@ -316,7 +329,7 @@ def _print_synth(result: dict) -> None:
 
 def _add_gradcam(commands) -> None:
     gradcam = commands.add_parser("gradcam", help="Grad-CAM heat maps (conv2_2, 5x5) over the faces in images")
-    gradcam.add_argument("images", nargs="+", metavar="IMAGE")
+    gradcam.add_argument("images", nargs="+", metavar="IMAGE", help="pictures with faces")
     gradcam.add_argument("--model", default="n-cnv", help="shipped model name or .npz path (its .pt beside it)")
     gradcam.add_argument("--out", required=True, type=Path, help="folder for one PNG sheet per image")
     gradcam.set_defaults(handler=_gradcam)
@@ -342,9 +355,11 @@ def _add_eval_scenes(commands) -> None:
         help="shipped model name or .npz path (default n-cnv); repeat it to compare models on one detection pass",
     )
     scenes.add_argument("--data", required=True, type=Path, help="a folder with annotations/ and images/")
-    scenes.add_argument("--split", default="held-out", choices=["held-out", "train", "all"])
+    scenes.add_argument(
+        "--split", default="held-out", choices=["held-out", "train", "all"], help="which scenes (default: held-out)"
+    )
     scenes.add_argument("--min-face-px", type=int, default=24, help="faces smaller than this are reported apart")
-    scenes.add_argument("--json", action="store_true")
+    scenes.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     scenes.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw group x class confusion (ground-truth boxes)"
     )
@@ -434,9 +449,9 @@ def _plot_position_confusion(result: dict, path: Path) -> None:
 
 def _add_scan(commands) -> None:
     scan = commands.add_parser("scan", help="detect and classify every face in images")
-    scan.add_argument("images", nargs="+", metavar="IMAGE")
+    scan.add_argument("images", nargs="+", metavar="IMAGE", help="pictures to find and classify faces in")
     scan.add_argument("--model", default="n-cnv", help="shipped model name or .npz path")
-    scan.add_argument("--json", action="store_true")
+    scan.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     scan.add_argument("--min-face-px", type=int, default=24, help="smaller faces are ignored")
     detector_arguments(scan)
     scan.set_defaults(handler=_scan)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +16,17 @@ from redis.exceptions import RedisError
 
 from binarycop.cli.options import redis_arguments, redis_config
 from binarycop.cli.output import CommandError, emit
-from binarycop.config import Config, ConfigError, RedisConfig, config_schema, load_config, redact_url, redis_client
+from binarycop.config import (
+    Config,
+    ConfigError,
+    RedisConfig,
+    config_schema,
+    load_config,
+    read_config_text,
+    redact_url,
+    redis_client,
+)
+from names import NAME_PATTERN
 
 log = logging.getLogger("binarycop")
 
@@ -26,7 +38,9 @@ def register(commands) -> None:
 
 def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="run the cameras in a config file")
-    serve.add_argument("--config", required=True, type=Path)
+    serve.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="the YAML config (docs/configuration.md)"
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -38,14 +52,14 @@ def _serve(args) -> int:
 
 def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="serve the bundled sample clip with an embedded Redis")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--bind", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="TCP port of the page and /metrics (default: 8080)")
+    demo.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     demo.add_argument(
         "--screenshot",
         type=Path,
         metavar="DIR",
         help="run a while, save pictures of the page and the "
-        "setup view taken by headless chromium (dev extra) into DIR, and stop",
+        "setup view taken by headless chromium (the page extra) into DIR, and stop",
     )
     demo.add_argument("--screenshot-after", type=float, default=150, metavar="S", help="seconds to run first")
     demo.set_defaults(handler=_demo)
@@ -55,6 +69,11 @@ def _demo(args) -> int:
     from binarycop.democlip import demo_config
 
     if args.screenshot:
+        if importlib.util.find_spec("selenium") is None:
+            raise CommandError(
+                "demo --screenshot drives headless chromium with selenium, which is not installed: "
+                "pip install 'binarycop[page]' (and Debian's chromium and chromium-driver)"
+            )
         from binarycop.screenshots import demo_screenshots
 
         print("\n".join(map(str, asyncio.run(demo_screenshots(args.screenshot, args.screenshot_after)))))
@@ -65,6 +84,7 @@ def _demo(args) -> int:
 async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
     from binarycop.server import Server
     from stats.embedded import EmbeddedRedis, default_data_dir
+    from stats.listener import ListenError
 
     embedded = None
     redis_url = config.redis.url or os.environ.get("REDIS_URL") or None
@@ -85,6 +105,9 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
 
     try:
         await _run_until_signalled(server.start, server.stop, banner)
+    except ListenError as error:  # a busy port is no config problem; in demo the settings are its flags
+        settings = "--bind, --port" if demo else getattr(error, "settings", "http.bind, http.port")
+        raise CommandError(f"{'demo' if demo else 'serve'}: {settings}: {error}") from None
     finally:
         if embedded is not None:
             embedded.close()
@@ -108,8 +131,8 @@ async def _run_until_signalled(start, stop, banner) -> None:
 def _add_exporter(commands) -> None:
     exporter = commands.add_parser("exporter", help="/metrics and the status page from Redis, without cameras")
     redis_arguments(exporter)
-    exporter.add_argument("--bind", default="127.0.0.1")
-    exporter.add_argument("--port", type=int, default=9108)
+    exporter.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    exporter.add_argument("--port", type=int, default=9108, help="TCP port of /metrics (default: 9108)")
     exporter.set_defaults(handler=_exporter)
 
 
@@ -147,8 +170,13 @@ async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
 def _add_status(commands) -> None:
     status = commands.add_parser("status", help="ingesters, their cameras, lease ages and pending counts")
     redis_arguments(status)
-    status.add_argument("--config", type=Path, help="also list the config's cameras that no ingester runs")
-    status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="also list the config's cameras that no ingester runs (only their names are read: no secret needed)",
+    )
+    status.add_argument("--json", action="store_true", help="print the result (or the error) as one JSON document")
     status.set_defaults(handler=_status)
 
 
@@ -156,8 +184,8 @@ def _status(args) -> int:
     from stats.fleet import fleet_status, format_status
 
     if not args.redis_url:
-        raise CommandError("status needs --redis-url or REDIS_URL: the Redis the ingesters share")
-    cameras = [camera.name for camera in load_config(args.config).cameras] if args.config else None
+        _status_failed(args, "status needs --redis-url or REDIS_URL: the Redis the ingesters share", 2)
+    cameras = config_camera_names(args.config) if args.config else None
 
     async def read() -> dict:
         client = redis_client(redis_config(args), timeout=5)
@@ -169,24 +197,72 @@ def _status(args) -> int:
     try:
         status = asyncio.run(read())
     except (RedisError, OSError) as error:
-        raise CommandError(f"Redis at {redact_url(args.redis_url)} unreachable: {error}", status=1) from None
+        _status_failed(args, f"Redis at {redact_url(args.redis_url)} unreachable: {error}", 1)
     return emit(args, status, lambda status: print(format_status(status)))
+
+
+def _status_failed(args, message: str, status: int) -> None:
+    """With ``--json``, the failure as the JSON document on stdout too; then the one line on stderr."""
+    if args.json:
+        print(json.dumps({"ok": False, "error": message}))
+    raise CommandError(message, status=status)
+
+
+def config_camera_names(path: Path) -> list[str]:
+    """The camera names in a config file, without substituting ``${VAR}`` or validating anything else: listing
+    names needs none of the cameras' secrets."""
+    from binarycop.strict_yaml import YamlRefused, load_yaml
+
+    try:
+        raw = load_yaml(read_config_text(path))
+    except YamlRefused as error:
+        raise ConfigError(str(path), [str(error)]) from None
+    cameras = raw.get("cameras") if isinstance(raw, dict) else None
+    names = [camera.get("name") for camera in cameras or [] if isinstance(camera, dict)]
+    if not cameras or not all(isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) for name in names):
+        raise ConfigError(str(path), ["cameras: a list of cameras, each with a name (binarycop validate-config)"])
+    return names
 
 
 def _add_validate(commands) -> None:
     validate = commands.add_parser("validate-config", help="check a config file; non-zero exit on problems")
-    validate.add_argument("file", type=Path)
+    validate.add_argument("file", type=Path, help="the YAML config to check")
+    validate.add_argument("--json", action="store_true", help="print the result as one JSON document (for CI)")
     validate.set_defaults(handler=_validate)
 
 
 def _validate(args) -> int:
     config = load_config(args.file)
     _check_model(config, str(args.file))
-    print(
-        f"{args.file}: ok, {len(config.cameras)} camera(s): "
-        + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras)
+    _check_files(config, str(args.file))
+    result = {
+        "ok": True,
+        "source": str(args.file),
+        "cameras": [{"name": c.name, "url": c.display_url, "site": c.site} for c in config.cameras],
+    }
+    return emit(
+        args,
+        result,
+        lambda result: print(
+            f"{args.file}: ok, {len(config.cameras)} camera(s): "
+            + ", ".join(f"{c.name} ({c.display_url})" for c in config.cameras)
+        ),
     )
-    return 0
+
+
+def _check_files(config: Config, source: str) -> None:
+    """A file camera names a file that exists (relative paths: from where binarycop runs), as the server will
+    open it: a typo is an error now rather than a camera that never delivers a frame."""
+    from ingest import file_path
+
+    problems = []
+    for camera in config.cameras:
+        path = file_path(camera.url)
+        if path is not None and not Path(path).is_file():
+            where = "" if Path(path).is_absolute() else f" (from {Path.cwd()})"
+            problems.append(f"cameras[{camera.name}].url: no such video file: {path}{where}")
+    if problems:
+        raise ConfigError(source, problems)
 
 
 def _check_model(config: Config, source: str) -> None:
