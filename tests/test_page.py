@@ -22,7 +22,7 @@ import yaml
 from binarycop.config import ConfigError, parse_config
 from binarycop.democlip import CLIP, demo_config
 from stats.redis_store import SITE_KEY, CountRecorder
-from stats.status import CAMERA_MIN_FACES_PER_S, SITE_MIN_FACES_PER_S, THRESHOLD, wilson_interval
+from stats.status import CAMERA_MIN_PEOPLE_PER_MINUTE, SITE_MIN_PEOPLE_PER_MINUTE, THRESHOLD, wilson_interval
 from stats.web import CountsWeb
 from tests.conftest import redis_dump
 
@@ -41,12 +41,15 @@ def percent(share: float | None) -> str:
 
 
 def test_page_thresholds_are_the_alert_rules():
-    """The page colours against the figures the alerts page on."""
+    """The page colours against the figures the alerts page on: compliance of people, with people a minute."""
     rules = yaml.safe_load((ROOT / "dashboards/rules/binarycop.rules.yml").read_text())
     alerts = {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
-    assert f"camera:binarycop_compliance:ratio_rate5m < {THRESHOLD}" in alerts["BinarycopComplianceLow"]
-    assert f"camera:binarycop_faces_classified:rate5m > {CAMERA_MIN_FACES_PER_S}" in alerts["BinarycopComplianceLow"]
-    assert f"site:binarycop_faces_classified:rate5m > {SITE_MIN_FACES_PER_S}" in alerts["BinarycopSiteComplianceLow"]
+    camera, site = alerts["BinarycopComplianceLow"], alerts["BinarycopSiteComplianceLow"]
+    assert f"camera:binarycop_people_compliance:ratio5m < {THRESHOLD}" in camera
+    assert f"camera:binarycop_people:per_minute >= {CAMERA_MIN_PEOPLE_PER_MINUTE}" in camera
+    assert f"site:binarycop_people_compliance:ratio5m < {THRESHOLD}" in site
+    assert f"site:binarycop_people:per_minute >= {SITE_MIN_PEOPLE_PER_MINUTE}" in site
+    assert "faces" not in camera + site  # the per-frame face rate weighs dwell time: never what pages
 
 
 def test_wilson_interval_is_wide_on_few_faces_and_narrow_on_many():
@@ -67,7 +70,8 @@ def test_status_json_now_history_health_and_sites_from_real_redis(redis_server):
         recorder.set_camera_up("dock", False)
         recorder.add_faces("gate", ["correct"] * 7 + ["nose"] * 3)
         recorder.add_faces("dock", ["no_mask"] * 10)
-        recorder.add_people("gate", [("all", "correct"), ("all", "nose")])
+        recorder.add_people("gate", [("all", "correct")] * 3 + [("all", "nose")])
+        recorder.add_people("dock", [("all", "no_mask")] * 6)
         recorder.add_frames("gate", "processed", 12)
         recorder.add_frames("gate", "dropped", 2)
         recorder.add_reconnects("dock", 1)
@@ -86,19 +90,60 @@ def test_status_json_now_history_health_and_sites_from_real_redis(redis_server):
     status = json.loads(body)
     gate, dock = status["cameras"]["gate"], status["cameras"]["dock"]
     assert status["threshold"] == THRESHOLD and status["preview"] == "http://127.0.0.1:1/"
-    assert gate["now"]["faces_total"] == 10 and gate["now"]["compliance"] == 0.7
-    assert gate["now"]["interval"] == wilson_interval(7, 10) and gate["now"]["enough"] is False  # 10 < 60 faces
-    assert gate["now"]["people"]["correct"] == 1 and gate["now"]["people"]["nose"] == 1
+    people = gate["now"]["people"]  # the headline: people, each counted once
+    assert people["classes"]["correct"] == 3 and people["classes"]["nose"] == 1 and people["total"] == 4
+    assert people["compliance"] == 0.75 and people["interval"] == wilson_interval(3, 4)
+    assert people["enough"] is False  # 4 people in 5 minutes: under the alert's 1 a minute
+    faces = gate["now"]["faces"]  # secondary: every face in every frame
+    assert faces["total"] == 10 and faces["compliance"] == 0.7 and faces["classes"]["nose"] == 3
+    assert gate["people"]["total"] == 4 and gate["people"]["compliance"] == 0.75 and gate["faces"]["total"] == 10
     assert gate["now"]["frames"] == {"processed": 12, "dropped": 2, "failed": 0}
     assert gate["up"] is True and 0 <= gate["seen_ago_s"] < 30 and dock["up"] is False
     assert (gate["url"], gate["detector"], gate["model"]) == ("rtsp://admin:***@cam/1", "yunet@1", "cpu/n-cnv")
     assert dock["url"] is None and dock["now"]["reconnects"] == 1 and dock["reconnects"] == 1
     chart = gate["chart"]
-    assert len(chart["faces"]) == 60 and chart["faces"][-1] == 10 and chart["correct"][-1] == 7
-    assert sum(chart["faces"]) == 10 and chart["people"]["nose"][-1] == 1
+    assert len(chart["faces"]) == 60 and chart["faces"][-1] == 10 and sum(chart["faces"]) == 10
+    people_chart = chart["people"]
+    assert people_chart["correct"][-1] == 3 and people_chart["nose"][-1] == 1 and sum(people_chart["nose"]) == 1
     hall = status["sites"]["hall"]
     assert hall["cameras"] == ["dock", "gate"] and hall["up"] == 1
-    assert hall["now"]["faces_total"] == 20 and hall["now"]["compliance"] == 0.35
+    assert hall["now"]["people"]["total"] == 10 and hall["now"]["people"]["compliance"] == 0.3
+    assert hall["now"]["people"]["enough"] is True and hall["now"]["faces"]["compliance"] == 0.35  # 10 >= 2 x 5
+    venue = status["venue"]
+    assert (venue["cameras"], venue["up"], venue["people_last_hour"]) == (2, 1, 10)
+    assert venue["now"]["compliance"] == 0.3 and venue["today"]["compliance"] == 0.3 and venue["today"]["total"] == 10
+    assert venue["today"]["since"] <= status["now"] < venue["today"]["since"] + 25 * 3600  # local midnight
+
+
+def test_today_counts_the_people_since_local_midnight_and_sees_new_minutes(redis_server):
+    """Today's figure from real Redis history buckets: the minute before midnight is yesterday's; past minutes are
+    kept between reads, the current ones read again."""
+    from stats.redis_store import history_key
+    from stats.today import TodayPeople, local_midnight
+
+    client = redis.Redis.from_url(redis_server.url)
+    midnight = local_midnight(1_800_000_000)
+    now = midnight + 30 * 60 + 5
+    first = int(midnight // 60)
+    client.hset(history_key(first - 1), mapping={"people|gate|all|no_mask": 7})  # yesterday, 23:59
+    client.hset(history_key(first), mapping={"people|gate|all|correct": 2, "faces|gate|all|correct": 40})
+    client.hset(history_key(first + 20), mapping={"people|gate|all|nose": 1, "people|<b>|all|nose": 1})
+
+    async def read(at: float, today: TodayPeople):
+        aclient = aioredis.Redis.from_url(redis_server.url)
+        try:
+            return await today.read(aclient, at)
+        finally:
+            await aclient.aclose()
+
+    today = TodayPeople()
+    start, buckets, skipped = asyncio.run(read(now, today))
+    assert start == midnight and skipped == 1 and len(buckets) == 31  # 00:00 to 00:30, the markup field skipped
+    people = {key: n for _, bucket in buckets for key, n in bucket.items()}
+    assert people == {("people", "gate", "all", "correct"): 2, ("people", "gate", "all", "nose"): 1}  # no faces
+    client.hincrby(history_key(first + 30), "people|gate|all|correct", 5)  # this minute, written since
+    _, buckets, _ = asyncio.run(read(now + 1, today))
+    assert sum(n for _, bucket in buckets for n in bucket.values()) == 8
 
 
 def test_hostile_names_in_config_are_refused_and_markup_in_a_url_is_escaped_in_json(redis_server):

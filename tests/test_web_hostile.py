@@ -102,8 +102,9 @@ def test_bad_values_in_redis_are_skipped_and_counted_the_rest_served(redis_serve
     assert not any(labels and dict(labels).get("camera") in ("lobby", "short", "hall") for _, labels in samples)
     assert list(status["cameras"]) == ["gate"]
     gate = status["cameras"]["gate"]
-    assert gate["up"] is True and gate["classes"]["correct"] == 5 and gate["classes"]["no_mask"] == 1
-    assert set(gate["classes"]) == {"correct", "nose", "nose_mouth", "chin", "no_mask"}
+    faces = gate["faces"]["classes"]
+    assert gate["up"] is True and faces["correct"] == 5 and faces["no_mask"] == 1
+    assert set(faces) == {"correct", "nose", "nose_mouth", "chin", "no_mask"}
     assert gate["frames"] == {"processed": 9, "dropped": 0, "failed": 0}
     assert (
         "Redis value skipped, not a binarycop count: binarycop:faces_classified field 'lobby|all|nose'" in caplog.text
