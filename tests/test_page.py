@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from binarycop.democlip import CLIP, demo_config
 from stats.redis_store import SITE_KEY, CountRecorder
 from stats.status import CAMERA_MIN_PEOPLE_PER_MINUTE, SITE_MIN_PEOPLE_PER_MINUTE, THRESHOLD, wilson_interval
 from stats.web import CountsWeb
+from names import CLASS_LABELS, CLASSES
 from tests.conftest import redis_dump
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,25 +279,37 @@ def test_page_in_a_browser_shows_the_demo_as_api_status_says(browser, demo_run):
     card = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'article.camera[data-camera="demo"]'))
     status = json.loads(_get(base + "/api/status")[1])
     demo = status["cameras"]["demo"]
-    assert demo["now"]["faces_total"] > 0 and 0 < demo["now"]["compliance"] < 1  # the clip has every class
+    people = demo["now"]["people"]
+    assert people["total"] == 16 and people["compliance"] == 0.25  # the clip's truth: 4 people of each of 4 classes
     figure = card.find_element(By.CSS_SELECTOR, ".figure")
-    assert figure.text == percent(demo["now"]["compliance"])
-    assert ("good" if demo["now"]["compliance"] >= THRESHOLD else "bad") in figure.get_attribute("class").split()
+    assert figure.text == percent(people["compliance"]) + "✗ below the alert line"  # a mark and words beside colour
+    assert browser.execute_script("return arguments[0].firstChild.textContent", figure) == "25.0\u00a0%"  # unbroken
+    assert ("good" if people["compliance"] >= THRESHOLD else "bad") in figure.get_attribute("class").split()
     basis = card.find_element(By.CSS_SELECTOR, ".basis").text
-    low, high = demo["now"]["interval"]
-    assert f"{demo['now']['faces_total']} faces" in basis and f"{percent(low)} – {percent(high)}" in basis
+    low, high = people["interval"]
+    assert f"of {people['total']} people" in basis and f"{percent(low)} – {percent(high)}" in basis
+    faces = card.find_element(By.CSS_SELECTOR, ".basis.faces").text
+    assert (
+        faces
+        == f"faces, each frame counted: {percent(demo['now']['faces']['compliance'])} of {demo['now']['faces']['total']}"
+    )
     table = {row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")[1].text
              for row in card.find_elements(By.TAG_NAME, "tr")}  # fmt: skip
     processed = demo["now"]["frames"]["processed"]
     assert processed > 0 and table["frames, last 5 min"].startswith(f"{processed} processed")
     assert table["source"] == str(clip) and table["detector"] == "yunet@1" and table["model"] == demo["model"]
-    assert table["people, last 5 min"] == str(sum(demo["now"]["people"].values()))
-    minutes_with_faces = sum(1 for faces in demo["chart"]["faces"] if faces)
-    points = card.find_elements(By.CSS_SELECTOR, "circle.point")
-    assert len(points) == minutes_with_faces >= 1
+    assert table["people, last 5 min"] == str(people["total"]) and table["people, all time"] == "16"
+    minutes_with_people = sum(1 for i in range(60) if sum(demo["chart"]["people"][k][i] for k in CLASSES))
+    points = card.find_elements(By.CSS_SELECTOR, ".point")
+    assert len(points) == minutes_with_people >= 1
     assert card.find_elements(By.CSS_SELECTOR, "rect.bar")  # people per minute
     site = browser.find_element(By.CSS_SELECTOR, 'article.site[data-site="demo"]')
-    assert site.find_element(By.CSS_SELECTOR, ".figure").text == percent(status["sites"]["demo"]["now"]["compliance"])
+    assert site.find_element(By.CSS_SELECTOR, ".figure").text.startswith(
+        percent(status["sites"]["demo"]["now"]["people"]["compliance"])
+    )
+    venue = browser.find_element(By.ID, "venue").text
+    assert percent(status["venue"]["now"]["compliance"]) in venue and "cameras up\n0 of 1" in venue  # the clip ended
+    assert f"of {status['venue']['today']['total']} people" in venue and "people in the last hour\n16" in venue
     # The markup in the file name is text on the page: no element made of it, no script run.
     assert browser.find_elements(By.CSS_SELECTOR, "img") == []
     assert browser.execute_script("return document.body.innerHTML.includes('&lt;img src=x')")
@@ -471,7 +485,8 @@ def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(brow
     for face in listing["faces"]:
         counts[face["class"]] = counts.get(face["class"], 0) + 1
     caption = browser.find_element(By.TAG_NAME, "figcaption").text
-    assert all(f"{n} {name}" in caption for name, n in counts.items())
+    assert all(f"{n} {CLASS_LABELS[name]} ({name})" in caption for name, n in counts.items())  # the page's words
+    assert re.match(r"\d\d:\d\d:\d\d · faces", caption)  # the 24 h clock
     with urllib.request.urlopen(url + "preview/demo.jpg", timeout=10) as reply:
         served = cv2.imdecode(np.frombuffer(reply.read(), np.uint8), cv2.IMREAD_COLOR)
     assert served.shape[:2] == (listing["height"], listing["width"])
