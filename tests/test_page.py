@@ -22,10 +22,10 @@ import yaml
 
 from binarycop.config import ConfigError, parse_config
 from binarycop.democlip import CLIP, demo_config
+from names import CLASS_LABELS, CLASSES
 from stats.redis_store import SITE_KEY, CountRecorder
 from stats.status import CAMERA_MIN_PEOPLE_PER_MINUTE, SITE_MIN_PEOPLE_PER_MINUTE, THRESHOLD, wilson_interval
 from stats.web import CountsWeb
-from names import CLASS_LABELS, CLASSES
 from tests.conftest import redis_dump
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,10 +289,8 @@ def test_page_in_a_browser_shows_the_demo_as_api_status_says(browser, demo_run):
     low, high = people["interval"]
     assert f"of {people['total']} people" in basis and f"{percent(low)} – {percent(high)}" in basis
     faces = card.find_element(By.CSS_SELECTOR, ".basis.faces").text
-    assert (
-        faces
-        == f"faces, each frame counted: {percent(demo['now']['faces']['compliance'])} of {demo['now']['faces']['total']}"
-    )
+    face_share, face_total = percent(demo["now"]["faces"]["compliance"]), demo["now"]["faces"]["total"]
+    assert faces == f"faces, each frame counted: {face_share} of {face_total}"  # secondary, named as such
     table = {row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")[1].text
              for row in card.find_elements(By.TAG_NAME, "tr")}  # fmt: skip
     processed = demo["now"]["frames"]["processed"]
@@ -323,20 +321,131 @@ def test_page_script_shows_hostile_names_as_text_in_a_browser(browser, counts_we
     from selenium.webdriver.common.by import By
 
     browser.get(counts_web + "/")
-    _wait(browser, lambda d: "cameras up" in d.find_element(By.ID, "summary").text)
+    _wait(browser, lambda d: "updated" in d.find_element(By.ID, "summary").text)
     status = json.loads(_get(counts_web + "/api/status")[1])
-    window = {"minutes": 5, "faces": {}, "faces_total": 0, "compliance": None, "interval": None, "enough": False,
-              "people": dict.fromkeys(["correct", "nose", "nose_mouth", "chin", "no_mask"], 0),
-              "frames": {"processed": 0, "dropped": 0, "failed": 0}, "reconnects": 0}  # fmt: skip
-    chart = {"start_minute": 0, "faces": [0], "correct": [0], "people": {k: [0] for k in window["people"]}}
-    camera = {"up": True, "site": XSS, "seen_ago_s": 1, "url": XSS, "detector": XSS, "model": XSS,
-              "frames": window["frames"], "reconnects": 0, "now": window, "chart": chart}  # fmt: skip
+    window = _window_of({})
+    chart = {"start_minute": 0, "faces": [0], "people": {k: [0] for k in CLASSES}}
+    camera = _camera_of(window, chart, site=XSS, url=XSS, detector=XSS, model=XSS)
     status.update(cameras={XSS: camera}, sites={XSS: {"cameras": [XSS], "up": 1, "now": window, "chart": chart}})
     browser.execute_script("render(arguments[0])", status)
     card = browser.find_element(By.CSS_SELECTOR, "article.camera")
     assert card.get_attribute("data-camera") == XSS and card.find_element(By.TAG_NAME, "h3").text.startswith(XSS)
     assert browser.find_element(By.CSS_SELECTOR, "article.site h3").text == XSS
     assert browser.find_elements(By.CSS_SELECTOR, "img") == []
+
+
+def _window_of(people: dict[str, int]) -> dict:
+    """A ``now`` window as /api/status writes it, with these people by class and no faces."""
+    classes = {name: people.get(name, 0) for name in CLASSES}
+    total = sum(classes.values())
+    share = classes["correct"] / total if total else None
+    return {
+        "minutes": 5,
+        "people": {"classes": classes, "total": total, "compliance": share, "interval": None, "enough": total >= 5},
+        "faces": {"classes": dict.fromkeys(CLASSES, 0), "total": 0, "compliance": None},
+        "frames": {"processed": 0, "dropped": 0, "failed": 0},
+        "reconnects": 0,
+    }
+
+
+def _camera_of(window: dict, chart: dict, **fields) -> dict:
+    totals = {"classes": window["people"]["classes"], "total": window["people"]["total"], "compliance": None}
+    camera = {"up": True, "site": "hall", "seen_ago_s": 0.4, "url": None, "detector": None, "model": None}
+    camera.update(frames=window["frames"], reconnects=0, now=window, chart=chart, people=totals, faces=totals)
+    return {**camera, **fields}
+
+
+def _render(browser, status: dict) -> None:
+    browser.execute_script("render(arguments[0])", status)
+
+
+def _texts_by_camera(browser, selector: str) -> dict[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return {e.get_attribute("data-camera"): e.text for e in browser.find_elements(By.CSS_SELECTOR, selector)}
+
+
+def test_page_says_why_a_camera_is_down_and_marks_local_figures_when_the_server_sends_them(browser, counts_web):
+    """The fields the server adds for camera errors and Redis outages (last_error, last_frame_age_s, source), fed to
+    the page's own script: the reason beside the red badge, "no frame yet" rather than an age, a "local figures"
+    marker; without them, the page says what it knows (the last report's age), not a frame's."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(counts_web + "/")
+    _wait(browser, lambda d: "updated" in d.find_element(By.ID, "summary").text)
+    status = json.loads(_get(counts_web + "/api/status")[1])
+    chart = {"start_minute": 29_000_000, "faces": [0] * 60, "people": {k: [0] * 60 for k in CLASSES}}
+    window = _window_of({"correct": 3, "nose_mouth": 1})
+    error = {"reason": "unauthorized", "message": "rtsp://admin:***@10.0.0.5/stream2: 401", "since": 1_700_000_000}
+    cameras = {
+        "gate": _camera_of(window, chart, up=False, last_error=error, last_frame_age_s=None),
+        "lobby": _camera_of(window, chart, last_error=None, last_frame_age_s=2.5),
+        "old": _camera_of(window, chart, up=False),  # from a server that sends neither field
+    }
+    status.update(cameras=cameras, sites={}, source="local")
+    _render(browser, status)
+    glance = _texts_by_camera(browser, "#glance li")
+    assert glance["gate"].startswith("✕ down · unauthorized") and "401" in glance["gate"]
+    assert "75.0 %" in glance["gate"] and glance["lobby"].startswith("● up") and "2.5 s ago" in glance["lobby"]
+    assert "last report 0.4 s ago" in glance["old"] and "last frame" not in glance["old"]
+    gate = browser.find_element(By.CSS_SELECTOR, 'article.camera[data-camera="gate"]')
+    rows = {tr.find_elements(By.TAG_NAME, "td")[0].text: tr.find_elements(By.TAG_NAME, "td")[1].text
+            for tr in gate.find_elements(By.TAG_NAME, "tr")}  # fmt: skip
+    assert rows["last frame"] == "no frame yet" and rows["last error"].startswith("unauthorized since ")
+    assert re.search(r"since \d\d:\d\d:\d\d: rtsp://admin:\*\*\*@", rows["last error"])  # 24 h; redacted as sent
+    summary = browser.find_element(By.ID, "summary")
+    assert "local figures" in summary.text and "local" in summary.get_attribute("class").split()
+    del status["source"]
+    _render(browser, status)
+    assert "local figures" not in summary.text
+
+
+def test_page_has_one_legend_titled_charts_the_right_class_words_and_one_clock(browser, demo_run):
+    """What the operator walk found confusing: the legend once, every chart titled with its unit, the class words of
+    names.CLASS_LABELS (the page's script, the setup view's and the docs agree), no 12 h clock, no figure broken."""
+    from selenium.webdriver.common.by import By
+
+    from stats.status import PAGE_DIR
+
+    running, _ = demo_run
+    browser.get(running.server.base_url + "/")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "article.camera"))
+    legends = browser.find_elements(By.CSS_SELECTOR, ".legend")
+    words = [item.text for item in legends[0].find_elements(By.TAG_NAME, "li")]
+    assert len(legends) == 1 and words == [CLASS_LABELS[name] for name in CLASSES]
+    assert CLASS_LABELS["chin"] == "chin exposed" and "on the chin" in CLASS_LABELS["nose_mouth"]
+    for script in ("page.js", "setup.js"):
+        labels = re.search(r"const LABELS = \{(.*?)\};", (PAGE_DIR / script).read_text(), re.S).group(1)
+        assert dict(re.findall(r"(\w+): '([^']*)'", labels)) == CLASS_LABELS, script
+    page_md = (ROOT / "docs/page.md").read_text()
+    assert all(f"| `{name}` | {label} |" in page_md for name, label in CLASS_LABELS.items())
+    card = browser.find_element(By.CSS_SELECTOR, "article.camera")
+    titles = [h.text for h in card.find_elements(By.CSS_SELECTOR, "h4.chart-title")]
+    assert titles == ["Compliance of people, % per minute (dashed: alert line)", "People per minute, by mask position"]
+    page_text = browser.find_element(By.TAG_NAME, "body").text
+    assert not re.search(r"\b(AM|PM)\b", page_text) and re.search(r"updated \d\d:\d\d:\d\d", page_text)
+    axis = [t.text for t in card.find_elements(By.CSS_SELECTOR, "svg text")]
+    assert "now" in axis and all(re.fullmatch(r"\d\d:\d\d", t) for t in axis if ":" in t)
+    figures = browser.execute_script(
+        "return [...document.querySelectorAll('.figure, .headline-item .value, .figure-small')]"
+        ".map(e => [e.firstChild.textContent, e.firstChild.nodeType === 3 ? 1 : 0])"
+    )
+    shares = [text for text, _ in figures if "%" in text]
+    assert shares and all(re.fullmatch(r"\d+\.\d\u00a0%", text) for text in shares)  # no-break space: one piece
+
+
+def test_on_a_phone_the_cameras_health_list_comes_first_and_is_compact(browser, demo_run):
+    from selenium.webdriver.common.by import By
+
+    running, _ = demo_run
+    browser.set_window_size(390, 844)
+    browser.get(running.server.base_url + "/")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#glance li[data-camera]"))
+    glance = browser.find_element(By.ID, "glance")
+    first_card = browser.find_element(By.CSS_SELECTOR, "article.card")
+    assert glance.rect["y"] + glance.rect["height"] <= first_card.rect["y"]  # before every card
+    assert glance.rect["y"] < 844 and glance.rect["height"] < 120  # on the first screen, a line or two a camera
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 390  # nothing off the side
 
 
 async def _stop(web: CountsWeb) -> None:
