@@ -2,6 +2,8 @@
 
 ``CLASSES``: the mask classes in the order the networks output them (the ``mask_class`` metric label).
 ``CLASS_LABELS``: the words operators read for each class, the same on the page, the setup view, Grafana and the docs.
+``CLASS_COLOURS``: each class's colour on the page and in Grafana (Okabe-Ito: told apart with colour-vision
+deficiencies), always with its words beside it.
 ``NAME_PATTERN``: what a camera, zone or site name may be (each becomes a metric label).
 """
 
@@ -14,5 +16,12 @@ CLASS_LABELS: dict[str, str] = {
     "nose_mouth": "mask on the chin (nose and mouth exposed)",
     "chin": "chin exposed",
     "no_mask": "no mask",
+}
+CLASS_COLOURS: dict[str, str] = {
+    "correct": "#009E73",
+    "nose": "#E69F00",
+    "nose_mouth": "#D55E00",
+    "chin": "#CC79A7",
+    "no_mask": "#0072B2",
 }
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
