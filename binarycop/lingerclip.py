@@ -139,7 +139,7 @@ def build_lingering(
         for first, end, name in schedule:
             pool = faces[name]
             pictures.append(pool.pop(0) if len(pool) > 1 else pool[0])
-            people.append({"slot": slot, "first": first, "end": end, "class": name})
+            people.append({"place": slot, "first": first, "end": end, "class": name})
     out.mkdir(parents=True, exist_ok=True)
     clip, truth = out / "lingering.mp4", out / "lingering.json"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
@@ -148,7 +148,7 @@ def build_lingering(
         image, here = background.copy(), []
         for person_id, person in enumerate(people):
             if person["first"] <= index < person["end"]:
-                x, y = _place(person["slot"], index)
+                x, y = _place(person["place"], index)
                 image[y : y + LINGER_PX, x : x + LINGER_PX] = pictures[person_id]
                 here.append([person_id, x + inset, y + inset, x + LINGER_PX - inset, y + LINGER_PX - inset])
         writer.write(np.clip(image + rng.normal(0, NOISE_SIGMA, image.shape), 0, 255).astype(np.uint8))
@@ -159,22 +159,14 @@ def build_lingering(
 
 
 def demo_truth() -> dict:
-    """The bundled demo clip's truth in the lingering clip's form: one person per place and face set."""
+    """The bundled demo clip's truth in the lingering clip's form: its people, and each frame's faces' boxes."""
     demo = json.loads(TRUTH.read_text())
-    people, frames, person_of = [], [], {}
-    segment = -1
-    for index, names in enumerate(demo["frames"]):
-        if names and not (index and demo["frames"][index - 1]):
-            segment += 1
-        here = []
-        for slot, name in enumerate(names):
-            if (segment, slot) not in person_of:
-                person_of[(segment, slot)] = len(people)
-                people.append({"slot": slot, "class": name})
-            x, y = _positions(index)[slot]
-            here.append([person_of[(segment, slot)], x, y, x + FACE_PX, y + FACE_PX])
-        frames.append(here)
-    return {"fps": demo["fps"], "people": people, "frames": frames}
+    frames = []
+    for index in range(len(demo["frames"])):
+        here = [(i, p["place"]) for i, p in enumerate(demo["people"]) if p["first"] <= index < p["end"]]
+        boxes = [(i, *_positions(index)[place]) for i, place in here]
+        frames.append([[i, x, y, x + FACE_PX, y + FACE_PX] for i, x, y in boxes])
+    return {"fps": demo["fps"], "people": demo["people"], "frames": frames}
 
 
 def _sampled(count: int, fps: float, detect_fps: float) -> list[int]:
