@@ -624,6 +624,16 @@ def test_screenshots_of_the_page_and_the_setup_view_are_real_pictures(browser, d
     assert widths[1] < widths[0]  # the phone's width
 
 
+def test_screenshots_show_the_clip_relative_to_the_working_folder(monkeypatch):
+    """The README's pictures show the demo's source as the checkout's own path, not where a developer keeps it."""
+    from binarycop.screenshots import _shown_path
+
+    monkeypatch.chdir(ROOT)
+    assert _shown_path(CLIP) == "binarycop/assets/demo_clip.mp4"
+    monkeypatch.chdir(ROOT / "docs")
+    assert _shown_path(CLIP) == str(CLIP)  # not under the working folder: as it is
+
+
 def test_no_picture_is_served_without_the_setup_view(counts_web):
     """Off by default: the page's server has no picture route, and its status names no setup view."""
     assert json.loads(_get(counts_web + "/api/status")[1])["preview"] is None

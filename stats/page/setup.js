@@ -34,7 +34,8 @@ async function refresh() {
     const status = await (await fetch('/api/preview')).json();
     const cards = Object.entries(status.cameras).map(([name, camera]) => card(name, camera));
     document.getElementById('cameras').replaceChildren(...cards);
-    document.getElementById('summary').textContent = cards.length ? `${cards.length} cameras` : 'no frame yet';
+    const count = cards.length === 1 ? '1 camera' : `${cards.length} cameras`;
+    document.getElementById('summary').textContent = cards.length ? count : 'no frame yet';
   } catch (error) {
     document.getElementById('summary').textContent = `server unreachable (${error.message})`;
   }
