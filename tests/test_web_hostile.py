@@ -214,7 +214,7 @@ def test_status_command_shows_control_characters_from_redis_as_escapes(redis_ser
     assert "\x1b" not in output and "\x07" not in output
     assert "ingester-1\\x1b[2J\\n2026-01-01 ERROR forged" in output
     assert not any(line.startswith("2026-01-01") for line in output.splitlines())
-    assert "gate  compliance 100.0 %, 4 faces, 0 people" in output
+    assert "gate  compliance - of 0 people (4 faces, each frame counted)" in output  # people, not face-frames
 
     assert main(["status", "--redis-url", redis_server.url, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
