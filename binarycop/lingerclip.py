@@ -178,7 +178,7 @@ def _follow(clip: Path, truth: dict, detect_fps: float) -> tuple[list, dict, Cou
     """The server's detector, classifier and tracker over the clip's sampled frames. Returns (people the tracker
     counted as (zone, class)), per track [(person or None, class) per frame], faces by class)."""
     from accel import make_classifier
-    from detector import iou_matrix, make_detector
+    from detector import make_detector
     from detector.tracking import FaceTracker
 
     tracking, classifier_config = TrackingConfig(), ClassifierConfig()
@@ -205,11 +205,7 @@ def _follow(clip: Path, truth: dict, detect_fps: float) -> tuple[list, dict, Cou
             faces.zone_ids = np.zeros(len(faces), np.int64)
             decided, _ = tracker.follow(faces)
             counted += [classifier.classes[class_id] for _, class_id in decided]
-            here = np.array([box[1:] for box in truth["frames"][index]], np.float32).reshape(-1, 4)
-            overlaps = iou_matrix(faces.boxes, here) if len(faces) and len(here) else np.zeros((len(faces), 0))
-            for face, (track, class_id) in enumerate(zip(faces.track_ids.tolist(), faces.class_ids.tolist())):
-                best = int(np.argmax(overlaps[face])) if overlaps.shape[1] else -1
-                person = truth["frames"][index][best][0] if best >= 0 and overlaps[face, best] >= 0.3 else None
+            for track, person, class_id in _people_of_faces(faces, truth["frames"][index]):
                 tracks[track].append((person, classifier.classes[class_id]))
                 faces_by_class[classifier.classes[class_id]] += 1
     finally:
@@ -217,6 +213,19 @@ def _follow(clip: Path, truth: dict, detect_fps: float) -> tuple[list, dict, Cou
         detector.close()
     counted += [classifier.classes[class_id] for _, class_id in tracker.finish()]
     return counted, tracks, faces_by_class
+
+
+def _people_of_faces(faces, here: list[list[int]]) -> list[tuple[int, int | None, int]]:
+    """Each face as (track id, the known person its box overlaps most (IoU >= 0.3) or None, class id)."""
+    from detector import iou_matrix
+
+    boxes = np.array([box[1:] for box in here], np.float32).reshape(-1, 4)
+    overlaps = iou_matrix(faces.boxes, boxes) if len(faces) and len(boxes) else np.zeros((len(faces), 0))
+    matched = []
+    for face, (track, class_id) in enumerate(zip(faces.track_ids.tolist(), faces.class_ids.tolist())):
+        best = int(np.argmax(overlaps[face])) if overlaps.shape[1] else -1
+        matched.append((track, here[best][0] if best >= 0 and overlaps[face, best] >= 0.3 else None, class_id))
+    return matched
 
 
 def _share(names: list[str]) -> float | None:
