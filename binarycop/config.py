@@ -333,6 +333,14 @@ class CameraConfig(Strict):
 class TrackingConfig(Strict):
     min_hits: int = Field(3, ge=1, le=100, description="frames a face must be seen before it counts as a person")
     lost_after_seconds: float = Field(1.0, gt=0, le=60, description="a face unseen this long has left")
+    decide_after_seconds: float = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="a person is counted once, with the class most of their frames show, when they leave or after "
+        "this long in view, whichever comes first: someone who stays all day still counts within a minute, in the "
+        "5-minute window the page and the alerts read",
+    )
 
 
 class IngesterConfig(Strict):

@@ -4,7 +4,8 @@
 checked through the real detectors (YuNet at full and at half resolution, the scales a camera
 of the server examines it at, and BlazeFace) and the shipped model on the decoded video; a face
 that is not found or not classified as its label by any of them is replaced, so
-``demo_clip.json`` holds the exact classes the pipeline reports for every frame of the clip.
+``demo_clip.json`` holds the exact classes the pipeline reports for every frame of the clip, and its people
+(``people``: one per place and face set, with their frames): what ``binarycop_people_total`` counts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ SEGMENT_FRAMES, SEGMENTS = 20, 4
 GAP_FRAMES = 15  # background only between face sets: the people leave before the next ones arrive
 SLOTS = ("correct", "nose", "nose_mouth", "chin")
 FACE_PX = 140
+COUNTED = (
+    "people: each face of a face set is one person, counted once (binarycop_people_total), with the class of all "
+    "their frames; faces: every face in every sampled frame (binarycop_faces_classified_total), a secondary figure"
+)
 
 
 def demo_config(bind: str = "127.0.0.1", port: int = 8080, loop: bool = True, realtime: bool = True) -> Config:
@@ -55,9 +60,27 @@ def expected_counts(detect_fps: float = 5) -> dict[str, int]:
 
 
 def expected_people() -> dict[str, int]:
-    """People per class in one pass over the clip: each face set appears once, one face per class."""
+    """People per class in one pass over the clip (the truth's ``people``: each face set's faces are one person
+    each, counted once however many frames they are in)."""
     truth = json.loads(TRUTH.read_text())
-    return dict.fromkeys(truth["classes"], truth.get("segments", SEGMENTS))
+    counts = dict.fromkeys(truth["classes"], 0)
+    for person in truth["people"]:
+        counts[person["class"]] += 1
+    return counts
+
+
+def people_of(frames: list[list[str]]) -> list[dict]:
+    """The people in the clip's frames (each frame lists its faces' classes by place): a face set runs over
+    consecutive frames with faces; each place in it is one person, {"place", "class", "first", "end"} (frames)."""
+    people: list[dict] = []
+    current: dict[int, dict] = {}
+    for index, names in enumerate(frames + [[]]):
+        if not names:
+            people += current.values()
+            current = {}
+        for place, name in enumerate(names):
+            current.setdefault(place, {"place": place, "class": name, "first": index, "end": index})["end"] = index + 1
+    return people
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +184,8 @@ def build(data: Path, seed: int = 0) -> None:
             truth_frames += [list(SLOTS)] * SEGMENT_FRAMES + [[]] * GAP_FRAMES
     ASSETS.mkdir(exist_ok=True)
     _write(all_frames, CLIP)
-    truth = {"fps": FPS, "classes": list(SLOTS), "segments": SEGMENTS, "frames": truth_frames}
+    truth = {"fps": FPS, "classes": list(SLOTS), "segments": SEGMENTS, "counted": COUNTED, "frames": truth_frames}
+    truth["people"] = people_of(truth_frames)
     TRUTH.write_text(json.dumps(truth) + "\n")
     print(f"wrote {CLIP} ({CLIP.stat().st_size} bytes) and {TRUTH}", file=sys.stderr)
 

@@ -119,7 +119,8 @@ class CameraWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{camera.name}")
         self.zones = Zones(camera.zones)
         max_misses = max(1, math.ceil(tracking.lost_after_seconds * camera.detect_fps))
-        self.tracker = FaceTracker(min_hits=tracking.min_hits, max_misses=max_misses)
+        decide_after = max(1, math.ceil(tracking.decide_after_seconds * camera.detect_fps))
+        self.tracker = FaceTracker(min_hits=tracking.min_hits, max_misses=max_misses, decide_after=decide_after)
         self.classifier = classifier
         self.recorder = recorder
 
@@ -150,8 +151,8 @@ class CameraWorker:
                 self.executor, self.preview.offer, name, frame.pixels, faces.boxes, names, self.camera.zones
             )
         self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids, len(classes))))
-        confirmed, visible = self.tracker.follow(faces)
-        self.recorder.add_people(name, [(zones[zone], classes[mask_class]) for zone, mask_class in confirmed])
+        decided, visible = self.tracker.follow(faces)
+        self._add_people(decided)
         self.recorder.set_visible(name, zones, classes, self._named(visible))
         self.recorder.add_frames(name, "processed")
         self.recorder.observe("decode", frame.decode_seconds)
@@ -164,7 +165,13 @@ class CameraWorker:
         zones, classes = self.zones.labels, self.classifier.classes
         return Counter({(zones[zone], classes[mask_class]): count for (zone, mask_class), count in counts.items()})
 
+    def _add_people(self, decided: list[tuple[int, int]]) -> None:
+        """People decided by the tracker, as (zone id, class id): each one vote over all their frames."""
+        zones, classes = self.zones.labels, self.classifier.classes
+        self.recorder.add_people(self.camera.name, [(zones[zone], classes[mask_class]) for zone, mask_class in decided])
+
     def close(self) -> None:
+        self._add_people(self.tracker.finish())  # those still in view when the camera stops count too
         self.recorder.set_visible(self.camera.name, self.zones.labels, self.classifier.classes, {})
         self.executor.submit(self.detector.close)
         self.executor.shutdown(wait=False)

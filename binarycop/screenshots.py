@@ -66,7 +66,7 @@ def take_screenshots(page_url: str, setup_url: str | None, out: Path) -> list[Pa
         try:
             driver.get(page_url)
             WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "article.camera"))
-            for name, width in (("page.png", 1100), ("page-phone.png", 400)):
+            for name, width in (("page.png", 1280), ("page-phone.png", 390)):
                 _full_page(driver, out / name, width)
                 saved.append(out / name)
             if setup_url:
@@ -81,6 +81,15 @@ def take_screenshots(page_url: str, setup_url: str | None, out: Path) -> list[Pa
     return saved
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working folder when it lies under it (the pictures then show
+    ``binarycop/assets/demo_clip.mp4``, not where a developer keeps the checkout), else as it is."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 async def demo_screenshots(out: Path, wait_seconds: float) -> list[Path]:
     """Run the demo (embedded Redis, setup view on, free ports) for ``wait_seconds`` so the last hour's chart has
     points, then photograph the page and the setup view into ``out``."""
@@ -92,7 +101,8 @@ async def demo_screenshots(out: Path, wait_seconds: float) -> list[Path]:
 
     config = demo_config("127.0.0.1", 0)
     zones = {"queue": [(0.0, 0.55), (0.5, 0.55), (0.5, 1.0), (0.0, 1.0)], "door": [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0)]}
-    camera = config.cameras[0].model_copy(update={"zones": zones})  # to show zones drawn in the setup view
+    url = _shown_path(Path(config.cameras[0].url))  # no machine's folder in the pictures
+    camera = config.cameras[0].model_copy(update={"zones": zones, "url": url})  # zones: drawn in the setup view
     http = config.http.model_copy(update={"preview": True, "preview_port": 0})
     config = config.model_copy(update={"http": http, "cameras": [camera]})
     embedded = EmbeddedRedis(None)

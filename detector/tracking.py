@@ -1,9 +1,11 @@
 """Faces followed across frames, so that people are counted once, not once per frame.
 
-A small IoU tracker: detections are matched greedily to live tracks by box overlap; a track
-is confirmed after ``min_hits`` matched frames and then counted once, with the class most of
-its frames voted for; it ends after ``max_misses`` frames without a match. When the detector
-examined only part of a frame (scheduled tiles), a track it could not have seen is held: no
+A small IoU tracker: detections are matched greedily to live tracks by box overlap. A track seen in ``min_hits``
+frames is a person (a confirmed track); fewer, and it was a glimpse (a stray detection), never counted. A person
+is counted once, with the class most of *all* their frames voted for (and the zone most of them were in), when
+their track ends (``max_misses`` frames without a match) or, for someone who stays, ``decide_after`` frames after
+it began, whichever comes first; a camera that stops decides its people at once (:meth:`FaceTracker.finish`).
+When the detector examined only part of a frame (scheduled tiles), a track it could not have seen is held: no
 hit, no miss. Track ids exist only inside this object: they never reach Redis, metrics or logs.
 """
 
@@ -24,33 +26,49 @@ from detector.tiles import Coverage
 class _Track:
     id: int
     box: np.ndarray
-    zone: Hashable
-    votes: Counter = field(default_factory=Counter)
+    votes: Counter = field(default_factory=Counter)  # class -> frames
+    zones: Counter = field(default_factory=Counter)  # zone -> frames
     hits: int = 0
     misses: int = 0
-    counted: bool = False
+    age: int = 1  # frames since it began, held ones included
+    decided: bool = False
 
     @property
     def mask_class(self) -> Hashable:
         return self.votes.most_common(1)[0][0]
 
+    @property
+    def zone(self) -> Hashable:
+        return self.zones.most_common(1)[0][0]
+
+    def see(self, box: np.ndarray, mask_class: Hashable, zone: Hashable) -> None:
+        self.box = box
+        self.votes[mask_class] += 1
+        self.zones[zone] += 1
+        self.hits += 1
+        self.misses = 0
+
 
 class FaceTracker:
-    def __init__(self, min_hits: int = 3, max_misses: int = 3, min_iou: float = 0.3):
+    """People from faces frame by frame; ``decide_after``: frames after which someone who stays is counted
+    (None: only when they leave)."""
+
+    def __init__(self, min_hits: int = 3, max_misses: int = 3, min_iou: float = 0.3, decide_after: int | None = None):
         self.min_hits = min_hits
         self.max_misses = max_misses
         self.min_iou = min_iou
+        self.decide_after = decide_after
         self._tracks: list[_Track] = []
         self._ids = itertools.count()
 
     def follow(self, faces: Faces) -> tuple[list[tuple[int, int]], Counter]:
         """:meth:`update` with a frame's classified, zoned faces (``class_ids``, ``zone_ids``); fills ``track_ids``.
 
-        Returns (people confirmed now as (zone id, class id), faces in view by (zone id, class id))."""
-        confirmed, visible, faces.track_ids = self._update(
+        Returns (people decided now as (zone id, class id), faces in view by (zone id, class id))."""
+        decided, visible, faces.track_ids = self._update(
             faces.boxes, faces.class_ids.tolist(), faces.zone_ids.tolist(), faces.coverage
         )
-        return confirmed, visible
+        return decided, visible
 
     def update(
         self,
@@ -62,9 +80,15 @@ class FaceTracker:
         """Feed one frame's faces (each face's class and zone, as names or ids) and what the detector examined
         (None: everything).
 
-        Returns (people confirmed now as (zone, class), faces in view by (zone, class))."""
-        confirmed, visible, _ = self._update(boxes, classes, zones, coverage)
-        return confirmed, visible
+        Returns (people decided now as (zone, class), faces in view by (zone, class))."""
+        decided, visible, _ = self._update(boxes, classes, zones, coverage)
+        return decided, visible
+
+    def finish(self) -> list[tuple[Hashable, Hashable]]:
+        """The camera stops: every person still followed and not yet counted is decided now, and forgotten."""
+        decided = [(t.zone, t.mask_class) for t in self._tracks if t.hits >= self.min_hits and not t.decided]
+        self._tracks = []
+        return decided
 
     def _update(self, boxes, classes, zones, coverage) -> tuple[list, Counter, np.ndarray]:
         track_ids = np.empty(len(boxes), np.int64)
@@ -72,33 +96,43 @@ class FaceTracker:
         for track_index, face_index in zip(matched_tracks, matched_faces):
             track = self._tracks[track_index]
             track_ids[face_index] = track.id
-            track.box, track.zone = boxes[face_index], zones[face_index]
-            track.votes[classes[face_index]] += 1
-            track.hits += 1
-            track.misses = 0
+            track.see(boxes[face_index], classes[face_index], zones[face_index])
         unmatched = sorted(set(range(len(self._tracks))) - set(matched_tracks))
         looked = np.ones(len(unmatched), bool)
         if coverage is not None and unmatched:
             looked = coverage.covers(np.array([self._tracks[i].box for i in unmatched]))
         for track_index, seen_there in zip(unmatched, looked):
             self._tracks[track_index].misses += int(seen_there)
+        for track in self._tracks:
+            track.age += 1
         for face_index in sorted(set(range(len(boxes))) - set(matched_faces)):
-            votes = Counter([classes[face_index]])
-            track = _Track(next(self._ids), boxes[face_index], zones[face_index], votes, hits=1)
+            track = _Track(next(self._ids), boxes[face_index])
+            track.see(boxes[face_index], classes[face_index], zones[face_index])
             self._tracks.append(track)
             track_ids[face_index] = track.id
-        self._tracks = [track for track in self._tracks if track.misses <= self.max_misses]
-        confirmed = []
+        decided = self._decide()
+        visible = Counter((t.zone, t.mask_class) for t in self._tracks if t.hits >= self.min_hits and t.misses == 0)
+        return decided, visible, track_ids
+
+    def _decide(self) -> list[tuple[Hashable, Hashable]]:
+        """People whose track ended, or who have stayed ``decide_after`` frames, as (zone, class); ended tracks
+        are dropped."""
+        decided, live = [], []
         for track in self._tracks:
-            if not track.counted and track.hits >= self.min_hits:
-                track.counted = True
-                confirmed.append((track.zone, track.mask_class))
-        visible = Counter((t.zone, t.mask_class) for t in self._tracks if t.counted and t.misses == 0)
-        return confirmed, visible, track_ids
+            ended = track.misses > self.max_misses
+            stayed = self.decide_after is not None and track.age >= self.decide_after
+            if track.hits >= self.min_hits and not track.decided and (ended or stayed):
+                track.decided = True
+                decided.append((track.zone, track.mask_class))
+            if not ended:
+                live.append(track)
+        self._tracks = live
+        return decided
 
     def pending_boxes(self) -> np.ndarray:
-        """Boxes (N, 4) of faces being followed but not yet counted: where the detector should look first."""
-        pending = [track.box for track in self._tracks if not track.counted]
+        """Boxes (N, 4) of faces being followed but not yet confirmed as people: where the detector should look
+        first."""
+        pending = [track.box for track in self._tracks if track.hits < self.min_hits]
         return np.array(pending, np.float32).reshape(-1, 4)
 
     def _match(self, boxes: np.ndarray) -> tuple[list[int], list[int]]:

@@ -81,7 +81,8 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
         counts,
         PEOPLE_KEY,
         "binarycop_people",
-        "People counted once each when their track is confirmed, by mask position",
+        "People, each counted once (when they leave, or after tracking.decide_after_seconds in view) with the mask "
+        "position most of their frames show",
         CLASS_LABELS,
     )
     visible = GaugeMetricFamily(

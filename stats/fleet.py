@@ -61,7 +61,7 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
 
 async def recent_counts(client: aioredis.Redis, now: float, minutes: int = RECENT_MINUTES) -> dict:
     """Per camera over the last ``minutes`` (from the per-minute history buckets): faces and people by class
-    and the share of faces worn correctly."""
+    and the share of people who wore the mask correctly (compliance, as the page and the alerts read it)."""
     this_minute = int(now // 60)
     pipe = client.pipeline(transaction=False)
     for minute in range(this_minute - minutes + 1, this_minute + 1):
@@ -76,8 +76,8 @@ async def recent_counts(client: aioredis.Redis, now: float, minutes: int = RECEN
             entry = cameras.setdefault(camera, {"faces": {}, "people": {}})
             entry[kind][mask_class] = entry[kind].get(mask_class, 0) + count
     for entry in cameras.values():
-        total = sum(entry["faces"].values())
-        entry["compliance"] = round(entry["faces"].get("correct", 0) / total, 4) if total else None
+        total = sum(entry["people"].values())
+        entry["compliance"] = round(entry["people"].get("correct", 0) / total, 4) if total else None
     return {"minutes": minutes, "cameras": dict(sorted(cameras.items()))}
 
 
@@ -106,8 +106,8 @@ def format_status(status: dict) -> str:
     for camera, entry in recent["cameras"].items():
         compliance = "-" if entry["compliance"] is None else f"{100 * entry['compliance']:.1f} %"
         lines.append(
-            f"  {camera}  compliance {compliance}, {sum(entry['faces'].values())} faces, "
-            f"{sum(entry['people'].values())} people"
+            f"  {camera}  compliance {compliance} of {sum(entry['people'].values())} people "
+            f"({sum(entry['faces'].values())} faces, each frame counted)"
         )
     return "\n".join(shown(line) for line in lines)
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from names import CLASS_COLOURS
 from stats.listener import Listener
 from stats.status import page_with_policy, status_json
 
@@ -26,13 +27,8 @@ MARGIN = 0.25  # of the box's side, on each side: hair, ears and chin go too
 MAX_WIDTH = 960
 EVERY_SECONDS = 1.0  # pictures made per camera at most once a second
 HOLD_SECONDS = 30.0  # a picture with faces stays this long over later ones without (boxes to check zones against)
-CLASS_COLOURS_BGR = {
-    "correct": (76, 138, 30),
-    "nose": (0, 168, 224),
-    "nose_mouth": (34, 126, 230),
-    "chin": (43, 57, 192),
-    "no_mask": (27, 27, 109),
-}
+# The status page's and Grafana's class colours (names.CLASS_COLOURS), as OpenCV's blue, green, red.
+CLASS_COLOURS_BGR = {name: tuple(int(hex_[i : i + 2], 16) for i in (5, 3, 1)) for name, hex_ in CLASS_COLOURS.items()}
 
 
 def face_regions(boxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:

@@ -1,5 +1,10 @@
-"""What the built-in page shows, as JSON (``/api/status``): per camera and per site, compliance now (the last
-minutes, with the faces it rests on and a Wilson interval), the last hour minute by minute, and camera health.
+"""What the built-in page shows, as JSON (``/api/status``): the venue's headline, and per camera and per site,
+compliance of people now (the last minutes, with the people it rests on and a Wilson interval), the last hour
+minute by minute, and camera health.
+
+Compliance is the share of *people* (each confirmed track counted once, with the class most of its frames show) who
+wore the mask correctly, as the alerts read it. The per-frame face counts, which weigh a person by the time they
+stay in view, are kept beside it under ``faces``, a secondary figure.
 
 Everything comes from Redis (checked by :mod:`stats.snapshot` and :mod:`stats.history`), except what only the
 process running a camera knows (its redacted URL, detector and model), passed in as ``local``.
@@ -19,10 +24,10 @@ from stats.history import Bucket
 from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, FRAME_OUTCOMES, NO_SITE, SITE_KEY
 
 # The alert rules' figures (dashboards/rules/binarycop.rules.yml; tests/test_page.py checks they agree): compliance
-# under THRESHOLD pages, but only with at least this many faces per second (an empty hall never pages).
+# of people under THRESHOLD pages, but only with at least this many people a minute (an empty hall never pages).
 THRESHOLD = 0.8
-CAMERA_MIN_FACES_PER_S = 0.2
-SITE_MIN_FACES_PER_S = 0.5
+CAMERA_MIN_PEOPLE_PER_MINUTE = 1
+SITE_MIN_PEOPLE_PER_MINUTE = 2
 NOW_MINUTES = 5  # "now": the last five minute buckets, the current one included (the rules' rate5m)
 CHART_MINUTES = 60
 Z_95 = 1.959964
@@ -47,10 +52,30 @@ def _zero_classes() -> dict[str, int]:
     return dict.fromkeys(CLASSES, 0)
 
 
-def _window(buckets: list[tuple[int, Bucket]], camera_names: set[str], min_faces_per_s: float) -> dict:
-    """Faces, people, frames and reconnects of ``camera_names`` summed over ``buckets``; compliance with its
-    interval; ``enough``: as many faces as the alert rule needs before it pages."""
-    faces, people = _zero_classes(), _zero_classes()
+def _share(classes: dict[str, int]) -> dict:
+    """By class, their total and the share worn correctly (None when there are none)."""
+    total = sum(classes.values())
+    return {
+        "classes": classes,
+        "total": total,
+        "compliance": round(classes["correct"] / total, 4) if total else None,
+    }
+
+
+def _sum_people(buckets: list[tuple[int, Bucket]], camera_names: set[str] | None = None) -> dict[str, int]:
+    """People by class in ``buckets``, of ``camera_names`` (None: every camera)."""
+    people = _zero_classes()
+    for _, bucket in buckets:
+        for (kind, camera, *rest), count in bucket.items():
+            if kind == "people" and (camera_names is None or camera in camera_names):
+                people[rest[1]] += count
+    return people
+
+
+def _window(buckets: list[tuple[int, Bucket]], camera_names: set[str], min_people_per_minute: float) -> dict:
+    """People, faces, frames and reconnects of ``camera_names`` summed over ``buckets``; compliance of people with
+    its interval and ``enough`` (as many people as the alert rule needs before it pages); faces' share beside."""
+    faces = _zero_classes()
     frames, reconnects = dict.fromkeys(FRAME_OUTCOMES, 0), 0
     for _, bucket in buckets:
         for (kind, camera, *rest), count in bucket.items():
@@ -58,63 +83,41 @@ def _window(buckets: list[tuple[int, Bucket]], camera_names: set[str], min_faces
                 continue
             if kind == "faces":
                 faces[rest[1]] += count
-            elif kind == "people":
-                people[rest[1]] += count
             elif kind == "frames":
                 frames[rest[0]] += count
-            else:
+            elif kind == "reconnects":
                 reconnects += count
-    total = sum(faces.values())
-    return {
-        "minutes": len(buckets),
-        "faces": faces,
-        "faces_total": total,
-        "compliance": round(faces["correct"] / total, 4) if total else None,
-        "interval": wilson_interval(faces["correct"], total),
-        "enough": total >= min_faces_per_s * 60 * len(buckets),
-        "people": people,
-        "frames": frames,
-        "reconnects": reconnects,
-    }
+    people = _share(_sum_people(buckets, camera_names))
+    people["interval"] = wilson_interval(people["classes"]["correct"], people["total"])
+    people["enough"] = people["total"] >= min_people_per_minute * len(buckets)
+    faces_share = _share(faces)
+    return {"minutes": len(buckets), "people": people, "faces": faces_share, "frames": frames, "reconnects": reconnects}
 
 
 def _chart(buckets: list[tuple[int, Bucket]], camera_names: set[str]) -> dict:
-    """Minute by minute: faces seen, faces worn correctly, people counted by class (arrays, oldest first)."""
-    faces, correct = [], []
+    """Minute by minute: people counted by class, and faces seen (the secondary figure); arrays, oldest first."""
+    faces = []
     people = {name: [] for name in CLASSES}
-    for _, bucket in buckets:
-        minute_faces = minute_correct = 0
-        minute_people = _zero_classes()
-        for (kind, camera, *rest), count in bucket.items():
-            if camera not in camera_names:
-                continue
-            if kind == "faces":
-                minute_faces += count
-                minute_correct += count if rest[1] == "correct" else 0
-            elif kind == "people":
-                minute_people[rest[1]] += count
-        faces.append(minute_faces)
-        correct.append(minute_correct)
-        for name in CLASSES:
-            people[name].append(minute_people[name])
-    return {"start_minute": buckets[0][0] if buckets else None, "faces": faces, "correct": correct, "people": people}
+    for minute, bucket in buckets:
+        faces.append(sum(n for (kind, camera, *_), n in bucket.items() if kind == "faces" and camera in camera_names))
+        for name, count in _sum_people([(minute, bucket)], camera_names).items():
+            people[name].append(count)
+    return {"start_minute": buckets[0][0] if buckets else None, "people": people, "faces": faces}
 
 
 def _totals(counts: dict[str, dict[str, str]], now: float) -> dict[str, dict]:
-    """Per camera since counting began: up (fresh), classes, people, frames, reconnects (from /metrics' view)."""
+    """Per camera since counting began: up (fresh), faces and people by class, frames, reconnects (from /metrics'
+    view)."""
     cameras: dict[str, dict] = {}
 
     def entry(name: str) -> dict:
-        return cameras.setdefault(
-            name,
-            {"up": False, "classes": _zero_classes(), "people": _zero_classes(), "frames": {}, "reconnects": 0},
-        )
+        return cameras.setdefault(name, _totals_empty())
 
     for family in metric_families(counts, now):
         for sample in family.samples:
             labels = sample.labels
             if family.name == "binarycop_faces_classified":
-                entry(labels["camera"])["classes"][labels["mask_class"]] += int(sample.value)
+                entry(labels["camera"])["faces"][labels["mask_class"]] += int(sample.value)
             elif family.name == "binarycop_people":
                 entry(labels["camera"])["people"][labels["mask_class"]] += int(sample.value)
             elif family.name == "binarycop_frames":
@@ -137,10 +140,12 @@ def camera_status(
     history: list[tuple[int, Bucket]] | None = None,
     now: float = 0.0,
     local: dict[str, dict] | None = None,
+    today: tuple[float, list[tuple[int, Bucket]]] | None = None,
 ) -> dict:
     """``/api/status`` from a clean snapshot (:func:`stats.snapshot.clean_counts`), the last hour's buckets
-    (:func:`stats.history.read_history`, oldest first) and what this process knows of its own cameras
-    (``local``: camera -> {"url", "detector", "model"}). The fields are listed in the README."""
+    (:func:`stats.history.read_history`, oldest first), what this process knows of its own cameras (``local``:
+    camera -> {"url", "detector", "model"}) and today's people buckets with the day's start
+    (:class:`stats.today.TodayPeople`). The fields are listed in docs/page.md."""
     history = history or []
     local = local or {}
     recent = history[-NOW_MINUTES:]
@@ -151,8 +156,7 @@ def camera_status(
     seen = counts.get(CAMERA_SEEN_KEY, {})
     models = _models(counts, now)
     for name, camera in cameras.items():
-        total = sum(camera["classes"].values())
-        camera["compliance"] = round(camera["classes"]["correct"] / total, 4) if total else None
+        camera["people"], camera["faces"] = _share(camera["people"]), _share(camera["faces"])
         camera["frames"] = {outcome: camera["frames"].get(outcome, 0) for outcome in FRAME_OUTCOMES}
         camera["site"] = sites.get(name, local.get(name, {}).get("site") or NO_SITE)
         camera["seen_ago_s"] = round(now - float(seen[name]), 1) if name in seen else None
@@ -160,7 +164,7 @@ def camera_status(
         camera["url"] = mine.get("url")
         camera["detector"] = mine.get("detector")
         camera["model"] = mine.get("model") or (models[0] if len(models) == 1 else None)
-        camera["now"] = _window(recent, {name}, CAMERA_MIN_FACES_PER_S)
+        camera["now"] = _window(recent, {name}, CAMERA_MIN_PEOPLE_PER_MINUTE)
         camera["chart"] = _chart(history, {name})
     by_site: dict[str, list[str]] = {}
     for name, camera in sorted(cameras.items()):
@@ -171,12 +175,13 @@ def camera_status(
         "threshold": THRESHOLD,
         "now_minutes": NOW_MINUTES,
         "chart_minutes": CHART_MINUTES,
+        "venue": _venue(cameras, history, today),
         "cameras": dict(sorted(cameras.items())),
         "sites": {
             site: {
                 "cameras": names,
                 "up": sum(cameras[name]["up"] for name in names),
-                "now": _window(recent, set(names), SITE_MIN_FACES_PER_S),
+                "now": _window(recent, set(names), SITE_MIN_PEOPLE_PER_MINUTE),
                 "chart": _chart(history, set(names)),
             }
             for site, names in sorted(by_site.items())
@@ -184,8 +189,22 @@ def camera_status(
     }
 
 
+def _venue(cameras: dict[str, dict], history: list[tuple[int, Bucket]], today) -> dict:
+    """The headline over every camera: people's compliance now and today, cameras up, people in the last hour."""
+    names = set(cameras)
+    now = _window(history[-NOW_MINUTES:], names, SITE_MIN_PEOPLE_PER_MINUTE)["people"]
+    day_start, day_buckets = today if today is not None else (None, [])
+    return {
+        "cameras": len(cameras),
+        "up": sum(camera["up"] for camera in cameras.values()),
+        "now": now,
+        "today": {**_share(_sum_people(day_buckets, names)), "since": day_start},
+        "people_last_hour": sum(_sum_people(history, names).values()),
+    }
+
+
 def _totals_empty() -> dict:
-    return {"up": False, "classes": _zero_classes(), "people": _zero_classes(), "frames": {}, "reconnects": 0}
+    return {"up": False, "faces": _zero_classes(), "people": _zero_classes(), "frames": {}, "reconnects": 0}
 
 
 def status_json(status: dict) -> str:

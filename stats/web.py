@@ -20,6 +20,7 @@ from stats.listener import IDLE_TIMEOUT_SECONDS, Listener
 from stats.redis_store import read_counts
 from stats.snapshot import clean_counts
 from stats.status import CHART_MINUTES, PAGE, PAGE_POLICY, camera_status, status_json
+from stats.today import TodayPeople
 
 log = logging.getLogger(__name__)
 BAD_LOGGED_MAX = 1000  # distinct bad Redis fields logged (each once); the counter counts them all
@@ -52,6 +53,7 @@ class CountsWeb:
         self.registry, self.collector = make_registry(pending)
         self.listener = Listener()
         self._bad_logged: set[tuple[str, str]] = set()
+        self.today = TodayPeople()
 
     async def start(self, bind: str, port: int) -> None:
         app = web.Application()
@@ -96,12 +98,13 @@ class CountsWeb:
         now = time.time()
         try:
             history, skipped = await read_history(self.client, now, CHART_MINUTES)
+            day_start, day, _ = await self.today.read(self.client, now)
         except (RedisError, OSError):
             counts = None
         if counts is None:
             return web.json_response({"error": "Redis unreachable"}, status=503)
         self.collector.bad_values += skipped
-        status = camera_status(counts, history, now, self.local())
+        status = camera_status(counts, history, now, self.local(), (day_start, day))
         status["preview"] = self.preview_url
         return web.Response(text=status_json(status), content_type="application/json")
 

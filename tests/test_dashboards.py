@@ -125,6 +125,27 @@ def _get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+def test_class_panels_name_and_colour_the_classes_as_the_page_does():
+    """Grafana shows `mask_class` values in the words and colours of names/ (the status page's), not raw label
+    values in Grafana's default palette."""
+    from names import CLASS_COLOURS, CLASS_LABELS
+
+    operator = json.loads((ROOT / "dashboards/grafana/dashboards/operator.json").read_text())
+    class_panels = [
+        p for p in operator["panels"] if any(t.get("legendFormat") == "{{mask_class}}" for t in p["targets"])
+    ]
+    assert len(class_panels) == 3
+    for panel in class_panels:
+        shown = {
+            o["matcher"]["options"]: {prop["id"]: prop["value"] for prop in o["properties"]}
+            for o in panel["fieldConfig"]["overrides"]
+        }
+        assert {name: props["displayName"] for name, props in shown.items()} == CLASS_LABELS, panel["title"]
+        assert {name: props["color"]["fixedColor"] for name, props in shown.items()} == CLASS_COLOURS, panel["title"]
+    page_script = (ROOT / "stats/page/page.js").read_text()
+    assert all(f"{name}: '{colour}'" in page_script for name, colour in CLASS_COLOURS.items())
+
+
 def test_every_panel_query_returns_data_from_a_real_prometheus(redis_server, tmp_path):
     """A real pipeline (bundled clip, looping) writes to a real Redis; `binarycop exporter` serves the counts and
     the ingester its own gauges; a real Prometheus scrapes both every second with the rule files loaded. Then

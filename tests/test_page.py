@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -21,8 +22,9 @@ import yaml
 
 from binarycop.config import ConfigError, parse_config
 from binarycop.democlip import CLIP, demo_config
+from names import CLASS_LABELS, CLASSES
 from stats.redis_store import SITE_KEY, CountRecorder
-from stats.status import CAMERA_MIN_FACES_PER_S, SITE_MIN_FACES_PER_S, THRESHOLD, wilson_interval
+from stats.status import CAMERA_MIN_PEOPLE_PER_MINUTE, SITE_MIN_PEOPLE_PER_MINUTE, THRESHOLD, wilson_interval
 from stats.web import CountsWeb
 from tests.conftest import redis_dump
 
@@ -41,12 +43,15 @@ def percent(share: float | None) -> str:
 
 
 def test_page_thresholds_are_the_alert_rules():
-    """The page colours against the figures the alerts page on."""
+    """The page colours against the figures the alerts page on: compliance of people, with people a minute."""
     rules = yaml.safe_load((ROOT / "dashboards/rules/binarycop.rules.yml").read_text())
     alerts = {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
-    assert f"camera:binarycop_compliance:ratio_rate5m < {THRESHOLD}" in alerts["BinarycopComplianceLow"]
-    assert f"camera:binarycop_faces_classified:rate5m > {CAMERA_MIN_FACES_PER_S}" in alerts["BinarycopComplianceLow"]
-    assert f"site:binarycop_faces_classified:rate5m > {SITE_MIN_FACES_PER_S}" in alerts["BinarycopSiteComplianceLow"]
+    camera, site = alerts["BinarycopComplianceLow"], alerts["BinarycopSiteComplianceLow"]
+    assert f"camera:binarycop_people_compliance:ratio5m < {THRESHOLD}" in camera
+    assert f"camera:binarycop_people:per_minute >= {CAMERA_MIN_PEOPLE_PER_MINUTE}" in camera
+    assert f"site:binarycop_people_compliance:ratio5m < {THRESHOLD}" in site
+    assert f"site:binarycop_people:per_minute >= {SITE_MIN_PEOPLE_PER_MINUTE}" in site
+    assert "faces" not in camera + site  # the per-frame face rate weighs dwell time: never what pages
 
 
 def test_wilson_interval_is_wide_on_few_faces_and_narrow_on_many():
@@ -67,7 +72,8 @@ def test_status_json_now_history_health_and_sites_from_real_redis(redis_server):
         recorder.set_camera_up("dock", False)
         recorder.add_faces("gate", ["correct"] * 7 + ["nose"] * 3)
         recorder.add_faces("dock", ["no_mask"] * 10)
-        recorder.add_people("gate", [("all", "correct"), ("all", "nose")])
+        recorder.add_people("gate", [("all", "correct")] * 3 + [("all", "nose")])
+        recorder.add_people("dock", [("all", "no_mask")] * 6)
         recorder.add_frames("gate", "processed", 12)
         recorder.add_frames("gate", "dropped", 2)
         recorder.add_reconnects("dock", 1)
@@ -86,19 +92,60 @@ def test_status_json_now_history_health_and_sites_from_real_redis(redis_server):
     status = json.loads(body)
     gate, dock = status["cameras"]["gate"], status["cameras"]["dock"]
     assert status["threshold"] == THRESHOLD and status["preview"] == "http://127.0.0.1:1/"
-    assert gate["now"]["faces_total"] == 10 and gate["now"]["compliance"] == 0.7
-    assert gate["now"]["interval"] == wilson_interval(7, 10) and gate["now"]["enough"] is False  # 10 < 60 faces
-    assert gate["now"]["people"]["correct"] == 1 and gate["now"]["people"]["nose"] == 1
+    people = gate["now"]["people"]  # the headline: people, each counted once
+    assert people["classes"]["correct"] == 3 and people["classes"]["nose"] == 1 and people["total"] == 4
+    assert people["compliance"] == 0.75 and people["interval"] == wilson_interval(3, 4)
+    assert people["enough"] is False  # 4 people in 5 minutes: under the alert's 1 a minute
+    faces = gate["now"]["faces"]  # secondary: every face in every frame
+    assert faces["total"] == 10 and faces["compliance"] == 0.7 and faces["classes"]["nose"] == 3
+    assert gate["people"]["total"] == 4 and gate["people"]["compliance"] == 0.75 and gate["faces"]["total"] == 10
     assert gate["now"]["frames"] == {"processed": 12, "dropped": 2, "failed": 0}
     assert gate["up"] is True and 0 <= gate["seen_ago_s"] < 30 and dock["up"] is False
     assert (gate["url"], gate["detector"], gate["model"]) == ("rtsp://admin:***@cam/1", "yunet@1", "cpu/n-cnv")
     assert dock["url"] is None and dock["now"]["reconnects"] == 1 and dock["reconnects"] == 1
     chart = gate["chart"]
-    assert len(chart["faces"]) == 60 and chart["faces"][-1] == 10 and chart["correct"][-1] == 7
-    assert sum(chart["faces"]) == 10 and chart["people"]["nose"][-1] == 1
+    assert len(chart["faces"]) == 60 and chart["faces"][-1] == 10 and sum(chart["faces"]) == 10
+    people_chart = chart["people"]
+    assert people_chart["correct"][-1] == 3 and people_chart["nose"][-1] == 1 and sum(people_chart["nose"]) == 1
     hall = status["sites"]["hall"]
     assert hall["cameras"] == ["dock", "gate"] and hall["up"] == 1
-    assert hall["now"]["faces_total"] == 20 and hall["now"]["compliance"] == 0.35
+    assert hall["now"]["people"]["total"] == 10 and hall["now"]["people"]["compliance"] == 0.3
+    assert hall["now"]["people"]["enough"] is True and hall["now"]["faces"]["compliance"] == 0.35  # 10 >= 2 x 5
+    venue = status["venue"]
+    assert (venue["cameras"], venue["up"], venue["people_last_hour"]) == (2, 1, 10)
+    assert venue["now"]["compliance"] == 0.3 and venue["today"]["compliance"] == 0.3 and venue["today"]["total"] == 10
+    assert venue["today"]["since"] <= status["now"] < venue["today"]["since"] + 25 * 3600  # local midnight
+
+
+def test_today_counts_the_people_since_local_midnight_and_sees_new_minutes(redis_server):
+    """Today's figure from real Redis history buckets: the minute before midnight is yesterday's; past minutes are
+    kept between reads, the current ones read again."""
+    from stats.redis_store import history_key
+    from stats.today import TodayPeople, local_midnight
+
+    client = redis.Redis.from_url(redis_server.url)
+    midnight = local_midnight(1_800_000_000)
+    now = midnight + 30 * 60 + 5
+    first = int(midnight // 60)
+    client.hset(history_key(first - 1), mapping={"people|gate|all|no_mask": 7})  # yesterday, 23:59
+    client.hset(history_key(first), mapping={"people|gate|all|correct": 2, "faces|gate|all|correct": 40})
+    client.hset(history_key(first + 20), mapping={"people|gate|all|nose": 1, "people|<b>|all|nose": 1})
+
+    async def read(at: float, today: TodayPeople):
+        aclient = aioredis.Redis.from_url(redis_server.url)
+        try:
+            return await today.read(aclient, at)
+        finally:
+            await aclient.aclose()
+
+    today = TodayPeople()
+    start, buckets, skipped = asyncio.run(read(now, today))
+    assert start == midnight and skipped == 1 and len(buckets) == 31  # 00:00 to 00:30, the markup field skipped
+    people = {key: n for _, bucket in buckets for key, n in bucket.items()}
+    assert people == {("people", "gate", "all", "correct"): 2, ("people", "gate", "all", "nose"): 1}  # no faces
+    client.hincrby(history_key(first + 30), "people|gate|all|correct", 5)  # this minute, written since
+    _, buckets, _ = asyncio.run(read(now + 1, today))
+    assert sum(n for _, bucket in buckets for n in bucket.values()) == 8
 
 
 def test_hostile_names_in_config_are_refused_and_markup_in_a_url_is_escaped_in_json(redis_server):
@@ -232,25 +279,35 @@ def test_page_in_a_browser_shows_the_demo_as_api_status_says(browser, demo_run):
     card = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'article.camera[data-camera="demo"]'))
     status = json.loads(_get(base + "/api/status")[1])
     demo = status["cameras"]["demo"]
-    assert demo["now"]["faces_total"] > 0 and 0 < demo["now"]["compliance"] < 1  # the clip has every class
+    people = demo["now"]["people"]
+    assert people["total"] == 16 and people["compliance"] == 0.25  # the clip's truth: 4 people of each of 4 classes
     figure = card.find_element(By.CSS_SELECTOR, ".figure")
-    assert figure.text == percent(demo["now"]["compliance"])
-    assert ("good" if demo["now"]["compliance"] >= THRESHOLD else "bad") in figure.get_attribute("class").split()
+    assert figure.text == percent(people["compliance"]) + "✗ below the alert line"  # a mark and words beside colour
+    assert browser.execute_script("return arguments[0].firstChild.textContent", figure) == "25.0\u00a0%"  # unbroken
+    assert ("good" if people["compliance"] >= THRESHOLD else "bad") in figure.get_attribute("class").split()
     basis = card.find_element(By.CSS_SELECTOR, ".basis").text
-    low, high = demo["now"]["interval"]
-    assert f"{demo['now']['faces_total']} faces" in basis and f"{percent(low)} – {percent(high)}" in basis
+    low, high = people["interval"]
+    assert f"of {people['total']} people" in basis and f"{percent(low)} – {percent(high)}" in basis
+    faces = card.find_element(By.CSS_SELECTOR, ".basis.faces").text
+    face_share, face_total = percent(demo["now"]["faces"]["compliance"]), demo["now"]["faces"]["total"]
+    assert faces == f"faces, each frame counted: {face_share} of {face_total}"  # secondary, named as such
     table = {row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")[1].text
              for row in card.find_elements(By.TAG_NAME, "tr")}  # fmt: skip
     processed = demo["now"]["frames"]["processed"]
     assert processed > 0 and table["frames, last 5 min"].startswith(f"{processed} processed")
     assert table["source"] == str(clip) and table["detector"] == "yunet@1" and table["model"] == demo["model"]
-    assert table["people, last 5 min"] == str(sum(demo["now"]["people"].values()))
-    minutes_with_faces = sum(1 for faces in demo["chart"]["faces"] if faces)
-    points = card.find_elements(By.CSS_SELECTOR, "circle.point")
-    assert len(points) == minutes_with_faces >= 1
+    assert table["people, last 5 min"] == str(people["total"]) and table["people, all time"] == "16"
+    minutes_with_people = sum(1 for i in range(60) if sum(demo["chart"]["people"][k][i] for k in CLASSES))
+    points = card.find_elements(By.CSS_SELECTOR, ".point")
+    assert len(points) == minutes_with_people >= 1
     assert card.find_elements(By.CSS_SELECTOR, "rect.bar")  # people per minute
     site = browser.find_element(By.CSS_SELECTOR, 'article.site[data-site="demo"]')
-    assert site.find_element(By.CSS_SELECTOR, ".figure").text == percent(status["sites"]["demo"]["now"]["compliance"])
+    assert site.find_element(By.CSS_SELECTOR, ".figure").text.startswith(
+        percent(status["sites"]["demo"]["now"]["people"]["compliance"])
+    )
+    venue = browser.find_element(By.ID, "venue").text
+    assert percent(status["venue"]["now"]["compliance"]) in venue and "cameras up\n0 of 1" in venue  # the clip ended
+    assert f"of {status['venue']['today']['total']} people" in venue and "people in the last hour\n16" in venue
     # The markup in the file name is text on the page: no element made of it, no script run.
     assert browser.find_elements(By.CSS_SELECTOR, "img") == []
     assert browser.execute_script("return document.body.innerHTML.includes('&lt;img src=x')")
@@ -264,20 +321,131 @@ def test_page_script_shows_hostile_names_as_text_in_a_browser(browser, counts_we
     from selenium.webdriver.common.by import By
 
     browser.get(counts_web + "/")
-    _wait(browser, lambda d: "cameras up" in d.find_element(By.ID, "summary").text)
+    _wait(browser, lambda d: "updated" in d.find_element(By.ID, "summary").text)
     status = json.loads(_get(counts_web + "/api/status")[1])
-    window = {"minutes": 5, "faces": {}, "faces_total": 0, "compliance": None, "interval": None, "enough": False,
-              "people": dict.fromkeys(["correct", "nose", "nose_mouth", "chin", "no_mask"], 0),
-              "frames": {"processed": 0, "dropped": 0, "failed": 0}, "reconnects": 0}  # fmt: skip
-    chart = {"start_minute": 0, "faces": [0], "correct": [0], "people": {k: [0] for k in window["people"]}}
-    camera = {"up": True, "site": XSS, "seen_ago_s": 1, "url": XSS, "detector": XSS, "model": XSS,
-              "frames": window["frames"], "reconnects": 0, "now": window, "chart": chart}  # fmt: skip
+    window = _window_of({})
+    chart = {"start_minute": 0, "faces": [0], "people": {k: [0] for k in CLASSES}}
+    camera = _camera_of(window, chart, site=XSS, url=XSS, detector=XSS, model=XSS)
     status.update(cameras={XSS: camera}, sites={XSS: {"cameras": [XSS], "up": 1, "now": window, "chart": chart}})
     browser.execute_script("render(arguments[0])", status)
     card = browser.find_element(By.CSS_SELECTOR, "article.camera")
     assert card.get_attribute("data-camera") == XSS and card.find_element(By.TAG_NAME, "h3").text.startswith(XSS)
     assert browser.find_element(By.CSS_SELECTOR, "article.site h3").text == XSS
     assert browser.find_elements(By.CSS_SELECTOR, "img") == []
+
+
+def _window_of(people: dict[str, int]) -> dict:
+    """A ``now`` window as /api/status writes it, with these people by class and no faces."""
+    classes = {name: people.get(name, 0) for name in CLASSES}
+    total = sum(classes.values())
+    share = classes["correct"] / total if total else None
+    return {
+        "minutes": 5,
+        "people": {"classes": classes, "total": total, "compliance": share, "interval": None, "enough": total >= 5},
+        "faces": {"classes": dict.fromkeys(CLASSES, 0), "total": 0, "compliance": None},
+        "frames": {"processed": 0, "dropped": 0, "failed": 0},
+        "reconnects": 0,
+    }
+
+
+def _camera_of(window: dict, chart: dict, **fields) -> dict:
+    totals = {"classes": window["people"]["classes"], "total": window["people"]["total"], "compliance": None}
+    camera = {"up": True, "site": "hall", "seen_ago_s": 0.4, "url": None, "detector": None, "model": None}
+    camera.update(frames=window["frames"], reconnects=0, now=window, chart=chart, people=totals, faces=totals)
+    return {**camera, **fields}
+
+
+def _render(browser, status: dict) -> None:
+    browser.execute_script("render(arguments[0])", status)
+
+
+def _texts_by_camera(browser, selector: str) -> dict[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return {e.get_attribute("data-camera"): e.text for e in browser.find_elements(By.CSS_SELECTOR, selector)}
+
+
+def test_page_says_why_a_camera_is_down_and_marks_local_figures_when_the_server_sends_them(browser, counts_web):
+    """The fields the server adds for camera errors and Redis outages (last_error, last_frame_age_s, source), fed to
+    the page's own script: the reason beside the red badge, "no frame yet" rather than an age, a "local figures"
+    marker; without them, the page says what it knows (the last report's age), not a frame's."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(counts_web + "/")
+    _wait(browser, lambda d: "updated" in d.find_element(By.ID, "summary").text)
+    status = json.loads(_get(counts_web + "/api/status")[1])
+    chart = {"start_minute": 29_000_000, "faces": [0] * 60, "people": {k: [0] * 60 for k in CLASSES}}
+    window = _window_of({"correct": 3, "nose_mouth": 1})
+    error = {"reason": "unauthorized", "message": "rtsp://admin:***@10.0.0.5/stream2: 401", "since": 1_700_000_000}
+    cameras = {
+        "gate": _camera_of(window, chart, up=False, last_error=error, last_frame_age_s=None),
+        "lobby": _camera_of(window, chart, last_error=None, last_frame_age_s=2.5),
+        "old": _camera_of(window, chart, up=False),  # from a server that sends neither field
+    }
+    status.update(cameras=cameras, sites={}, source="local")
+    _render(browser, status)
+    glance = _texts_by_camera(browser, "#glance li")
+    assert glance["gate"].startswith("✕ down · unauthorized") and "401" in glance["gate"]
+    assert "75.0 %" in glance["gate"] and glance["lobby"].startswith("● up") and "2.5 s ago" in glance["lobby"]
+    assert "last report 0.4 s ago" in glance["old"] and "last frame" not in glance["old"]
+    gate = browser.find_element(By.CSS_SELECTOR, 'article.camera[data-camera="gate"]')
+    rows = {tr.find_elements(By.TAG_NAME, "td")[0].text: tr.find_elements(By.TAG_NAME, "td")[1].text
+            for tr in gate.find_elements(By.TAG_NAME, "tr")}  # fmt: skip
+    assert rows["last frame"] == "no frame yet" and rows["last error"].startswith("unauthorized since ")
+    assert re.search(r"since \d\d:\d\d:\d\d: rtsp://admin:\*\*\*@", rows["last error"])  # 24 h; redacted as sent
+    summary = browser.find_element(By.ID, "summary")
+    assert "local figures" in summary.text and "local" in summary.get_attribute("class").split()
+    del status["source"]
+    _render(browser, status)
+    assert "local figures" not in summary.text
+
+
+def test_page_has_one_legend_titled_charts_the_right_class_words_and_one_clock(browser, demo_run):
+    """What the operator walk found confusing: the legend once, every chart titled with its unit, the class words of
+    names.CLASS_LABELS (the page's script, the setup view's and the docs agree), no 12 h clock, no figure broken."""
+    from selenium.webdriver.common.by import By
+
+    from stats.status import PAGE_DIR
+
+    running, _ = demo_run
+    browser.get(running.server.base_url + "/")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "article.camera"))
+    legends = browser.find_elements(By.CSS_SELECTOR, ".legend")
+    words = [item.text for item in legends[0].find_elements(By.TAG_NAME, "li")]
+    assert len(legends) == 1 and words == [CLASS_LABELS[name] for name in CLASSES]
+    assert CLASS_LABELS["chin"] == "chin exposed" and "on the chin" in CLASS_LABELS["nose_mouth"]
+    for script in ("page.js", "setup.js"):
+        labels = re.search(r"const LABELS = \{(.*?)\};", (PAGE_DIR / script).read_text(), re.S).group(1)
+        assert dict(re.findall(r"(\w+): '([^']*)'", labels)) == CLASS_LABELS, script
+    page_md = (ROOT / "docs/page.md").read_text()
+    assert all(f"| `{name}` | {label} |" in page_md for name, label in CLASS_LABELS.items())
+    card = browser.find_element(By.CSS_SELECTOR, "article.camera")
+    titles = [h.text for h in card.find_elements(By.CSS_SELECTOR, "h4.chart-title")]
+    assert titles == ["Compliance of people, % per minute (dashed: alert line)", "People per minute, by mask position"]
+    page_text = browser.find_element(By.TAG_NAME, "body").text
+    assert not re.search(r"\b(AM|PM)\b", page_text) and re.search(r"updated \d\d:\d\d:\d\d", page_text)
+    axis = [t.text for t in card.find_elements(By.CSS_SELECTOR, "svg text")]
+    assert "now" in axis and all(re.fullmatch(r"\d\d:\d\d", t) for t in axis if ":" in t)
+    figures = browser.execute_script(
+        "return [...document.querySelectorAll('.figure, .headline-item .value, .figure-small')]"
+        ".map(e => [e.firstChild.textContent, e.firstChild.nodeType === 3 ? 1 : 0])"
+    )
+    shares = [text for text, _ in figures if "%" in text]
+    assert shares and all(re.fullmatch(r"\d+\.\d\u00a0%", text) for text in shares)  # no-break space: one piece
+
+
+def test_on_a_phone_the_cameras_health_list_comes_first_and_is_compact(browser, demo_run):
+    from selenium.webdriver.common.by import By
+
+    running, _ = demo_run
+    browser.set_window_size(390, 844)
+    browser.get(running.server.base_url + "/")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#glance li[data-camera]"))
+    glance = browser.find_element(By.ID, "glance")
+    first_card = browser.find_element(By.CSS_SELECTOR, "article.card")
+    assert glance.rect["y"] + glance.rect["height"] <= first_card.rect["y"]  # before every card
+    assert glance.rect["y"] < 844 and glance.rect["height"] < 120  # on the first screen, a line or two a camera
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 390  # nothing off the side
 
 
 async def _stop(web: CountsWeb) -> None:
@@ -426,7 +594,8 @@ def test_setup_view_in_a_browser_shows_the_demo_frame_with_its_faces_listed(brow
     for face in listing["faces"]:
         counts[face["class"]] = counts.get(face["class"], 0) + 1
     caption = browser.find_element(By.TAG_NAME, "figcaption").text
-    assert all(f"{n} {name}" in caption for name, n in counts.items())
+    assert all(f"{n} {CLASS_LABELS[name]} ({name})" in caption for name, n in counts.items())  # the page's words
+    assert re.match(r"\d\d:\d\d:\d\d · faces", caption)  # the 24 h clock
     with urllib.request.urlopen(url + "preview/demo.jpg", timeout=10) as reply:
         served = cv2.imdecode(np.frombuffer(reply.read(), np.uint8), cv2.IMREAD_COLOR)
     assert served.shape[:2] == (listing["height"], listing["width"])
@@ -453,6 +622,16 @@ def test_screenshots_of_the_page_and_the_setup_view_are_real_pictures(browser, d
         assert picture is not None and picture.shape[0] > 300 and picture.std() > 10  # drawn, not blank
         widths.append(picture.shape[1])
     assert widths[1] < widths[0]  # the phone's width
+
+
+def test_screenshots_show_the_clip_relative_to_the_working_folder(monkeypatch):
+    """The README's pictures show the demo's source as the checkout's own path, not where a developer keeps it."""
+    from binarycop.screenshots import _shown_path
+
+    monkeypatch.chdir(ROOT)
+    assert _shown_path(CLIP) == "binarycop/assets/demo_clip.mp4"
+    monkeypatch.chdir(ROOT / "docs")
+    assert _shown_path(CLIP) == str(CLIP)  # not under the working folder: as it is
 
 
 def test_no_picture_is_served_without_the_setup_view(counts_web):

@@ -46,16 +46,51 @@ def _box(x: float) -> np.ndarray:
     return np.array([x, 10, x + 40, 50], np.float32)
 
 
-def test_each_person_counted_once_with_the_class_most_frames_voted_for():
+def _frames(tracker: FaceTracker, frames: list[list[tuple[np.ndarray, str]]]) -> list[tuple[list, dict]]:
+    """Feed (box, class) lists frame by frame, all in zone "all"; each frame's (people decided, faces in view)."""
+    results = []
+    for faces in frames:
+        boxes = np.array([box for box, _ in faces], np.float32).reshape(-1, 4)
+        results.append(tracker.update(boxes, [name for _, name in faces], ["all"] * len(faces)))
+    return results
+
+
+def test_a_person_is_counted_once_when_they_leave_with_the_class_all_their_frames_voted_for():
     tracker = FaceTracker(min_hits=3, max_misses=2)
-    confirmed_all = []
-    votes = ["nose", "correct", "correct", "correct", "nose", "correct"]
-    for step, vote in enumerate(votes):
-        boxes = np.stack([_box(100 + 2 * step), _box(300)])  # one walks slowly, one stands still
-        confirmed, visible = tracker.update(boxes, [vote, "no_mask"], ["all", "all"])
-        confirmed_all += confirmed
-    assert sorted(confirmed_all) == [("all", "correct"), ("all", "no_mask")]  # walker: 2 of 3 votes at confirmation
-    assert visible == {("all", "correct"): 1, ("all", "no_mask"): 1}
+    # The first three frames say nose, the next five correct: the first three alone would call them nose.
+    votes = ["nose", "nose", "correct", "nose", "correct", "correct", "correct", "correct"]
+    results = _frames(tracker, [[(_box(100 + 2 * step), vote)] for step, vote in enumerate(votes)] + [[]] * 3)
+    decided = [person for people, _ in results for person in people]
+    assert decided == [("all", "correct")]  # 5 of 8 frames
+    assert [people for people, _ in results].index(decided) == len(votes) + 2  # on the frame they are gone
+    assert results[2][1] == {("all", "nose"): 1}  # in view while followed: the vote so far
+    assert results[-1][1] == {}
+
+
+def test_someone_who_stays_is_counted_once_after_decide_after_frames():
+    tracker = FaceTracker(min_hits=3, max_misses=2, decide_after=10)
+    results = _frames(tracker, [[(_box(300), "no_mask" if step < 4 else "chin")] for step in range(40)] + [[]] * 3)
+    decided_at = [step for step, (people, _) in enumerate(results) if people]
+    assert decided_at == [9] and results[9][0] == [("all", "chin")]  # 6 of 10 frames; never again as they stay
+    assert results[39][1] == {("all", "chin"): 1}  # still in view, still followed
+
+
+def test_a_camera_that_stops_decides_the_people_in_view_and_not_the_glimpses():
+    tracker = FaceTracker(min_hits=3, max_misses=2)
+    _frames(tracker, [[(_box(100), "nose"), (_box(400), "correct")]] * 4 + [[(_box(100), "nose")]])
+    _frames(tracker, [[(_box(700), "no_mask")]])  # one frame: a glimpse, not a person
+    assert sorted(tracker.finish()) == [("all", "correct"), ("all", "nose")]
+    assert tracker.finish() == [] and tracker.pending_boxes().shape == (0, 4)
+
+
+def test_decide_after_is_a_documented_config_setting_in_seconds():
+    from binarycop.config import TrackingConfig
+
+    assert TrackingConfig().decide_after_seconds == 60
+    assert "whichever comes first" in TrackingConfig.model_fields["decide_after_seconds"].description
+    with pytest.raises(ConfigError) as raised:
+        parse_config("tracking: {decide_after_seconds: 0}\ncameras: [{name: a, url: x.mp4}]", environ={})
+    assert any(p.startswith("tracking.decide_after_seconds") for p in raised.value.problems), raised.value.problems
 
 
 def test_follow_fills_track_ids_and_counts_by_class_and_zone_ids():
@@ -68,9 +103,11 @@ def test_follow_fills_track_ids_and_counts_by_class_and_zone_ids():
     (first, ids_1), (second, ids_2), (third, ids_3) = results
     assert ids_1 == [0, 1] and ids_2 == [1, 0]  # the same two people, listed the other way round
     assert ids_3 == [0, 2]  # the first walks on; a newcomer gets a new id
-    assert first == ([], {}) and sorted(second[0]) == [(0, 1), (0, 4)]  # (zone id, class id), confirmed on hit 2
-    assert second[1] == {(0, 1): 1, (0, 4): 1}
+    assert first == ([], {}) and second == ([], {(0, 1): 1, (0, 4): 1})  # (zone id, class id): confirmed on hit 2
     assert third == ([], {(0, 4): 1})  # the one at 300 missed once: not in view; the newcomer: not yet confirmed
+    faces = Faces(np.stack([_box(106)]), np.ones(1, np.float32))
+    faces.class_ids, faces.zone_ids = np.array([4]), np.array([0])
+    assert tracker.follow(faces)[0] == [(0, 1)]  # missed twice: gone, and counted as the class its frames said
 
 
 def test_a_person_who_leaves_and_a_new_one_who_arrives_are_two_people():
@@ -82,7 +119,8 @@ def test_a_person_who_leaves_and_a_new_one_who_arrives_are_two_people():
             np.array(boxes, np.float32).reshape(-1, 4), ["chin"] * len(boxes), ["all"] * len(boxes)
         )
         counted += confirmed
-    assert counted == [("all", "chin"), ("all", "chin")]
+    assert counted == [("all", "chin")]  # the first has left; the second is still in view
+    assert tracker.finish() == [("all", "chin")]
 
 
 def test_short_glimpses_are_not_people():
@@ -91,4 +129,4 @@ def test_short_glimpses_are_not_people():
     for x in (0, 200, 400, 600):  # a different place every frame: never the same face twice
         confirmed, visible = tracker.update(np.stack([_box(x)]), ["nose"], ["all"])
         counted += confirmed
-    assert counted == [] and not visible
+    assert counted == [] and not visible and tracker.finish() == []

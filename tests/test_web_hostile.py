@@ -102,8 +102,9 @@ def test_bad_values_in_redis_are_skipped_and_counted_the_rest_served(redis_serve
     assert not any(labels and dict(labels).get("camera") in ("lobby", "short", "hall") for _, labels in samples)
     assert list(status["cameras"]) == ["gate"]
     gate = status["cameras"]["gate"]
-    assert gate["up"] is True and gate["classes"]["correct"] == 5 and gate["classes"]["no_mask"] == 1
-    assert set(gate["classes"]) == {"correct", "nose", "nose_mouth", "chin", "no_mask"}
+    faces = gate["faces"]["classes"]
+    assert gate["up"] is True and faces["correct"] == 5 and faces["no_mask"] == 1
+    assert set(faces) == {"correct", "nose", "nose_mouth", "chin", "no_mask"}
     assert gate["frames"] == {"processed": 9, "dropped": 0, "failed": 0}
     assert (
         "Redis value skipped, not a binarycop count: binarycop:faces_classified field 'lobby|all|nose'" in caplog.text
@@ -213,7 +214,7 @@ def test_status_command_shows_control_characters_from_redis_as_escapes(redis_ser
     assert "\x1b" not in output and "\x07" not in output
     assert "ingester-1\\x1b[2J\\n2026-01-01 ERROR forged" in output
     assert not any(line.startswith("2026-01-01") for line in output.splitlines())
-    assert "gate  compliance 100.0 %, 4 faces, 0 people" in output
+    assert "gate  compliance - of 0 people (4 faces, each frame counted)" in output  # people, not face-frames
 
     assert main(["status", "--redis-url", redis_server.url, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
