@@ -64,17 +64,20 @@ def _demo(args) -> int:
 
 async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
     from binarycop.server import Server
-    from stats.embedded import EmbeddedRedis, default_data_dir
 
     embedded = None
     redis_url = config.redis.url or os.environ.get("REDIS_URL") or None
     if redis_url is None:
-        directory = None if demo else default_data_dir()
-        embedded = EmbeddedRedis(str(directory) if directory else None)
+        embedded, config = _embedded_redis(config, None if demo else config_path)
         redis_url = embedded.url
-        config = config.model_copy(update={"redis": RedisConfig()})  # the embedded one has no password
-        log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
     server = Server(config, redis_url, config_path)
+    keeper: asyncio.Task | None = None
+
+    async def start() -> None:
+        nonlocal keeper
+        if embedded is not None:  # a Redis that dies is started again, in place
+            keeper = asyncio.create_task(embedded.keep_alive(), name="embedded-redis")
+        await server.start()
 
     def banner() -> str:
         base = server.base_url
@@ -84,11 +87,32 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
         )
 
     try:
-        await _run_until_signalled(server.start, server.stop, banner)
+        await _run_until_signalled(start, server.stop, banner)
     finally:
+        if keeper is not None:
+            keeper.cancel()
         if embedded is not None:
             embedded.close()
     return server.exit_status  # 1: counts were lost at the stop (logged)
+
+
+def _embedded_redis(config: Config, config_path: Path | None):
+    """This server's own Redis: in the config file's folder under the data dir (kept, the same at every start; its
+    spool beside it), or temporary for the demo. Another running server of the same file is a clear error."""
+    from stats.embedded import EmbeddedRedis, InstanceBusy, instance_dir
+
+    directory = instance_dir(config_path) if config_path is not None else None
+    try:
+        embedded = EmbeddedRedis(directory)
+    except InstanceBusy as error:
+        raise CommandError(f"embedded Redis: {error}") from None
+    except RuntimeError as error:
+        raise CommandError(f"embedded Redis: {error}", status=1) from None
+    update: dict = {"redis": RedisConfig()}  # the embedded one has no password
+    if directory is not None and config.ingester.spool_dir is None:  # counts kept at a stop go back to this Redis
+        update["ingester"] = config.ingester.model_copy(update={"spool_dir": directory / "spool"})
+    log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
+    return embedded, config.model_copy(update=update)
 
 
 async def _run_until_signalled(start, stop, banner) -> None:
@@ -147,7 +171,12 @@ async def _run_exporter(redis: RedisConfig, bind: str, port: int) -> int:
 def _add_status(commands) -> None:
     status = commands.add_parser("status", help="ingesters, their cameras, lease ages and pending counts")
     redis_arguments(status)
-    status.add_argument("--config", type=Path, help="also list the config's cameras that no ingester runs")
+    status.add_argument(
+        "--config",
+        type=Path,
+        help="also list the config's cameras that no ingester runs; without a Redis URL, read the embedded Redis "
+        "of `serve --config` that file",
+    )
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
 
@@ -155,9 +184,12 @@ def _add_status(commands) -> None:
 def _status(args) -> int:
     from stats.fleet import fleet_status, format_status
 
+    config = load_config(args.config) if args.config else None
+    if not args.redis_url and config is not None and not config.redis.url:
+        args.redis_url = _embedded_url(args.config)  # the embedded Redis of `serve --config` that file
     if not args.redis_url:
         raise CommandError("status needs --redis-url or REDIS_URL: the Redis the ingesters share")
-    cameras = [camera.name for camera in load_config(args.config).cameras] if args.config else None
+    cameras = [camera.name for camera in config.cameras] if config is not None else None
 
     async def read() -> dict:
         client = redis_client(redis_config(args), timeout=5)
@@ -171,6 +203,13 @@ def _status(args) -> int:
     except (RedisError, OSError) as error:
         raise CommandError(f"Redis at {redact_url(args.redis_url)} unreachable: {error}", status=1) from None
     return emit(args, status, lambda status: print(format_status(status)))
+
+
+def _embedded_url(config_path: Path) -> str | None:
+    from stats.embedded import SOCKET_NAME, instance_dir, socket_url
+
+    directory = instance_dir(config_path)
+    return socket_url(directory) if (directory / SOCKET_NAME).exists() else None
 
 
 def _add_validate(commands) -> None:
