@@ -180,6 +180,7 @@ class Server:
                 if name in self.camera_tasks:
                     await self._stop_camera(name)
                     await _quietly(self.leases.release(name))
+                self.recorder.forget_camera(name)  # leaves /metrics, the page and the alerts at the next flush
                 changes.append(f"camera {name} removed")
             for name in sorted(old.keys() & wanted.keys()):
                 if old[name] != wanted[name]:

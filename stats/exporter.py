@@ -20,6 +20,7 @@ from stats.schema import (
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    REMOVED_KEY,
     SITE_KEY,
     STAGE_BUCKETS,
     STAGES,
@@ -31,6 +32,27 @@ from stats.snapshot import clean_counts
 
 STALE_AFTER_SECONDS = 30.0
 CLASS_LABELS = ["camera", "zone", "mask_class"]
+PER_CAMERA_KEYS = (
+    FACES_KEY,
+    PEOPLE_KEY,
+    VISIBLE_KEY,
+    FRAMES_KEY,
+    CAMERA_UP_KEY,
+    CAMERA_SEEN_KEY,
+    RECONNECTS_KEY,
+    SITE_KEY,
+)
+
+
+def without_removed(counts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The snapshot less every field of the cameras removed from the config and not run again since."""
+    removed = set(counts.get(REMOVED_KEY, {})) - set(counts.get(CAMERA_UP_KEY, {}))
+    if not removed:
+        return counts
+    kept = dict(counts)
+    for key in PER_CAMERA_KEYS:
+        kept[key] = {name: value for name, value in counts.get(key, {}).items() if name.split("|")[0] not in removed}
+    return kept
 
 
 def _counter(
@@ -50,6 +72,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     cannot be served is left out (:func:`stats.snapshot.clean_counts`)."""
     now = time.time() if now is None else now
     counts, _ = clean_counts(counts)
+    counts = without_removed(counts)
     faces = _counter(
         counts, FACES_KEY, "binarycop_faces_classified", "Faces classified, per frame, by mask position", CLASS_LABELS
     )

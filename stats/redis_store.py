@@ -37,6 +37,7 @@ from stats.schema import (
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    REMOVED_KEY,
     SEQ_KEEP_SECONDS,
     SITE_KEY,
     STAGE_BUCKETS,
@@ -115,6 +116,7 @@ class CountRecorder:
             SITE_KEY: {},
         }
         self._build: dict[str, str] = {}
+        self._removed: dict[str, list[str]] = {}  # camera -> its gauge fields still to delete from Redis
         self.heartbeat_extra = dict(heartbeat_extra or {})
         self._lock = asyncio.Lock()
 
@@ -171,7 +173,17 @@ class CountRecorder:
             self._open[RECONNECTS_KEY][camera] += count
             self._history_now()[field("reconnects", camera)] += count
 
+    def forget_camera(self, camera: str) -> None:
+        """The camera left the config: its gauges leave Redis at the next flush and it is marked removed there, so
+        ``/metrics``, the page and the alerts drop it at once (its counters stay, hidden, until it runs again)."""
+        fields = self._removed.setdefault(camera, [camera])
+        for values in self._gauges.values():
+            for name in [name for name in values if name == camera or name.startswith(f"{camera}|")]:
+                del values[name]
+                fields.append(name)
+
     def set_camera_up(self, camera: str, up: bool) -> None:
+        self._removed.pop(camera, None)  # running (again): not removed
         self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"
         self._gauges[CAMERA_SEEN_KEY][camera] = f"{time.time():.3f}"
 
@@ -242,11 +254,21 @@ class CountRecorder:
             **self._build,
             **self.heartbeat_extra,
         }
+        removed = dict(self._removed)
+        for camera, fields in removed.items():
+            for key in self._gauges:
+                pipe.hdel(key, *fields)
+            pipe.hset(REMOVED_KEY, camera, f"{now:.3f}")
+        if self._gauges[CAMERA_UP_KEY]:
+            pipe.hdel(REMOVED_KEY, *self._gauges[CAMERA_UP_KEY])  # cameras running here are not removed
         pipe.hset(ingester_key(self.ingester), mapping=heartbeat)
         pipe.expire(ingester_key(self.ingester), HEARTBEAT_SECONDS * 10)
         pipe.zadd(INGESTERS_KEY, {self.ingester: now})
         pipe.zremrangebyscore(INGESTERS_KEY, "-inf", now - HEARTBEAT_SECONDS * 10)
         await pipe.execute()
+        for camera in removed:
+            if self._removed.get(camera) is removed[camera]:
+                del self._removed[camera]
 
     async def say_goodbye(self) -> None:
         """A clean shutdown: this ingester leaves the list at once (its counts were flushed before)."""
@@ -287,6 +309,7 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
         CROPS_KEY,
         BUILD_KEY,
         SITE_KEY,
+        REMOVED_KEY,
     )
     for key in keys:
         pipe.hgetall(key)

@@ -28,6 +28,7 @@ from stats.schema import (
     INGESTERS_KEY,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    REMOVED_KEY,
     SITE_KEY,
     STAGE_BUCKETS,
     STAGES,
@@ -77,6 +78,7 @@ SCHEMA: dict[str, tuple[tuple[Callable[[str], bool], ...], Callable[[str], bool]
     CROPS_KEY: ((_name,), _count),
     BUILD_KEY: ((_build_label, _build_label, _build_label), _time),
     SITE_KEY: ((_name,), _name),
+    REMOVED_KEY: ((_name,), _time),
     INGESTERS_KEY: ((lambda part: 0 < len(part) <= 200,), _time),
 }
 
