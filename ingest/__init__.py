@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from ingest.buffer import BufferedSource, Frame, SourceError, SourceStatus
+from ingest.errors import REASONS, CameraError, describe, reason_message
 from ingest.files import FileSource
 from ingest.streams import StreamSource, device_index
 
-__all__ = ["BufferedSource", "FileSource", "Frame", "SourceError", "SourceStatus", "StreamSource", "open_source"]
+__all__ = [
+    "REASONS",
+    "BufferedSource",
+    "CameraError",
+    "FileSource",
+    "Frame",
+    "SourceError",
+    "SourceStatus",
+    "StreamSource",
+    "describe",
+    "open_source",
+    "reason_message",
+]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 
 

@@ -10,6 +10,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_ERROR_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
     CROPS_KEY,
@@ -17,6 +18,7 @@ from stats.schema import (
     FRAME_OUTCOMES,
     FRAMES_KEY,
     INGESTERS_KEY,
+    LAST_FRAME_KEY,
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
@@ -28,7 +30,7 @@ from stats.schema import (
     VISIBLE_KEY,
     field,
 )
-from stats.snapshot import clean_counts
+from stats.snapshot import camera_error, clean_counts
 
 STALE_AFTER_SECONDS = 30.0
 CLASS_LABELS = ["camera", "zone", "mask_class"]
@@ -41,6 +43,8 @@ PER_CAMERA_KEYS = (
     CAMERA_SEEN_KEY,
     RECONNECTS_KEY,
     SITE_KEY,
+    CAMERA_ERROR_KEY,
+    LAST_FRAME_KEY,
 )
 
 
@@ -90,6 +94,15 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for camera, value in sorted(counts.get(CAMERA_UP_KEY, {}).items()):
         fresh = now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS
         up.add_metric([camera], 1.0 if value == "1" and fresh else 0.0)
+    errors = GaugeMetricFamily(
+        "binarycop_camera_error_info",
+        "1 for each camera with an error now, by reason (why it delivers no frames; file_ended: its file was read)",
+        labels=["camera", "reason"],
+    )
+    for camera, value in sorted(counts.get(CAMERA_ERROR_KEY, {}).items()):
+        error = camera_error(value)
+        if error is not None and now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
+            errors.add_metric([camera, error["reason"]], 1.0)
     reconnects = _counter(
         counts,
         RECONNECTS_KEY,
@@ -131,7 +144,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     ingesters = GaugeMetricFamily("binarycop_ingesters", "Ingester processes with a recent heartbeat")
     beats = counts.get(INGESTERS_KEY, {}).values()
     ingesters.add_metric([], float(sum(now - float(seen) < STALE_AFTER_SECONDS for seen in beats)))
-    return [faces, people, visible, frames, up, reconnects, stages, crops, build, info, ingesters]
+    return [faces, people, visible, frames, up, errors, reconnects, stages, crops, build, info, ingesters]
 
 
 def _stage_histogram(stored: dict[str, str]) -> HistogramMetricFamily:
@@ -150,19 +163,40 @@ def _stage_histogram(stored: dict[str, str]) -> HistogramMetricFamily:
     return histogram
 
 
+# What an ingester serves of its own while Redis is away: its cameras' gauges (counters stay with Redis, so no
+# counter ever restarts from 0)
+LOCAL_FAMILIES = {
+    "binarycop_camera_up",
+    "binarycop_camera_error_info",
+    "binarycop_camera_info",
+    "binarycop_faces_visible",
+}
+
+
 class SnapshotCollector:
     """A collector over the latest snapshot (refreshed by the server before each exposition), plus
-    what only this process knows: counts waiting for Redis, and whether Redis answered."""
+    what only this process knows: counts waiting for Redis, whether Redis answered, and for an ingester
+    (``local`` given: its own gauges, :meth:`stats.redis_store.CountRecorder.local_counts`) that it is alive and,
+    while Redis is away, its cameras' up, errors and sites."""
 
-    def __init__(self, pending=lambda: 0):
+    def __init__(self, pending=lambda: 0, local=None):
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
         self.bad_values = 0  # values read from Redis and skipped, since this process started
         self._pending = pending
+        self._local = local
 
     def collect(self):
         if self.redis_up:
             yield from metric_families(self.counts)
+        elif self._local is not None:
+            yield from (family for family in metric_families(self._local()) if family.name in LOCAL_FAMILIES)
+        if self._local is not None:
+            alive = GaugeMetricFamily(
+                "binarycop_ingester_up", "1 from each running ingester's own /metrics, whether Redis answers or not"
+            )
+            alive.add_metric([], 1.0)
+            yield alive
         pending = GaugeMetricFamily(
             "binarycop_counts_pending", "Counts held in this process because Redis has not taken them yet"
         )
@@ -180,8 +214,8 @@ class SnapshotCollector:
         yield bad
 
 
-def make_registry(pending=lambda: 0) -> tuple[CollectorRegistry, SnapshotCollector]:
+def make_registry(pending=lambda: 0, local=None) -> tuple[CollectorRegistry, SnapshotCollector]:
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector(pending)
+    collector = SnapshotCollector(pending, local)
     registry.register(collector)
     return registry, collector

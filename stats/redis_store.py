@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import os
 import secrets
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from stats.outage import OutageLog
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_ERROR_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
     COUNTED_KEYS,
@@ -34,6 +37,7 @@ from stats.schema import (
     FRAMES_KEY,
     HISTORY_SECONDS,
     INGESTERS_KEY,
+    LAST_FRAME_KEY,
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
@@ -114,11 +118,14 @@ class CountRecorder:
             BUILD_KEY: {},
             VISIBLE_KEY: {},
             SITE_KEY: {},
+            CAMERA_ERROR_KEY: {},
+            LAST_FRAME_KEY: {},
         }
         self._build: dict[str, str] = {}
         self._removed: dict[str, list[str]] = {}  # camera -> its gauge fields still to delete from Redis
         self.heartbeat_extra = dict(heartbeat_extra or {})
         self._lock = asyncio.Lock()
+        self._outage = OutageLog(log, "counts")
 
     def set_cameras(self, cameras: list[str]) -> None:
         """The cameras this ingester runs now (its heartbeat lists them)."""
@@ -187,6 +194,14 @@ class CountRecorder:
         self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"
         self._gauges[CAMERA_SEEN_KEY][camera] = f"{time.time():.3f}"
 
+    def set_camera_error(self, camera: str, error: dict | None) -> None:
+        """Why the camera gives no frames now ({"reason", "message", "since"}), or None: it has no error."""
+        self._gauges[CAMERA_ERROR_KEY][camera] = json.dumps(error, separators=(",", ":")) if error else ""
+
+    def set_last_frame(self, camera: str, at: float) -> None:
+        """The camera delivered a frame at ``at`` (unix time)."""
+        self._gauges[LAST_FRAME_KEY][camera] = f"{at:.3f}"
+
     def set_site(self, camera: str, site: str | None) -> None:
         self._gauges[SITE_KEY][camera] = site or NO_SITE
 
@@ -221,8 +236,9 @@ class CountRecorder:
                     self._sealed = None
                 await self._write_gauges()
             except (RedisError, OSError) as error:
-                log.warning("Redis unreachable, %d counts pending: %s", self.pending, error)
+                self._outage.failed(f"{self.pending} counts wait in memory: {error}")
                 return False
+            self._outage.recovered("the counts that waited are written")
             return True
 
     async def _apply(self, batch: Batch) -> None:
@@ -238,8 +254,32 @@ class CountRecorder:
         self._sealed = None
         return batches
 
+    def _report_cameras(self, now: float) -> None:
+        """Every camera this ingester runs is reported as seen now, one whose file has ended too."""
+        for camera in self.cameras:
+            if camera in self._gauges[CAMERA_UP_KEY]:
+                self._gauges[CAMERA_SEEN_KEY][camera] = f"{now:.3f}"
+
+    def local_counts(self) -> dict[str, dict[str, str]]:
+        """This process's own gauges (its cameras' up, errors, last frames, sites) in the form of
+        :func:`read_counts`, for ``/metrics`` and the page while Redis is away; counters are not in it."""
+        now = time.time()
+        self._report_cameras(now)
+        counts = {key: dict(values) for key, values in self._gauges.items() if key != BUILD_KEY}
+        counts[INGESTERS_KEY] = {self.ingester: f"{now:.3f}"}
+        return counts
+
+    def pending_history(self) -> dict[int, Counter]:
+        """The minute buckets not yet in Redis (what was counted during an outage), minute -> field -> count."""
+        history: dict[int, Counter] = {}
+        for batch in ([self._sealed.history] if self._sealed else []) + [self._history]:
+            for minute, counter in batch.items():
+                history.setdefault(minute, Counter()).update(counter)
+        return history
+
     async def _write_gauges(self) -> None:
         now = time.time()
+        self._report_cameras(now)
         pipe = self.client.pipeline(transaction=True)
         for key, values in self._gauges.items():
             if values:
@@ -310,6 +350,8 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
         BUILD_KEY,
         SITE_KEY,
         REMOVED_KEY,
+        CAMERA_ERROR_KEY,
+        LAST_FRAME_KEY,
     )
     for key in keys:
         pipe.hgetall(key)

@@ -18,6 +18,10 @@ FRAMES_KEY = f"{PREFIX}:frames"
 CAMERA_UP_KEY = f"{PREFIX}:camera_up"
 # camera -> unix time the camera last reported
 CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
+# camera -> its current error, JSON {"reason": a word, "message": our text, "since": unix time}; "" while it has none
+CAMERA_ERROR_KEY = f"{PREFIX}:camera_error"
+# camera -> unix time of the last frame it delivered
+LAST_FRAME_KEY = f"{PREFIX}:camera_last_frame"
 # camera -> reconnects
 RECONNECTS_KEY = f"{PREFIX}:camera_reconnects"
 # camera|zone|mask_class -> people, each counted once (by the tracker)

@@ -135,14 +135,17 @@ function frames(counts) {
 function cameraCard(name, camera, status) {
   const card = el('article', {class: 'card camera', 'data-camera': name});
   const title = el('h3', {}, name);
-  title.appendChild(el('span', {class: 'badge ' + (camera.up ? 'up' : 'down')}, camera.up ? 'up' : 'down'));
+  const error = camera.last_error;
+  const state = camera.up ? 'up' : error && error.reason === 'file_ended' ? 'ended' : 'down';
+  title.appendChild(el('span', {class: 'badge ' + state}, state));
+  if (error) title.appendChild(el('span', {class: 'reason', 'data-reason': error.reason}, error.message));
   card.appendChild(title);
   card.append(...nowFigure(camera.now, status.threshold, status.now_minutes));
   card.append(complianceChart(camera.chart, status.threshold), peopleChart(camera.chart), legend());
   const people = CLASSES.map(k => camera.now.people[k]).reduce((a, b) => a + b, 0);
   card.appendChild(rows([
     ['site', camera.site],
-    ['last frame', camera.seen_ago_s === null ? 'never' : `${camera.seen_ago_s} s ago`],
+    ['last frame', camera.last_frame_age_s === null ? 'no frame yet' : `${camera.last_frame_age_s} s ago`],
     [`frames, last ${status.now_minutes} min`, frames(camera.now.frames)],
     ['frames, all time', frames(camera.frames)],
     ['reconnects', `${camera.now.reconnects} in ${status.now_minutes} min, ${camera.reconnects} all time`],
@@ -166,8 +169,10 @@ function siteCard(name, site, status) {
 function render(status) {
   const cameras = Object.entries(status.cameras);
   const up = cameras.filter(([, camera]) => camera.up).length;
+  const local = status.source === 'local' ? 'Redis away: this server\'s own cameras and counts since · ' : '';
   document.getElementById('summary').textContent =
-    `${up} of ${cameras.length} cameras up · updated ${new Date(status.now * 1000).toLocaleTimeString()}`;
+    `${local}${up} of ${cameras.length} cameras up · updated ${new Date(status.now * 1000).toLocaleTimeString()}`;
+  document.getElementById('summary').setAttribute('data-source', status.source || 'redis');
   const cameraCards = cameras.map(([name, camera]) => cameraCard(name, camera, status));
   document.getElementById('cameras').replaceChildren(...(cameraCards.length ? cameraCards
     : [el('p', {class: 'muted'}, 'no cameras yet')]));
