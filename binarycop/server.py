@@ -325,6 +325,8 @@ class Server:
             counts_in_metrics=self.config.http.metrics == "all",
             local=self._local_cameras,
             preview_url=preview_url,
+            local_counts=self.recorder.local_counts,
+            local_history=self.recorder.pending_history,
         )
         bind, port = self.config.http.bind, self.config.http.port
         try:
