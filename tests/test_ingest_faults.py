@@ -131,7 +131,7 @@ def test_a_password_with_a_hash_outside_the_config_keeps_the_reader_retrying(cap
     source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
     with caplog.at_level(logging.WARNING):
         _read(source, lambda s, f: s.status.reconnects >= 2, what="reconnects")
-    assert "reading http://***@127.0.0.1:" in caplog.text and "pa#ss" not in caplog.text
+    assert "no frames from http://***@127.0.0.1:" in caplog.text and "pa#ss" not in caplog.text
 
 
 def test_a_percent_encoded_password_is_sent_decoded():
