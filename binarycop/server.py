@@ -119,6 +119,7 @@ class Server:
         self.recorder.set_cameras(list(self.camera_tasks))
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        self.recorder.release_camera(name)  # whoever runs it next reports it
 
     async def _lease_round(self) -> None:
         """Renew this ingester's leases, give back or take cameras (see :class:`stats.leases.Leases`)."""

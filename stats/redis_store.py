@@ -180,14 +180,20 @@ class CountRecorder:
             self._open[RECONNECTS_KEY][camera] += count
             self._history_now()[field("reconnects", camera)] += count
 
-    def forget_camera(self, camera: str) -> None:
-        """The camera left the config: its gauges leave Redis at the next flush and it is marked removed there, so
-        ``/metrics``, the page and the alerts drop it at once (its counters stay, hidden, until it runs again)."""
-        fields = self._removed.setdefault(camera, [camera])
+    def release_camera(self, camera: str) -> list[str]:
+        """This ingester no longer runs the camera (handed over, removed, restarted): its gauges are not written
+        from here any more (another ingester's would be overwritten by stale ones); returns the fields dropped."""
+        dropped = []
         for values in self._gauges.values():
             for name in [name for name in values if name == camera or name.startswith(f"{camera}|")]:
                 del values[name]
-                fields.append(name)
+                dropped.append(name)
+        return dropped
+
+    def forget_camera(self, camera: str) -> None:
+        """The camera left the config: its gauges leave Redis at the next flush and it is marked removed there, so
+        ``/metrics``, the page and the alerts drop it at once (its counters stay, hidden, until it runs again)."""
+        self._removed.setdefault(camera, [camera]).extend(self.release_camera(camera))
 
     def set_camera_up(self, camera: str, up: bool) -> None:
         self._removed.pop(camera, None)  # running (again): not removed

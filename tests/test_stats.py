@@ -224,3 +224,23 @@ def _registry_of(counts):
     registry, collector = make_registry()
     collector.counts = counts
     return registry
+
+
+def test_a_camera_handed_over_is_reported_by_its_new_ingester_only(redis_server):
+    """Before, the ingester that gave a camera up kept writing its last camera_up (0) at every flush, over the new
+    owner's 1: camera_up flapped. Released, only the new owner's value is written."""
+
+    async def scenario():
+        client = aioredis.from_url(redis_server.url)
+        old, new = CountRecorder(client, "old"), CountRecorder(client, "new")
+        old.set_camera_up("gate", False)  # its reader stopped at the handover
+        old.release_camera("gate")
+        new.set_camera_up("gate", True)
+        values = []
+        for _ in range(3):
+            assert await new.flush() and await old.flush()
+            values.append(await client.hget("binarycop:camera_up", "gate"))
+        await client.aclose()
+        return values
+
+    assert asyncio.run(scenario()) == [b"1", b"1", b"1"]
