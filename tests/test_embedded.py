@@ -5,6 +5,7 @@ starts it again without losing a count."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -90,6 +91,15 @@ def test_a_second_serve_busy_port_or_run_and_stopped_leaves_the_first_ones_redis
         _until(lambda: _ready(port) and _processed(client, "hall") > 0, 120, "the first serve to count")
         redis_pid = client.info("server")["process_id"]
         assert f"redis        {socket_url(instance_dir(tmp_path / 'a.yaml'))}" in first.log  # the stable URL
+        report = subprocess.run(
+            [sys.executable, "-m", "binarycop.cli", "status", "--config", str(tmp_path / "a.yaml"), "--json"],
+            env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert report.returncode == 0, report.stderr  # `status --config` finds the embedded Redis by itself
+        assert [i["pid"] for i in json.loads(report.stdout)["ingesters"]] == [first.process.pid]
 
         same_file = _Serve(tmp_path / "a.yaml")
         others.append(same_file)
