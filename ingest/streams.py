@@ -224,7 +224,7 @@ class StreamSource(BufferedSource):
                         check_size(decoded[-1].width, decoded[-1].height, self.max_frame_pixels)
                 except (av.FFmpegError, BadFrame) as error:  # damaged, or larger than max_pixels
                     if sampler.due(now):
-                        self._failed(error)
+                        self._failed(self._oversized(stream, packet) or error)
                     continue
                 if decoded and sampler.due(now):
                     pixels = decoded[-1].to_ndarray(format="bgr24")
@@ -232,6 +232,18 @@ class StreamSource(BufferedSource):
         except (av.FFmpegError, OSError) as error:  # timeout (a stall), a dropped connection, a broken stream
             self._cannot(*(("stalled", reason_message("stalled")) if delivered else describe(error)))
         return delivered
+
+    def _oversized(self, stream, packet) -> BadFrame | None:
+        """FFmpeg's max_pixels refusal is a bare EINVAL: the size the stream declares (the decoder's, or an MJPEG
+        packet's frame header) says whether it was one."""
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width * height and stream.codec_context.name == "mjpeg":
+            width, height = mjpeg.jpeg_size(bytes(packet)) or (0, 0)
+        try:
+            check_size(width, height, self.max_frame_pixels)
+        except BadFrame as error:
+            return error
+        return None
 
     def _pump(self, capture: cv2.VideoCapture) -> bool:
         """Read until the stream ends or stalls; True if any frame arrived."""

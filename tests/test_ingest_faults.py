@@ -69,6 +69,7 @@ def test_video_file_larger_than_the_limit_is_refused_from_its_header(caplog):
         delivered = _read(source, lambda s, f: s._finished)
     assert delivered == [] and source.status.failed == 1
     assert "frame of 640x360 px refused: above max_frame_pixels (57600 px)" in caplog.text
+    assert source.status.error.current.reason == "too_large"  # why, for the page and the metric
 
 
 def test_rtsp_frames_larger_than_the_limit_are_refused_by_ffmpeg(tmp_path):
@@ -80,9 +81,11 @@ def test_rtsp_frames_larger_than_the_limit_are_refused_by_ffmpeg(tmp_path):
     source = StreamSource("gate", url, url, detect_fps=30, stall_seconds=5, max_frame_pixels=SMALL_LIMIT)
     try:
         delivered = _read(source, lambda s, f: s.status.failed >= 10 or f, timeout=30)
+        reason = source.status.error.current.reason
     finally:
         camera.kill()
     assert delivered == [] and source.status.failed >= 10
+    assert reason == "too_large"
 
 
 def _send(data: bytes):
