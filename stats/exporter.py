@@ -94,15 +94,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for camera, value in sorted(counts.get(CAMERA_UP_KEY, {}).items()):
         fresh = now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS
         up.add_metric([camera], 1.0 if value == "1" and fresh else 0.0)
-    errors = GaugeMetricFamily(
-        "binarycop_camera_error_info",
-        "1 for each camera with an error now, by reason (why it delivers no frames; file_ended: its file was read)",
-        labels=["camera", "reason"],
-    )
-    for camera, value in sorted(counts.get(CAMERA_ERROR_KEY, {}).items()):
-        error = camera_error(value)
-        if error is not None and now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
-            errors.add_metric([camera, error["reason"]], 1.0)
+    errors = _error_family(counts.get(CAMERA_ERROR_KEY, {}), seen, now)
     reconnects = _counter(
         counts,
         RECONNECTS_KEY,
@@ -145,6 +137,20 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     beats = counts.get(INGESTERS_KEY, {}).values()
     ingesters.add_metric([], float(sum(now - float(seen) < STALE_AFTER_SECONDS for seen in beats)))
     return [faces, people, visible, frames, up, errors, reconnects, stages, crops, build, info, ingesters]
+
+
+def _error_family(stored: dict[str, str], seen: dict[str, str], now: float) -> GaugeMetricFamily:
+    """``binarycop_camera_error_info``: each reported camera's current error reason (stale ones left out)."""
+    errors = GaugeMetricFamily(
+        "binarycop_camera_error_info",
+        "1 for each camera with an error now, by reason (why it delivers no frames; file_ended: its file was read)",
+        labels=["camera", "reason"],
+    )
+    for camera, value in sorted(stored.items()):
+        error = camera_error(value)
+        if error is not None and now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
+            errors.add_metric([camera, error["reason"]], 1.0)
+    return errors
 
 
 def _stage_histogram(stored: dict[str, str]) -> HistogramMetricFamily:
