@@ -18,6 +18,7 @@ from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
 from binarycop.democlip import CLIP
 from binarycop.server import Server
 from tests.conftest import redis_server_binary
+from tests.test_page import browser  # noqa: F401 (the real-browser fixture)
 
 
 def _get(url: str) -> str:
@@ -55,7 +56,9 @@ def _outage_lines(caplog, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger and "Redis" in r.getMessage()]
 
 
-def test_a_redis_outage_under_a_running_server_is_reported_right(redis_server, tmp_path, caplog):
+def test_a_redis_outage_under_a_running_server_is_reported_right(redis_server, tmp_path, caplog, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
     caplog.set_level(logging.INFO)
     camera = CameraConfig(name="keep", url=str(CLIP), detect_fps=2, loop=True, site="hall")
     config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0, metrics="all"), cameras=[camera])
@@ -89,15 +92,22 @@ def test_a_redis_outage_under_a_running_server_is_reported_right(redis_server, t
             for _ in range(8):  # several seconds of outage, a scrape and a page poll each
                 outage.append((await asyncio.to_thread(metrics), await asyncio.to_thread(status)))
                 await asyncio.sleep(1)
+            await asyncio.to_thread(browser.get, f"{server.base_url}/")
+            summary = lambda: browser.find_element(By.ID, "summary")  # noqa: E731
+            await until(lambda: summary().get_attribute("data-source") == "local", 20, "the page to say local")
+            shown = (
+                summary().text,
+                browser.find_element(By.CSS_SELECTOR, 'article.camera[data-camera="keep"] .badge').text,
+            )
             restarted = await asyncio.to_thread(_redis_on, redis_server.port, tmp_path)
             await until(lambda: status()["source"] == "redis" and server.recorder.pending == 0, 30, "Redis back")
             back = await asyncio.to_thread(metrics)
-            return outage, back
+            return outage, back, shown
         finally:
             await server.stop()
 
     try:
-        outage, back = asyncio.run(scenario())
+        outage, back, shown = asyncio.run(scenario())
     finally:
         if restarted is not None:
             restarted.terminate()
@@ -112,6 +122,8 @@ def test_a_redis_outage_under_a_running_server_is_reported_right(redis_server, t
     assert outage[-1][1]["cameras"]["keep"]["now"]["faces_total"] > 0  # the counts made during the outage
     assert outage[-1][0][("binarycop_counts_pending", ())] > 0
     assert back[up] == 1 and back[("binarycop_redis_up", ())] == 1
+    assert shown[0].startswith("Redis away: this server's own cameras and counts since · 1 of 1 cameras up"), shown
+    assert shown[1] == "up"  # not "loading…" or "no sites": the process's own figures
     counts = _outage_lines(caplog, "stats.redis_store")
     assert len([line for line in counts if "Redis unreachable" in line]) == 1, counts  # was one a second
     assert any("Redis back after" in line for line in counts), counts
