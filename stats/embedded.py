@@ -117,6 +117,7 @@ class EmbeddedRedis:
 
     def _start(self) -> None:
         """Start redis-server and wait until it answers on its socket (a stale socket file is ours: removed)."""
+        self._stop_orphan()
         self.socket_path.unlink(missing_ok=True)
         self._process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_SECONDS
@@ -129,6 +130,19 @@ class EmbeddedRedis:
             time.sleep(0.05)
         self._stop_process()
         raise RuntimeError(f"embedded Redis did not answer within {START_SECONDS:g} s; see {self.directory}/redis.log")
+
+    def _stop_orphan(self) -> None:
+        """A Redis still answering on this folder's socket was left by a process that died (we hold the lock): it is
+        shut down (saving its data, which this one loads) so that two never write the same file."""
+        if not _answers(self.socket_path):
+            return
+        log.warning("an embedded Redis left running at %s by a stopped process: shutting it down first", self.url)
+        _send(self.socket_path, b"SHUTDOWN\r\n")
+        deadline = time.monotonic() + START_SECONDS
+        while _answers(self.socket_path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the embedded Redis left running at {self.url} does not stop")
+            time.sleep(0.05)
 
     @property
     def pid(self) -> int:
@@ -183,13 +197,18 @@ class EmbeddedRedis:
         self._release()
 
 
+def _send(path: Path, command: bytes) -> bytes:
+    """One inline command to the Redis on the unix socket at ``path``; its reply's first bytes (b"" once closed)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(0.5)
+        sock.connect(str(path))
+        sock.sendall(command)
+        return sock.recv(16)
+
+
 def _answers(path: Path) -> bool:
     """Redis answers PING on the unix socket at ``path``."""
     try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(0.5)
-            sock.connect(str(path))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+        return _send(path, b"PING\r\n").startswith(b"+PONG")
     except OSError:
         return False

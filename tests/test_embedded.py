@@ -167,3 +167,18 @@ def test_an_embedded_redis_folder_held_by_another_is_refused(tmp_path):
         assert redis.Redis.from_url(first.url).ping()
     finally:
         first.close()
+
+
+def test_a_redis_left_running_by_a_dead_server_is_stopped_before_its_folder_is_reused(tmp_path):
+    """A serve killed with SIGKILL leaves its redis-server running on the folder's socket and files. The next one
+    (the lock is free) shuts it down, so two never append to one file, and starts its own on the same data."""
+    first = EmbeddedRedis(tmp_path / "instance")
+    redis.Redis.from_url(first.url).hset("binarycop:frames", "gate|processed", 7)
+    first._lock.close()  # the owner died: its lock went with it, its Redis did not
+    second = EmbeddedRedis(tmp_path / "instance")
+    try:
+        first._process.wait(timeout=10)  # the orphan was shut down
+        assert second.pid != first.pid
+        assert redis.Redis.from_url(second.url).hget("binarycop:frames", "gate|processed") == b"7"
+    finally:
+        second.close()
