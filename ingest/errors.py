@@ -64,8 +64,9 @@ def describe(error: BaseException) -> tuple[str, str]:
 
 def _reason(error: BaseException) -> tuple[str, str]:
     status = _status_code(error)
-    if status is not None:
-        return {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(status, "http_error"), f"status {status}"
+    if status is not None:  # the reason's own text names 401, 403 and 404
+        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(status, "http_error")
+        return reason, f"status {status}" if reason == "http_error" else ""
     if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
         return _reason(error.reason)
     if isinstance(error, ConnectionRefusedError):

@@ -138,8 +138,8 @@ function cameraCard(name, camera, status) {
   const error = camera.last_error;
   const state = camera.up ? 'up' : error && error.reason === 'file_ended' ? 'ended' : 'down';
   title.appendChild(el('span', {class: 'badge ' + state}, state));
-  if (error) title.appendChild(el('span', {class: 'reason', 'data-reason': error.reason}, error.message));
   card.appendChild(title);
+  if (error) card.appendChild(el('p', {class: 'reason', 'data-reason': error.reason}, error.message));
   card.append(...nowFigure(camera.now, status.threshold, status.now_minutes));
   card.append(complianceChart(camera.chart, status.threshold), peopleChart(camera.chart), legend());
   const people = CLASSES.map(k => camera.now.people[k]).reduce((a, b) => a + b, 0);
