@@ -279,7 +279,9 @@ class CameraConfig(Strict):
     )
     detect_fps: float = Field(5, gt=0, le=60, description="frames per second sent to the detector")
     site: str | None = Field(None, pattern=NAME_PATTERN, description="optional site label for grouping")
-    loop: bool = Field(False, description="files only: start again at the end")
+    loop: bool = Field(
+        False, description="files only: true starts again at the end; false reads it once, then says file_ended"
+    )
     realtime: bool = Field(True, description="files only: read at the clip's own pace (false: as fast as possible)")
     zones: dict[str, Annotated[list[tuple[float, float]], Field(max_length=MAX_ZONE_POINTS)]] | None = Field(
         None,

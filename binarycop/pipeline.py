@@ -16,7 +16,7 @@ from binarycop.config import CameraConfig, DetectorConfig, TrackingConfig
 from detector import make_detector
 from detector.tracking import FaceTracker
 from detector.zones import Zones
-from ingest import Frame, SourceError, open_source
+from ingest import CameraError, Frame, SourceError, open_source, reason_message
 from stats import CountRecorder
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,7 @@ class CameraWorker:
         if frame.captured:
             self.recorder.observe("end_to_end", time.monotonic() - frame.captured, camera=name)
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
+        self.recorder.set_last_frame(name, frame.timestamp)
 
     def _named(self, counts: Counter) -> Counter:
         """Counts by (zone id, class id) as counts by (zone label, class name): Redis and metrics carry names."""
@@ -199,7 +200,10 @@ async def run_camera(
         source = open_source(camera)
         source.start()
     except SourceError as error:
-        log.error("%s", error)
+        log.error("%s [%s]", error, error.reason)
+        recorder.set_camera_error(
+            camera.name, CameraError(error.reason, reason_message(error.reason), time.time()).as_json()
+        )
         recorder.set_camera_up(camera.name, False)
         recorder.add_frames(camera.name, "failed")
         worker.close()
@@ -223,6 +227,8 @@ def _take_status(camera: str, source, recorder: CountRecorder) -> None:
     recorder.add_frames(camera, "dropped", dropped)
     recorder.add_frames(camera, "failed", failed)
     recorder.add_reconnects(camera, reconnects)
+    error = source.status.error.current
+    recorder.set_camera_error(camera, error.as_json() if error is not None else None)
     recorder.set_camera_up(camera, source.status.up)
 
 

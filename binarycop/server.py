@@ -119,6 +119,7 @@ class Server:
         self.recorder.set_cameras(list(self.camera_tasks))
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        self.recorder.release_camera(name)  # whoever runs it next reports it
 
     async def _lease_round(self) -> None:
         """Renew this ingester's leases, give back or take cameras (see :class:`stats.leases.Leases`)."""
@@ -180,6 +181,7 @@ class Server:
                 if name in self.camera_tasks:
                     await self._stop_camera(name)
                     await _quietly(self.leases.release(name))
+                self.recorder.forget_camera(name)  # leaves /metrics, the page and the alerts at the next flush
                 changes.append(f"camera {name} removed")
             for name in sorted(old.keys() & wanted.keys()):
                 if old[name] != wanted[name]:
@@ -325,6 +327,8 @@ class Server:
             counts_in_metrics=self.config.http.metrics == "all",
             local=self._local_cameras,
             preview_url=preview_url,
+            local_counts=self.recorder.local_counts,
+            local_history=self.recorder.pending_history,
         )
         bind, port = self.config.http.bind, self.config.http.port
         try:

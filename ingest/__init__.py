@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from ingest.buffer import BufferedSource, Frame, SourceError, SourceStatus
+from ingest.errors import REASONS, CameraError, describe, reason_message
 from ingest.files import FileSource
 from ingest.streams import StreamSource, device_index
 
 __all__ = [
     "BufferedSource",
+    "CameraError",
+    "REASONS",
     "FileSource",
     "Frame",
     "SourceError",
     "SourceStatus",
     "StreamSource",
+    "describe",
     "file_path",
     "open_source",
+    "reason_message",
 ]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 

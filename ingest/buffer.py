@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingest.errors import ErrorState
+
 BUFFER_FRAMES = 2
 STOP_WAIT_SECONDS = 1.0  # the longest stop() holds its caller (the event loop) waiting for the reader
 MAX_FRAME_PIXELS = 4096 * 2160  # 4K (DCI); the config's default
@@ -44,16 +46,23 @@ class BadFrame(ValueError):
 
 
 class SourceError(RuntimeError):
-    """A source that cannot be used (the message never contains credentials)."""
+    """A source that cannot be used (the message never contains credentials); ``reason``: a word of
+    :data:`ingest.errors.REASONS`."""
+
+    def __init__(self, message: str, reason: str = "failed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class SourceStatus:
-    """Thread-safe state a reader thread reports: frames dropped and failed, reconnects, up or down."""
+    """Thread-safe state a reader thread reports: frames dropped and failed, reconnects, up or down, and why not
+    (``error``: cleared by each frame handed on)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.dropped = self.failed = self.reconnects = 0
         self.up = False
+        self.error = ErrorState()
 
     def add(self, dropped: int = 0, failed: int = 0, reconnects: int = 0) -> None:
         with self._lock:
@@ -154,4 +163,5 @@ class BufferedSource:
                 self.status.add(dropped=1)
             self._buffer.append(frame)
             self._ready.notify_all()
+        self.status.error.clear()
         self._notify_loop()

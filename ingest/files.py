@@ -34,7 +34,7 @@ class FileSource(BufferedSource):
 
     def start(self) -> None:
         if not Path(self.path).is_file():
-            raise SourceError(f"camera {self.camera}: video file not found: {self.path}")
+            raise SourceError(f"camera {self.camera}: video file not found: {self.path}", "file_not_found")
         super().start()
 
     def _read(self) -> None:
@@ -43,7 +43,11 @@ class FileSource(BufferedSource):
                 self._read_once()
                 if not self.loop:
                     break
+            if not self._stopped.is_set():
+                self.status.error.set("file_ended")
+                log.info("camera %s: video file %s ended (loop: false): not read again", self.camera, self.path)
         except SourceError as error:
+            self.status.error.set(error.reason)
             log.error("%s", error)
         except Exception:  # noqa: BLE001 - a reader must never take the server down
             log.exception("camera %s: reader stopped", self.camera)
@@ -52,14 +56,14 @@ class FileSource(BufferedSource):
         capture = cv2.VideoCapture(self.path)
         if not capture.isOpened():
             self.status.add(failed=1)
-            raise SourceError(f"camera {self.camera}: cannot open video file {self.path}")
+            raise SourceError(f"camera {self.camera}: cannot open video file {self.path}", "not_video")
         declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         try:  # the size from the file's header, before any frame is decoded
             check_size(*declared, self.max_frame_pixels)
         except BadFrame as error:
             capture.release()
             self.status.add(failed=1)
-            raise SourceError(f"camera {self.camera}: video file {self.path}: {error}") from None
+            raise SourceError(f"camera {self.camera}: video file {self.path}: {error}", "too_large") from None
         self.status.up = True
         clip_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         interval = 1.0 / self.detect_fps

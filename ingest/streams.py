@@ -21,6 +21,7 @@ import cv2
 
 from ingest import mjpeg
 from ingest.buffer import MAX_FRAME_PIXELS, BadFrame, BufferedSource, Frame, check_size
+from ingest.errors import describe, reason_message
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -48,6 +49,7 @@ class StreamSource(BufferedSource):
         super().__init__(camera, block_when_full=False)
         self.max_frame_pixels = max_frame_pixels
         self._logged_failures: set[str] = set()  # reasons for failed frames logged on this connection
+        self._why: tuple[str, str] | None = None  # (reason, message) the last connection gave no frames
         self.url = url
         self.display_url = display_url
         self.detect_fps = detect_fps
@@ -70,20 +72,41 @@ class StreamSource(BufferedSource):
                 self.status.add(reconnects=1)
             attempts += 1
             self._logged_failures.clear()
+            self._why = None
             try:
                 delivered = self._read_once()
             except Exception as error:  # noqa: BLE001 - whatever the camera sends, the reader goes on
-                # the type only: a message may quote the camera's bytes or its URL
-                log.warning("camera %s: reading %s failed: %s", self.camera, self.display_url, type(error).__name__)
+                self._cannot(*describe(error))  # our words: the error's text may quote the camera's bytes or URL
                 delivered = False
             self.status.up = False
             if delivered:
                 backoff = FIRST_BACKOFF_SECONDS
             if self._stopped.is_set():
                 return
-            log.warning("camera %s: no frames from %s; reconnecting in %.1f s", self.camera, self.display_url, backoff)
+            error = self._record_why(delivered)
+            log.warning(
+                "camera %s: no frames from %s: %s [%s]; reconnecting in %.1f s",
+                self.camera,
+                self.display_url,
+                error.message,
+                error.reason,
+                backoff,
+            )
             self._stopped.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_seconds)
+
+    def _cannot(self, reason: str, message: str | None = None) -> None:
+        """Why this connection gives no frames (the last said wins)."""
+        self._why = (reason, message or reason_message(reason))
+
+    def _record_why(self, delivered: bool):
+        """The camera's error after a connection ended: its own reason, a frame failure seen on it, or a stall."""
+        if self._why is None:
+            current = self.status.error.current
+            if current is not None:
+                return current
+            self._cannot("stalled" if delivered else "no_frames")
+        return self.status.error.set(*self._why)
 
     def _read_once(self) -> bool:
         """One connection, until it ends or stalls; True if any frame arrived."""
@@ -100,8 +123,11 @@ class StreamSource(BufferedSource):
             try:
                 if capture.isOpened():
                     delivered = self._pump(capture)
+                else:
+                    self._cannot("no_device" if device_index(self.url) is not None else "not_video")
             except cv2.error as error:  # a decoder error must not end the camera
                 log.warning("camera %s: decoder error: %s", self.camera, type(error).__name__)
+                self._cannot("decode_failed")
             finally:
                 capture.release()
         return delivered
@@ -112,13 +138,15 @@ class StreamSource(BufferedSource):
         if path.exists():
             return True
         log.warning("camera %s: video device %s is not present (camera unplugged or no V4L2 driver)", self.camera, path)
+        self._cannot("no_device")
         return False
 
     def _read_mjpeg(self) -> bool | None:
         """Read an HTTP MJPEG stream part by part; None if the URL serves something else."""
         try:
             response = mjpeg.open_stream(self.url, self.stall_seconds)
-        except OSError:
+        except OSError as error:  # refused, timed out, an HTTP error status (401, 404, ...)
+            self._cannot(*describe(error))
             return False
         with response:
             boundary = mjpeg.boundary_of(response.headers.get("Content-Type", ""))
@@ -149,8 +177,9 @@ class StreamSource(BufferedSource):
                     self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
             except mjpeg.Stalled as error:
                 log.warning("camera %s: %s from %s (bytes trickle in)", self.camera, error, self.display_url)
-            except OSError:  # timeout (a stall) or a dropped connection
-                pass
+                self._cannot("stalled")
+            except OSError as error:  # timeout (a stall) or a dropped connection
+                self._cannot(*(("stalled", reason_message("stalled")) if delivered else describe(error)))
             return delivered
 
     def _part_dropped(self) -> None:
@@ -166,10 +195,12 @@ class StreamSource(BufferedSource):
             container = av.open(
                 self.url, options={"rtsp_transport": "tcp"}, timeout=(self.stall_seconds, self.stall_seconds)
             )
-        except (av.FFmpegError, OSError):  # the message may hold the URL: not logged
+        except (av.FFmpegError, OSError) as error:  # the message may hold the URL: only our reason is told
+            self._cannot(*describe(error))
             return False
         with container:
             if not container.streams.video:
+                self._cannot("not_video")
                 return False
             stream = container.streams.video[0]
             # max_pixels: FFmpeg refuses a larger frame before allocating it (a decode error, counted as failed)
@@ -193,14 +224,26 @@ class StreamSource(BufferedSource):
                         check_size(decoded[-1].width, decoded[-1].height, self.max_frame_pixels)
                 except (av.FFmpegError, BadFrame) as error:  # damaged, or larger than max_pixels
                     if sampler.due(now):
-                        self._failed(error)
+                        self._failed(self._oversized(stream, packet) or error)
                     continue
                 if decoded and sampler.due(now):
                     pixels = decoded[-1].to_ndarray(format="bgr24")
                     self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
-        except (av.FFmpegError, OSError):  # timeout (a stall), a dropped connection, a broken stream
-            pass
+        except (av.FFmpegError, OSError) as error:  # timeout (a stall), a dropped connection, a broken stream
+            self._cannot(*(("stalled", reason_message("stalled")) if delivered else describe(error)))
         return delivered
+
+    def _oversized(self, stream, packet) -> BadFrame | None:
+        """FFmpeg's max_pixels refusal is a bare EINVAL: the size the stream declares (the decoder's, or an MJPEG
+        packet's frame header) says whether it was one."""
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width * height and stream.codec_context.name == "mjpeg":
+            width, height = mjpeg.jpeg_size(bytes(packet)) or (0, 0)
+        try:
+            check_size(width, height, self.max_frame_pixels)
+        except BadFrame as error:
+            return error
+        return None
 
     def _pump(self, capture: cv2.VideoCapture) -> bool:
         """Read until the stream ends or stalls; True if any frame arrived."""
@@ -236,6 +279,7 @@ class StreamSource(BufferedSource):
         """A frame counted as failed; the first of each kind per connection is logged (they may come at 30/s)."""
         self.status.add(failed=1)
         reason = str(error) if isinstance(error, BadFrame) else f"decode error {type(error).__name__}"
+        self.status.error.set("too_large" if "max_frame_pixels" in reason else "decode_failed")
         if reason not in self._logged_failures:
             self._logged_failures.add(reason)
             log.warning("camera %s: %s (further ones counted as failed, not logged)", self.camera, reason)

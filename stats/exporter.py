@@ -11,6 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_ERROR_KEY,
     CAMERA_LATENCY_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
@@ -19,9 +20,11 @@ from stats.schema import (
     FRAME_OUTCOMES,
     FRAMES_KEY,
     INGESTERS_KEY,
+    LAST_FRAME_KEY,
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    REMOVED_KEY,
     SITE_KEY,
     STAGE_BUCKETS,
     STAGES,
@@ -29,10 +32,33 @@ from stats.schema import (
     VISIBLE_KEY,
     field,
 )
-from stats.snapshot import clean_counts
+from stats.snapshot import camera_error, clean_counts
 
 STALE_AFTER_SECONDS = 30.0
 CLASS_LABELS = ["camera", "zone", "mask_class"]
+PER_CAMERA_KEYS = (
+    FACES_KEY,
+    PEOPLE_KEY,
+    VISIBLE_KEY,
+    FRAMES_KEY,
+    CAMERA_UP_KEY,
+    CAMERA_SEEN_KEY,
+    RECONNECTS_KEY,
+    SITE_KEY,
+    CAMERA_ERROR_KEY,
+    LAST_FRAME_KEY,
+)
+
+
+def without_removed(counts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The snapshot less every field of the cameras removed from the config and not run again since."""
+    removed = set(counts.get(REMOVED_KEY, {})) - set(counts.get(CAMERA_UP_KEY, {}))
+    if not removed:
+        return counts
+    kept = dict(counts)
+    for key in PER_CAMERA_KEYS:
+        kept[key] = {name: value for name, value in counts.get(key, {}).items() if name.split("|")[0] not in removed}
+    return kept
 
 
 def _counter(
@@ -52,6 +78,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     cannot be served is left out (:func:`stats.snapshot.clean_counts`)."""
     now = time.time() if now is None else now
     counts, _ = clean_counts(counts)
+    counts = without_removed(counts)
     faces = _counter(
         counts, FACES_KEY, "binarycop_faces_classified", "Faces classified, per frame, by mask position", CLASS_LABELS
     )
@@ -69,6 +96,7 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     for camera, value in sorted(counts.get(CAMERA_UP_KEY, {}).items()):
         fresh = now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS
         up.add_metric([camera], 1.0 if value == "1" and fresh else 0.0)
+    errors = _error_family(counts.get(CAMERA_ERROR_KEY, {}), seen, now)
     reconnects = _counter(
         counts,
         RECONNECTS_KEY,
@@ -121,7 +149,21 @@ def metric_families(counts: dict[str, dict[str, str]], now: float | None = None)
     ingesters = GaugeMetricFamily("binarycop_ingesters", "Ingester processes with a recent heartbeat")
     beats = counts.get(INGESTERS_KEY, {}).values()
     ingesters.add_metric([], float(sum(now - float(seen) < STALE_AFTER_SECONDS for seen in beats)))
-    return [faces, people, visible, frames, up, reconnects, stages, latency, crops, build, info, ingesters]
+    return [faces, people, visible, frames, up, errors, reconnects, stages, latency, crops, build, info, ingesters]
+
+
+def _error_family(stored: dict[str, str], seen: dict[str, str], now: float) -> GaugeMetricFamily:
+    """``binarycop_camera_error_info``: each reported camera's current error reason (stale ones left out)."""
+    errors = GaugeMetricFamily(
+        "binarycop_camera_error_info",
+        "1 for each camera with an error now, by reason (why it delivers no frames; file_ended: its file was read)",
+        labels=["camera", "reason"],
+    )
+    for camera, value in sorted(stored.items()):
+        error = camera_error(value)
+        if error is not None and now - float(seen.get(camera, 0)) < STALE_AFTER_SECONDS:
+            errors.add_metric([camera, error["reason"]], 1.0)
+    return errors
 
 
 def _histogram(name: str, documentation: str, label: str, values, counts: dict, key: str) -> HistogramMetricFamily:
@@ -141,19 +183,40 @@ def _histogram(name: str, documentation: str, label: str, values, counts: dict, 
     return histogram
 
 
+# What an ingester serves of its own while Redis is away: its cameras' gauges (counters stay with Redis, so no
+# counter ever restarts from 0)
+LOCAL_FAMILIES = {
+    "binarycop_camera_up",
+    "binarycop_camera_error_info",
+    "binarycop_camera_info",
+    "binarycop_faces_visible",
+}
+
+
 class SnapshotCollector:
     """A collector over the latest snapshot (refreshed by the server before each exposition), plus
-    what only this process knows: counts waiting for Redis, and whether Redis answered."""
+    what only this process knows: counts waiting for Redis, whether Redis answered, and for an ingester
+    (``local`` given: its own gauges, :meth:`stats.redis_store.CountRecorder.local_counts`) that it is alive and,
+    while Redis is away, its cameras' up, errors and sites."""
 
-    def __init__(self, pending=lambda: 0):
+    def __init__(self, pending=lambda: 0, local=None):
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
         self.bad_values = 0  # values read from Redis and skipped, since this process started
         self._pending = pending
+        self._local = local
 
     def collect(self):
         if self.redis_up:
             yield from metric_families(self.counts)
+        elif self._local is not None:
+            yield from (family for family in metric_families(self._local()) if family.name in LOCAL_FAMILIES)
+        if self._local is not None:
+            alive = GaugeMetricFamily(
+                "binarycop_ingester_up", "1 from each running ingester's own /metrics, whether Redis answers or not"
+            )
+            alive.add_metric([], 1.0)
+            yield alive
         pending = GaugeMetricFamily(
             "binarycop_counts_pending", "Counts held in this process because Redis has not taken them yet"
         )
@@ -171,11 +234,12 @@ class SnapshotCollector:
         yield bad
 
 
-def make_registry(pending=lambda: 0) -> tuple[CollectorRegistry, SnapshotCollector]:
-    """The registry ``/metrics`` serves: the counts' collector, and prometheus_client's own process (``process_*``:
-    resident memory, CPU seconds, open files), platform (``python_info``) and garbage-collector collectors."""
+def make_registry(pending=lambda: 0, local=None) -> tuple[CollectorRegistry, SnapshotCollector]:
+    """The registry ``/metrics`` serves: the counts' collector (``local``: this process's own camera gauges, served
+    while Redis is away), and prometheus_client's own process (``process_*``: resident memory, CPU seconds, open
+    files), platform (``python_info``) and garbage-collector collectors."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector(pending)
+    collector = SnapshotCollector(pending, local)
     registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

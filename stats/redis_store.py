@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import os
 import secrets
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from stats.outage import OutageLog
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_ERROR_KEY,
     CAMERA_LATENCY_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
@@ -35,9 +38,11 @@ from stats.schema import (
     FRAMES_KEY,
     HISTORY_SECONDS,
     INGESTERS_KEY,
+    LAST_FRAME_KEY,
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    REMOVED_KEY,
     SEQ_KEEP_SECONDS,
     SITE_KEY,
     STAGE_BUCKETS,
@@ -121,10 +126,14 @@ class CountRecorder:
             BUILD_KEY: {},
             VISIBLE_KEY: {},
             SITE_KEY: {},
+            CAMERA_ERROR_KEY: {},
+            LAST_FRAME_KEY: {},
         }
         self._build: dict[str, str] = {}
+        self._removed: dict[str, list[str]] = {}  # camera -> its gauge fields still to delete from Redis
         self.heartbeat_extra = dict(heartbeat_extra or {})
         self._lock = asyncio.Lock()
+        self._outage = OutageLog(log, "counts")
 
     def set_cameras(self, cameras: list[str]) -> None:
         """The cameras this ingester runs now (its heartbeat lists them)."""
@@ -178,9 +187,33 @@ class CountRecorder:
             self._open[RECONNECTS_KEY][camera] += count
             self._history_now()[field("reconnects", camera)] += count
 
+    def release_camera(self, camera: str) -> list[str]:
+        """This ingester no longer runs the camera (handed over, removed, restarted): its gauges are not written
+        from here any more (another ingester's would be overwritten by stale ones); returns the fields dropped."""
+        dropped = []
+        for values in self._gauges.values():
+            for name in [name for name in values if name == camera or name.startswith(f"{camera}|")]:
+                del values[name]
+                dropped.append(name)
+        return dropped
+
+    def forget_camera(self, camera: str) -> None:
+        """The camera left the config: its gauges leave Redis at the next flush and it is marked removed there, so
+        ``/metrics``, the page and the alerts drop it at once (its counters stay, hidden, until it runs again)."""
+        self._removed.setdefault(camera, [camera]).extend(self.release_camera(camera))
+
     def set_camera_up(self, camera: str, up: bool) -> None:
+        self._removed.pop(camera, None)  # running (again): not removed
         self._gauges[CAMERA_UP_KEY][camera] = "1" if up else "0"
         self._gauges[CAMERA_SEEN_KEY][camera] = f"{time.time():.3f}"
+
+    def set_camera_error(self, camera: str, error: dict | None) -> None:
+        """Why the camera gives no frames now ({"reason", "message", "since"}), or None: it has no error."""
+        self._gauges[CAMERA_ERROR_KEY][camera] = json.dumps(error, separators=(",", ":")) if error else ""
+
+    def set_last_frame(self, camera: str, at: float) -> None:
+        """The camera delivered a frame at ``at`` (unix time)."""
+        self._gauges[LAST_FRAME_KEY][camera] = f"{at:.3f}"
 
     def set_site(self, camera: str, site: str | None) -> None:
         self._gauges[SITE_KEY][camera] = site or NO_SITE
@@ -216,8 +249,9 @@ class CountRecorder:
                     self._sealed = None
                 await self._write_gauges()
             except (RedisError, OSError) as error:
-                log.warning("Redis unreachable, %d counts pending: %s", self.pending, error)
+                self._outage.failed(f"{self.pending} counts wait in memory: {error}")
                 return False
+            self._outage.recovered("the counts that waited are written")
             return True
 
     async def _apply(self, batch: Batch) -> None:
@@ -233,8 +267,32 @@ class CountRecorder:
         self._sealed = None
         return batches
 
+    def _report_cameras(self, now: float) -> None:
+        """Every camera this ingester runs is reported as seen now, one whose file has ended too."""
+        for camera in self.cameras:
+            if camera in self._gauges[CAMERA_UP_KEY]:
+                self._gauges[CAMERA_SEEN_KEY][camera] = f"{now:.3f}"
+
+    def local_counts(self) -> dict[str, dict[str, str]]:
+        """This process's own gauges (its cameras' up, errors, last frames, sites) in the form of
+        :func:`read_counts`, for ``/metrics`` and the page while Redis is away; counters are not in it."""
+        now = time.time()
+        self._report_cameras(now)
+        counts = {key: dict(values) for key, values in self._gauges.items() if key != BUILD_KEY}
+        counts[INGESTERS_KEY] = {self.ingester: f"{now:.3f}"}
+        return counts
+
+    def pending_history(self) -> dict[int, Counter]:
+        """The minute buckets not yet in Redis (what was counted during an outage), minute -> field -> count."""
+        history: dict[int, Counter] = {}
+        for batch in ([self._sealed.history] if self._sealed else []) + [self._history]:
+            for minute, counter in batch.items():
+                history.setdefault(minute, Counter()).update(counter)
+        return history
+
     async def _write_gauges(self) -> None:
         now = time.time()
+        self._report_cameras(now)
         pipe = self.client.pipeline(transaction=True)
         for key, values in self._gauges.items():
             if values:
@@ -249,11 +307,21 @@ class CountRecorder:
             **self._build,
             **self.heartbeat_extra,
         }
+        removed = dict(self._removed)
+        for camera, fields in removed.items():
+            for key in self._gauges:
+                pipe.hdel(key, *fields)
+            pipe.hset(REMOVED_KEY, camera, f"{now:.3f}")
+        if self._gauges[CAMERA_UP_KEY]:
+            pipe.hdel(REMOVED_KEY, *self._gauges[CAMERA_UP_KEY])  # cameras running here are not removed
         pipe.hset(ingester_key(self.ingester), mapping=heartbeat)
         pipe.expire(ingester_key(self.ingester), HEARTBEAT_SECONDS * 10)
         pipe.zadd(INGESTERS_KEY, {self.ingester: now})
         pipe.zremrangebyscore(INGESTERS_KEY, "-inf", now - HEARTBEAT_SECONDS * 10)
         await pipe.execute()
+        for camera in removed:
+            if self._removed.get(camera) is removed[camera]:
+                del self._removed[camera]
 
     async def say_goodbye(self) -> None:
         """A clean shutdown: this ingester leaves the list at once (its counts were flushed before)."""
@@ -295,6 +363,9 @@ async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:
         CROPS_KEY,
         BUILD_KEY,
         SITE_KEY,
+        REMOVED_KEY,
+        CAMERA_ERROR_KEY,
+        LAST_FRAME_KEY,
     )
     for key in keys:
         pipe.hgetall(key)

@@ -18,6 +18,10 @@ FRAMES_KEY = f"{PREFIX}:frames"
 CAMERA_UP_KEY = f"{PREFIX}:camera_up"
 # camera -> unix time the camera last reported
 CAMERA_SEEN_KEY = f"{PREFIX}:camera_seen"
+# camera -> its current error, JSON {"reason": a word, "message": our text, "since": unix time}; "" while it has none
+CAMERA_ERROR_KEY = f"{PREFIX}:camera_error"
+# camera -> unix time of the last frame it delivered
+LAST_FRAME_KEY = f"{PREFIX}:camera_last_frame"
 # camera -> reconnects
 RECONNECTS_KEY = f"{PREFIX}:camera_reconnects"
 # camera|zone|mask_class -> people, each counted once (by the tracker)
@@ -35,6 +39,9 @@ CROPS_KEY = f"{PREFIX}:classifier_crops"
 BUILD_KEY = f"{PREFIX}:build_info"
 # camera -> site (NO_SITE when none), for per-site compliance
 SITE_KEY = f"{PREFIX}:camera_site"
+# camera -> unix time it was removed from the config (hot reload): none of its series is served until an ingester
+# runs it again (its counters stay in Redis, so a camera added back resumes its totals)
+REMOVED_KEY = f"{PREFIX}:camera_removed"
 # sorted set: ingester id -> unix time of its last heartbeat. Per ingester, ingester_key (an expiring hash: host,
 # pid, version, backend, model, started, seen, pending, cameras) and sequence_key (the last batch applied)
 INGESTERS_KEY = f"{PREFIX}:ingesters"

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from names import CLASSES, NAME_PATTERN
 from stats.schema import (
     BUILD_KEY,
+    CAMERA_ERROR_KEY,
     CAMERA_LATENCY_KEY,
     CAMERA_SEEN_KEY,
     CAMERA_UP_KEY,
@@ -27,8 +29,10 @@ from stats.schema import (
     FRAME_OUTCOMES,
     FRAMES_KEY,
     INGESTERS_KEY,
+    LAST_FRAME_KEY,
     PEOPLE_KEY,
     RECONNECTS_KEY,
+    REMOVED_KEY,
     SITE_KEY,
     STAGE_BUCKETS,
     STAGES,
@@ -63,6 +67,26 @@ def _time(value: str) -> bool:
         return False
 
 
+_REASON = re.compile(r"[a-z][a-z_]{0,31}")
+_MESSAGE = re.compile(r"[ -~]{1,200}")  # printable ASCII
+
+
+def camera_error(value: str) -> dict | None:
+    """A camera error as stored (:data:`stats.schema.CAMERA_ERROR_KEY`), checked; None for "" or a bad value."""
+    try:
+        error = json.loads(value) if value and len(value) <= 400 else None
+    except ValueError:
+        return None
+    if not isinstance(error, dict) or set(error) != {"reason", "message", "since"}:
+        return None
+    reason, message, since = error["reason"], error["message"], error["since"]
+    if not (isinstance(reason, str) and _REASON.fullmatch(reason) and isinstance(message, str)):
+        return None
+    if not (_MESSAGE.fullmatch(message) and isinstance(since, (int, float)) and math.isfinite(since)):
+        return None
+    return error
+
+
 _STAGE_FIELDS = _one_of("count", "sum_us", *(str(index) for index in range(len(STAGE_BUCKETS) + 1)))
 _CLASS_LABELS = (_name, _name, _one_of(*CLASSES))
 # key -> (a check per '|'-separated label part, the value's check)
@@ -79,6 +103,9 @@ SCHEMA: dict[str, tuple[tuple[Callable[[str], bool], ...], Callable[[str], bool]
     CROPS_KEY: ((_name,), _count),
     BUILD_KEY: ((_build_label, _build_label, _build_label), _time),
     SITE_KEY: ((_name,), _name),
+    CAMERA_ERROR_KEY: ((_name,), lambda value: value == "" or camera_error(value) is not None),
+    LAST_FRAME_KEY: ((_name,), _time),
+    REMOVED_KEY: ((_name,), _time),
     INGESTERS_KEY: ((lambda part: 0 < len(part) <= 200,), _time),
 }
 

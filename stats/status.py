@@ -22,6 +22,8 @@ from names import CLASSES
 from stats.exporter import metric_families
 from stats.history import Bucket
 from stats.redis_store import BUILD_KEY, CAMERA_SEEN_KEY, FRAME_OUTCOMES, NO_SITE, SITE_KEY
+from stats.schema import CAMERA_ERROR_KEY, LAST_FRAME_KEY
+from stats.snapshot import camera_error
 
 # The alert rules' figures (dashboards/rules/binarycop.rules.yml; tests/test_page.py checks they agree): compliance
 # of people under THRESHOLD pages, but only with at least this many people a minute (an empty hall never pages).
@@ -160,6 +162,7 @@ def camera_status(
         camera["frames"] = {outcome: camera["frames"].get(outcome, 0) for outcome in FRAME_OUTCOMES}
         camera["site"] = sites.get(name, local.get(name, {}).get("site") or NO_SITE)
         camera["seen_ago_s"] = round(now - float(seen[name]), 1) if name in seen else None
+        _health(camera, name, counts, now)
         mine = local.get(name, {})
         camera["url"] = mine.get("url")
         camera["detector"] = mine.get("detector")
@@ -201,6 +204,13 @@ def _venue(cameras: dict[str, dict], history: list[tuple[int, Bucket]], today) -
         "today": {**_share(_sum_people(day_buckets, names)), "since": day_start},
         "people_last_hour": sum(_sum_people(history, names).values()),
     }
+
+
+def _health(camera: dict, name: str, counts: dict[str, dict[str, str]], now: float) -> None:
+    """``last_error`` (null or {"reason", "message", "since"}) and ``last_frame_age_s`` (null: no frame yet)."""
+    last_frame = counts.get(LAST_FRAME_KEY, {}).get(name)
+    camera["last_frame_age_s"] = round(max(0.0, now - float(last_frame)), 1) if last_frame else None
+    camera["last_error"] = camera_error(counts.get(CAMERA_ERROR_KEY, {}).get(name, ""))
 
 
 def _totals_empty() -> dict:

@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from stats.exporter import make_registry
-from stats.history import read_history
+from stats.history import check_bucket, read_history
 from stats.listener import IDLE_TIMEOUT_SECONDS, Listener
+from stats.outage import OutageLog
 from stats.redis_store import read_counts
 from stats.snapshot import clean_counts
 from stats.status import CHART_MINUTES, PAGE, PAGE_POLICY, camera_status, status_json
@@ -30,7 +31,9 @@ class CountsWeb:
     """``not_ready()`` returns a reason while the process is not ready (besides Redis), else None;
     ``idle_timeout`` closes connections that send no whole request for that long; ``local()`` says what only this
     process knows of the cameras it runs (camera -> redacted url, detector, model), ``preview_url`` where its setup
-    view is (None: off)."""
+    view is (None: off). An ingester also gives ``local_counts()`` (its own gauges, as Redis would hold them) and
+    ``local_history()`` (minute -> its counts not yet in Redis): ``/metrics`` and ``/api/status`` fall back to them
+    while Redis is away, the latter marked ``"source": "local"``."""
 
     def __init__(
         self,
@@ -42,7 +45,11 @@ class CountsWeb:
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         local: Callable[[], dict[str, dict]] = dict,
         preview_url: str | None = None,
+        local_counts: Callable[[], dict] | None = None,
+        local_history: Callable[[], dict] = dict,
     ):
+        self.local_counts = local_counts
+        self.local_history = local_history
         self.local = local
         self.preview_url = preview_url
         self.client = client
@@ -50,7 +57,8 @@ class CountsWeb:
         self.redis_display = redis_display
         self.not_ready = not_ready
         self.idle_timeout = idle_timeout
-        self.registry, self.collector = make_registry(pending)
+        self.registry, self.collector = make_registry(pending, local_counts)
+        self._outage = OutageLog(log, f"status page and /metrics ({redis_display})")
         self.listener = Listener()
         self._bad_logged: set[tuple[str, str]] = set()
         self.today = TodayPeople()
@@ -76,8 +84,9 @@ class CountsWeb:
         try:
             counts = await read_counts(self.client)
         except (RedisError, OSError) as error:
-            log.warning("Redis unreachable at %s: %s", self.redis_display, type(error).__name__)
+            self._outage.failed(type(error).__name__)
             return None
+        self._outage.recovered()
         counts, bad = clean_counts(counts)
         self.collector.bad_values += len(bad)
         for key, name in bad:
@@ -96,17 +105,32 @@ class CountsWeb:
     async def _status(self, request: web.Request) -> web.Response:
         counts = await self._counts()
         now = time.time()
-        try:
-            history, skipped = await read_history(self.client, now, CHART_MINUTES)
-            day_start, day, _ = await self.today.read(self.client, now)
-        except (RedisError, OSError):
-            counts = None
+        history, skipped, source, today = [], 0, "redis", None
+        if counts is not None:
+            try:
+                history, skipped = await read_history(self.client, now, CHART_MINUTES)
+                day_start, day, _ = await self.today.read(self.client, now)
+                today = (day_start, day)
+            except (RedisError, OSError):
+                counts = None
         if counts is None:
-            return web.json_response({"error": "Redis unreachable"}, status=503)
+            if self.local_counts is None:
+                return web.json_response({"error": "Redis unreachable"}, status=503)
+            counts, history, source = clean_counts(self.local_counts())[0], self._local_buckets(now), "local"
         self.collector.bad_values += skipped
-        status = camera_status(counts, history, now, self.local(), (day_start, day))
+        status = camera_status(counts, history, now, self.local(), today)
         status["preview"] = self.preview_url
+        status["source"] = source  # "local": Redis is away, these are this process's own figures
         return web.Response(text=status_json(status), content_type="application/json")
+
+    def _local_buckets(self, now: float) -> list:
+        """The last hour's minutes as :func:`stats.history.read_history` gives them, of the counts not in Redis yet."""
+        pending = self.local_history()
+        this_minute = int(now // 60)
+        minutes = range(this_minute - CHART_MINUTES + 1, this_minute + 1)
+        return [
+            (minute, check_bucket({k: str(v) for k, v in pending.get(minute, {}).items()})[0]) for minute in minutes
+        ]
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """Totals from Redis (unless a separate exporter serves them); while Redis is away, only this

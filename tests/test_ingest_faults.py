@@ -69,6 +69,7 @@ def test_video_file_larger_than_the_limit_is_refused_from_its_header(caplog):
         delivered = _read(source, lambda s, f: s._finished)
     assert delivered == [] and source.status.failed == 1
     assert "frame of 640x360 px refused: above max_frame_pixels (57600 px)" in caplog.text
+    assert source.status.error.current.reason == "too_large"  # why, for the page and the metric
 
 
 def test_rtsp_frames_larger_than_the_limit_are_refused_by_ffmpeg(tmp_path):
@@ -80,9 +81,11 @@ def test_rtsp_frames_larger_than_the_limit_are_refused_by_ffmpeg(tmp_path):
     source = StreamSource("gate", url, url, detect_fps=30, stall_seconds=5, max_frame_pixels=SMALL_LIMIT)
     try:
         delivered = _read(source, lambda s, f: s.status.failed >= 10 or f, timeout=30)
+        reason = source.status.error.current.reason
     finally:
         camera.kill()
     assert delivered == [] and source.status.failed >= 10
+    assert reason == "too_large"
 
 
 def _send(data: bytes):
@@ -112,7 +115,7 @@ def test_a_reply_that_breaks_http_ends_in_the_reconnect_loop_logged_redacted(nam
             _read(source, lambda s, f: s.status.reconnects >= 2 and server.connections >= 3, what="reconnects")
     finally:
         server.stop()
-    assert f"reading http://viewer:***@127.0.0.1:{server.port}/video.mjpg failed" in caplog.text
+    assert f"no frames from http://viewer:***@127.0.0.1:{server.port}/video.mjpg: reading failed (" in caplog.text
     assert "s3cr3t" not in caplog.text
 
 
@@ -131,7 +134,7 @@ def test_a_password_with_a_hash_outside_the_config_keeps_the_reader_retrying(cap
     source = StreamSource("gate", url, redact_url(url), detect_fps=5, stall_seconds=2, reconnect_max_seconds=1)
     with caplog.at_level(logging.WARNING):
         _read(source, lambda s, f: s.status.reconnects >= 2, what="reconnects")
-    assert "reading http://***@127.0.0.1:" in caplog.text and "pa#ss" not in caplog.text
+    assert "no frames from http://***@127.0.0.1:" in caplog.text and "pa#ss" not in caplog.text
 
 
 def test_a_percent_encoded_password_is_sent_decoded():

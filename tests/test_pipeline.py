@@ -17,13 +17,14 @@ import redis
 from binarycop.config import CameraConfig, Config, HttpConfig, RedisConfig
 from binarycop.democlip import CLIP, SLOTS, demo_config, expected_counts, expected_people, sampled_frames
 from binarycop.server import Server
+from stats.embedded import instance_dir
 from stats.schema import FACES_KEY, FRAMES_KEY
 from tests.conftest import free_port, redis_dump
 
 # Every key an ingester may write: count hashes, history buckets, heartbeats, sequence numbers, leases.
 ALLOWED_KEYS = re.compile(
     rb"binarycop:(faces_classified|frames|camera_up|camera_seen|build_info|camera_reconnects|people|faces_visible"
-    rb"|stage_duration|classifier_crops|camera_site|ingesters|history:\d+|ingester:[\w.-]+(:seq)?|lease:[\w-]+)"
+    rb"|stage_duration|classifier_crops|camera_site|camera_error|camera_last_frame|camera_removed|ingesters|history:\d+|ingester:[\w.-]+(:seq)?|lease:[\w-]+)"
 )
 
 
@@ -189,5 +190,6 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
-    assert (tmp_path / "binarycop" / "counts.rdb").is_file()  # counts saved for the next start
+    kept = tmp_path / "binarycop" / instance_dir(config).name / "counts.aof"  # this config's own embedded Redis
+    assert kept.stat().st_size > 0  # counts kept for the next start
     assert "pa55word" not in out + err and "admin:***@127.0.0.1" in err  # credentials redacted in logs

@@ -231,3 +231,58 @@ def test_exporter_command_serves_what_ingesters_wrote(redis_server):
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_a_forgotten_camera_leaves_the_exposition_and_comes_back_with_its_totals(redis_server):
+    """forget_camera (hot reload removed it): none of its series is served, the others are; run again, its
+    counters resume from their totals (kept in Redis, so Prometheus sees no reset)."""
+
+    async def scenario():
+        client = aioredis.from_url(redis_server.url)
+        recorder = CountRecorder(client)
+        for camera in ("kept", "gone"):
+            recorder.set_site(camera, "hall")
+            recorder.set_camera_up(camera, False)
+            recorder.add_faces(camera, ["correct", "nose"])
+        assert await recorder.flush()
+        recorder.forget_camera("gone")
+        assert await recorder.flush()
+        removed = _samples(generate_latest(_registry_of(await read_counts(client))).decode())
+        recorder.set_camera_up("gone", True)
+        assert await recorder.flush()
+        back = _samples(generate_latest(_registry_of(await read_counts(client))).decode())
+        await client.aclose()
+        return removed, back
+
+    removed, back = asyncio.run(scenario())
+    assert not [key for key in removed if ("camera", "gone") in key[1]]
+    assert removed[("binarycop_camera_up", (("camera", "kept"),))] == 0
+    assert removed[("binarycop_camera_info", (("camera", "kept"), ("site", "hall")))] == 1
+    faces = ("binarycop_faces_classified_total", (("camera", "gone"), ("mask_class", "nose"), ("zone", "all")))
+    assert back[faces] == 1 and back[("binarycop_camera_up", (("camera", "gone"),))] == 1
+
+
+def _registry_of(counts):
+    registry, collector = make_registry()
+    collector.counts = counts
+    return registry
+
+
+def test_a_camera_handed_over_is_reported_by_its_new_ingester_only(redis_server):
+    """Before, the ingester that gave a camera up kept writing its last camera_up (0) at every flush, over the new
+    owner's 1: camera_up flapped. Released, only the new owner's value is written."""
+
+    async def scenario():
+        client = aioredis.from_url(redis_server.url)
+        old, new = CountRecorder(client, "old"), CountRecorder(client, "new")
+        old.set_camera_up("gate", False)  # its reader stopped at the handover
+        old.release_camera("gate")
+        new.set_camera_up("gate", True)
+        values = []
+        for _ in range(3):
+            assert await new.flush() and await old.flush()
+            values.append(await client.hget("binarycop:camera_up", "gate"))
+        await client.aclose()
+        return values
+
+    assert asyncio.run(scenario()) == [b"1", b"1", b"1"]

@@ -83,18 +83,21 @@ def _demo(args) -> int:
 
 async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
     from binarycop.server import Server
-    from stats.embedded import EmbeddedRedis, default_data_dir
     from stats.listener import ListenError
 
     embedded = None
     redis_url = config.redis.url or os.environ.get("REDIS_URL") or None
     if redis_url is None:
-        directory = None if demo else default_data_dir()
-        embedded = EmbeddedRedis(str(directory) if directory else None)
+        embedded, config = _embedded_redis(config, None if demo else config_path)
         redis_url = embedded.url
-        config = config.model_copy(update={"redis": RedisConfig()})  # the embedded one has no password
-        log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
     server = Server(config, redis_url, config_path)
+    keeper: asyncio.Task | None = None
+
+    async def start() -> None:
+        nonlocal keeper
+        if embedded is not None:  # a Redis that dies is started again, in place
+            keeper = asyncio.create_task(embedded.keep_alive(), name="embedded-redis")
+        await server.start()
 
     def banner() -> str:
         base = server.base_url
@@ -104,14 +107,35 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
         )
 
     try:
-        await _run_until_signalled(server.start, server.stop, banner)
+        await _run_until_signalled(start, server.stop, banner)
     except ListenError as error:  # a busy port is no config problem; in demo the settings are its flags
         settings = "--bind, --port" if demo else getattr(error, "settings", "http.bind, http.port")
         raise CommandError(f"{'demo' if demo else 'serve'}: {settings}: {error}") from None
     finally:
+        if keeper is not None:
+            keeper.cancel()
         if embedded is not None:
             embedded.close()
     return server.exit_status  # 1: counts were lost at the stop (logged)
+
+
+def _embedded_redis(config: Config, config_path: Path | None):
+    """This server's own Redis: in the config file's folder under the data dir (kept, the same at every start; its
+    spool beside it), or temporary for the demo. Another running server of the same file is a clear error."""
+    from stats.embedded import EmbeddedRedis, InstanceBusy, instance_dir
+
+    directory = instance_dir(config_path) if config_path is not None else None
+    try:
+        embedded = EmbeddedRedis(directory)
+    except InstanceBusy as error:
+        raise CommandError(f"embedded Redis: {error}") from None
+    except RuntimeError as error:
+        raise CommandError(f"embedded Redis: {error}", status=1) from None
+    update: dict = {"redis": RedisConfig()}  # the embedded one has no password
+    if directory is not None and config.ingester.spool_dir is None:  # counts kept at a stop go back to this Redis
+        update["ingester"] = config.ingester.model_copy(update={"spool_dir": directory / "spool"})
+    log.info("no Redis URL configured: started an embedded Redis (data: %s)", directory or "temporary")
+    return embedded, config.model_copy(update=update)
 
 
 async def _run_until_signalled(start, stop, banner) -> None:
@@ -174,7 +198,8 @@ def _add_status(commands) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="also list the config's cameras that no ingester runs (only their names are read: no secret needed)",
+        help="also list the config's cameras that no ingester runs (only their names are read: no secret needed); "
+        "without a Redis URL, read the embedded Redis of `serve --config` that file",
     )
     status.add_argument("--json", action="store_true", help="print the result (or the error) as one JSON document")
     status.set_defaults(handler=_status)
@@ -183,6 +208,8 @@ def _add_status(commands) -> None:
 def _status(args) -> int:
     from stats.fleet import fleet_status, format_status
 
+    if not args.redis_url and args.config is not None:
+        args.redis_url = _embedded_url(args.config)  # the embedded Redis of `serve --config` that file, if running
     if not args.redis_url:
         _status_failed(args, "status needs --redis-url or REDIS_URL: the Redis the ingesters share", 2)
     cameras = config_camera_names(args.config) if args.config else None
@@ -222,6 +249,13 @@ def config_camera_names(path: Path) -> list[str]:
     if not cameras or not all(isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) for name in names):
         raise ConfigError(str(path), ["cameras: a list of cameras, each with a name (binarycop validate-config)"])
     return names
+
+
+def _embedded_url(config_path: Path) -> str | None:
+    from stats.embedded import SOCKET_NAME, instance_dir, socket_url
+
+    directory = instance_dir(config_path)
+    return socket_url(directory) if (directory / SOCKET_NAME).exists() else None
 
 
 def _add_validate(commands) -> None:

@@ -188,17 +188,22 @@ function errorText(camera) {
   const since = error.since ? ` since ${clock(error.since, true)}` : '';
   return `${error.reason}${since}${error.message ? ': ' + error.message : ''}`;
 }
-function badge(camera) {
-  const span = el('span', {class: 'badge ' + (camera.up ? 'up' : 'down')}, camera.up ? '● up' : '✕ down');
-  if (!camera.up && camera.last_error) span.textContent += ` · ${camera.last_error.reason.replaceAll('_', ' ')}`;
+const BADGES = {up: '● up', down: '✕ down', ended: '■ ended'};  // a shape beside the colour, and the word
+function badge(camera, withReason = true) {
+  const error = camera.last_error;
+  const state = camera.up ? 'up' : error && error.reason === 'file_ended' ? 'ended' : 'down';
+  const span = el('span', {class: 'badge ' + state}, BADGES[state]);
+  if (withReason && state === 'down' && error) span.textContent += ` · ${error.reason.replaceAll('_', ' ')}`;
   return span;
 }
 
 function cameraCard(name, camera, status) {
   const card = el('article', {class: 'card camera', 'data-camera': name});
   const title = el('h3', {}, name);
-  title.appendChild(badge(camera));
+  title.appendChild(badge(camera, false));
   card.appendChild(title);
+  const reason = camera.last_error;
+  if (reason) card.appendChild(el('p', {class: 'reason', 'data-reason': reason.reason}, reason.message));
   card.append(...nowFigure(camera.now, status.threshold, status.now_minutes));
   card.append(...charts(camera.chart, status.threshold));
   const error = errorText(camera);
@@ -265,9 +270,10 @@ function renderGlance(cameras, status) {
 
 function render(status) {
   const cameras = Object.entries(status.cameras);
-  const local = status.source === 'local' ? ' · local figures: Redis is away, these are this process’s own' : '';
+  const local = status.source === 'local' ? ' · local figures: Redis is away, these are this server’s own cameras and counts' : '';
   document.getElementById('summary').textContent = `updated ${clock(status.now, true)}${local}`;
   document.getElementById('summary').classList.toggle('local', Boolean(local));
+  document.getElementById('summary').setAttribute('data-source', status.source || 'redis');
   if (status.venue) renderVenue(status.venue, status);
   renderGlance(cameras, status);
   const cameraCards = cameras.map(([name, camera]) => cameraCard(name, camera, status));
