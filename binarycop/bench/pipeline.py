@@ -205,10 +205,12 @@ def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
             p95 = bound  # the bucket's upper bound: a conservative p95
             break
     crops = sum(_delta(before, after, "binarycop:classifier_crops").values())
+    classified_by = sorted(name for name, count in after.get("binarycop:classifier_crops", {}).items() if int(count))
     people = sum(_delta(before, after, "binarycop:people").values())
     shown = cameras * PEOPLE_PER_SET * elapsed / SET_SECONDS
     seen = processed + dropped
     return {
+        "classified_by": classified_by,  # the backends that classified crops since the start (warm-up included)
         "processed": processed,
         "dropped": dropped,
         "drop_ratio": dropped / seen if seen else 1.0,
@@ -289,6 +291,7 @@ def bench_pipeline(
             {
                 "detector": detector_name(detector),
                 "classifier": f"{classifier.backend}:{classifier.model}",
+                "classified_by": result.get("classified_by", []),
                 "cameras_sustained": sustained,
                 "drop_ratio": result.get("drop_ratio", 1.0),
                 "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame got through (JSON has no inf)
