@@ -138,6 +138,8 @@ class Server:
                 if name in self.camera_tasks:
                     log.info("camera %s: handed over (lease given back or held by another ingester)", name)
                     await self._stop_camera(name)
+            for name in plan.release:  # only once its camera has stopped: never read by two ingesters at once
+                await _quietly(self.leases.release(name))
             for name in plan.start:
                 log.info("camera %s: lease taken by ingester %s", name, self.recorder.ingester)
                 self._start_camera(by_name[name])
