@@ -322,6 +322,7 @@ class Server:
             self.client,
             redact_url(self.redis_url),
             pending=lambda: self.recorder.pending,
+            refused=lambda: self.recorder.refused,
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
             local=self._local_cameras,

@@ -131,11 +131,13 @@ class SnapshotCollector:
     """A collector over the latest snapshot (refreshed by the server before each exposition), plus
     what only this process knows: counts waiting for Redis, and whether Redis answered."""
 
-    def __init__(self, pending=lambda: 0):
+    def __init__(self, pending=lambda: 0, refused=dict):
+        """``refused()``: batches Redis refused, by key (see :class:`stats.batches.BatchRefused`)."""
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
         self.bad_values = 0  # values read from Redis and skipped, since this process started
         self._pending = pending
+        self._refused = refused
 
     def collect(self):
         if self.redis_up:
@@ -155,10 +157,19 @@ class SnapshotCollector:
         )
         bad.add_metric([], float(self.bad_values))
         yield bad
+        refused = CounterMetricFamily(
+            "binarycop_redis_refused_batches",
+            "Batches of counts Redis refused because a key held what binarycop did not write (wrong type, not a "
+            "count, a sequence number someone else set); the counts stay pending until the key is fixed",
+            labels=["key"],
+        )
+        for key, times in sorted(self._refused().items()):
+            refused.add_metric([key], float(times))
+        yield refused
 
 
-def make_registry(pending=lambda: 0) -> tuple[CollectorRegistry, SnapshotCollector]:
+def make_registry(pending=lambda: 0, refused=dict) -> tuple[CollectorRegistry, SnapshotCollector]:
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector(pending)
+    collector = SnapshotCollector(pending, refused)
     registry.register(collector)
     return registry, collector

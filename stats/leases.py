@@ -129,7 +129,7 @@ class Leases:
         self._pause = max(0, self._pause - 1)
         if self._given_back is not None and holders.get(self._given_back, LeaseView(None, None)).holder:
             self._given_back, self._next_pause = None, 2  # someone took it: giving back works
-        if len(kept) > fair and not self._pause:
+        if len(kept) > fair and not self._pause and self._given_back is None:  # one given back at a time
             extra = kept.pop()  # one per round, so the others have time to pick it up
             self._given_back = extra
             return Plan([*stop, extra], [], [*removed, extra])

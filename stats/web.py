@@ -29,7 +29,7 @@ class CountsWeb:
     """``not_ready()`` returns a reason while the process is not ready (besides Redis), else None;
     ``idle_timeout`` closes connections that send no whole request for that long; ``local()`` says what only this
     process knows of the cameras it runs (camera -> redacted url, detector, model), ``preview_url`` where its setup
-    view is (None: off)."""
+    view is (None: off), ``refused()`` the batches Redis refused by key."""
 
     def __init__(
         self,
@@ -41,6 +41,7 @@ class CountsWeb:
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         local: Callable[[], dict[str, dict]] = dict,
         preview_url: str | None = None,
+        refused: Callable[[], dict[str, int]] = dict,
     ):
         self.local = local
         self.preview_url = preview_url
@@ -49,7 +50,7 @@ class CountsWeb:
         self.redis_display = redis_display
         self.not_ready = not_ready
         self.idle_timeout = idle_timeout
-        self.registry, self.collector = make_registry(pending)
+        self.registry, self.collector = make_registry(pending, refused)
         self.listener = Listener()
         self._bad_logged: set[tuple[str, str]] = set()
 
