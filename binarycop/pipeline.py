@@ -12,8 +12,8 @@ from functools import partial
 
 import numpy as np
 
-from binarycop.config import CameraConfig, DetectorConfig, TrackingConfig
-from detector import make_detector
+from binarycop.config import CameraConfig, Config, DetectorConfig, TrackingConfig
+from detector import DetectorError, check_detector, make_detector
 from detector.tracking import FaceTracker
 from detector.zones import Zones
 from ingest import Frame, SourceError, open_source
@@ -185,7 +185,13 @@ async def run_camera(
 ) -> None:
     """Process the camera until its source ends (files) or the task is cancelled; ``preview``: a
     :class:`stats.preview.PreviewStore` given a recent frame now and then (the setup view)."""
-    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config))
+    try:
+        detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config))
+    except Exception as error:  # noqa: BLE001 - checked at start-up; a camera must never die unseen
+        log.error("camera %s: detector failed to load (%s): camera not read", camera.name, type(error).__name__)
+        recorder.set_camera_up(camera.name, False)
+        recorder.add_frames(camera.name, "failed")
+        return
     worker = CameraWorker(camera, detector, tracking, classifier, recorder, preview)
     try:
         source = open_source(camera)
@@ -208,6 +214,23 @@ async def run_camera(
         recorder.set_camera_up(camera.name, False)
         worker.close()
         log.info("camera %s: stopped", camera.name)
+
+
+def detector_problems(config: Config) -> list[str]:
+    """Each distinct detector the cameras use, built and run once (:func:`detector.check_detector`): what cannot
+    load or run, as problems naming the cameras, for ``validate-config``, start-up and hot reload."""
+    users: dict[str, tuple[DetectorConfig, list[str]]] = {}
+    for camera in config.cameras:
+        detector = camera.detector_config(config.detector)
+        users.setdefault(detector.model_dump_json(), (detector, []))[1].append(camera.name)
+    problems = []
+    for detector, cameras in users.values():
+        try:
+            check_detector(detector)
+        except DetectorError as error:
+            shown = ", ".join(cameras[:5]) + (f" and {len(cameras) - 5} more" if len(cameras) > 5 else "")
+            problems.append(f"detector (cameras {shown}): {error}")
+    return problems
 
 
 def _take_status(camera: str, source, recorder: CountRecorder) -> None:

@@ -16,7 +16,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from accel import make_classifier
 from binarycop import __version__
 from binarycop.config import CameraConfig, Config, ConfigError, detector_name, load_config, redact_url, redis_client
-from binarycop.pipeline import SharedClassifier, run_camera
+from binarycop.pipeline import SharedClassifier, detector_problems, run_camera
 from stats import CountRecorder
 from stats.embedded import default_data_dir
 from stats.leases import Leases
@@ -61,6 +61,9 @@ class Server:
         await self._check_redis()
         await self._start_http()  # first: a bad bind address or a port in use fails at once; /readyz says loading
         await self._replay_spool()
+        problems = await asyncio.to_thread(detector_problems, self.config)  # never a ready server with dead cameras
+        if problems:
+            raise ConfigError(str(self.config_path or "config"), problems)
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(
             make_classifier, classifier_config.backend, classifier_config.model, classifier_config.bitfile
@@ -213,6 +216,9 @@ class Server:
         logged and the running config kept: the watcher outlives every edit."""
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
+            problems = await asyncio.to_thread(detector_problems, new)
+            if problems:
+                raise ConfigError(str(self.config_path), problems)
         except ConfigError as error:
             log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
             return

@@ -9,17 +9,30 @@ if TYPE_CHECKING:
 
     from detector.faces import Faces
 
-_FROM_FACES = ("CROP_MARGIN", "CROP_SIZE", "FRAMING", "Faces", "Framing", "crop_faces", "iou_matrix", "nms", "square_boxes")
+_FROM_FACES = (
+    "CROP_MARGIN",
+    "CROP_SIZE",
+    "FRAMING",
+    "Faces",
+    "Framing",
+    "crop_faces",
+    "iou_matrix",
+    "nms",
+    "square_boxes",
+)
+CHECK_FRAME = (360, 640)  # height, width of the blank frame a detector is tried on before it gets a camera
 
 __all__ = [
     "CROP_MARGIN",
     "CROP_SIZE",
     "FRAMING",
+    "DetectorError",
     "FaceDetector",
     "Faces",
     "Framing",
     "crop_faces",
     "iou_matrix",
+    "check_detector",
     "make_detector",
     "nms",
     "square_boxes",
@@ -62,6 +75,27 @@ def make_detector(config) -> FaceDetector:
         tiles_per_frame=config.tiles_per_frame,
         keep_still=config.keep_still,
     )
+
+
+class DetectorError(ValueError):
+    """A detector that cannot be built or run (a model file truncated, not the detector's, or not runnable)."""
+
+
+def check_detector(config) -> None:
+    """Build the detector for ``config`` and run it once on a blank frame, so that a model that cannot load or run
+    is an error before any camera depends on it (a camera with a dead detector would process nothing)."""
+    import numpy as np
+
+    try:
+        detector = make_detector(config)
+        try:
+            detector.detect(np.zeros((*CHECK_FRAME, 3), np.uint8), with_crops=True)
+        finally:
+            detector.close()
+    except (ValueError, OSError) as error:  # our own messages (file missing, not a YuNet model)
+        raise DetectorError(f"{config.kind}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - onnxruntime and mediapipe raise types of their own
+        raise DetectorError(f"{config.kind}: the detector cannot run ({type(error).__name__})") from None
 
 
 def __getattr__(name: str):

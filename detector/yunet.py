@@ -170,7 +170,9 @@ class YuNetRunner:
         self._slots = threading.BoundedSemaphore(slots or os.cpu_count() or 1)
 
     @classmethod
-    def shared(cls, model: Path = MODEL, slots: int | None = None) -> YuNetRunner:
+    def shared(cls, model: Path | None = None, slots: int | None = None) -> YuNetRunner:
+        """The process's runner of ``model`` (default :data:`MODEL`, read when called)."""
+        model = model or MODEL
         key = (str(model), slots or 0)
         with cls._shared_lock:
             if key not in cls._shared:
