@@ -145,9 +145,8 @@ class CameraWorker:
         zones, classes = self.zones.labels, self.classifier.classes
         if self.preview is not None and self.preview.wants(name):  # faces pixelated as the picture is made
             names = [classes[class_id] for class_id in faces.class_ids]  # once a second at most: names are fine
-            await loop.run_in_executor(
-                self.executor, self.preview.offer, name, frame.pixels, faces.boxes, names, self.camera.zones
-            )
+            held = self.tracker.boxes()  # faces followed but not looked for in this pass (tiles, scales)
+            await loop.run_in_executor(self.executor, self._offer_picture, frame.pixels, faces.boxes, names, held)
         self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids, len(classes))))
         confirmed, visible = self.tracker.follow(faces)
         self.recorder.add_people(name, [(zones[zone], classes[mask_class]) for zone, mask_class in confirmed])
@@ -157,6 +156,19 @@ class CameraWorker:
         if frame.captured:
             self.recorder.observe("end_to_end", time.monotonic() - frame.captured)
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
+
+    def _offer_picture(self, pixels: np.ndarray, boxes: np.ndarray, names: list[str], held: np.ndarray) -> None:
+        """On the detector's thread: the setup picture, with every counted face, every face the tracker holds and
+        everything the detector finds in the whole frame at any size (:meth:`FaceDetector.candidates`) pixelated.
+        No picture at all if that search fails: a face could be left in the clear."""
+        try:
+            hide = np.concatenate([held, self.detector.candidates(pixels)])
+        except Exception as error:  # noqa: BLE001 - the camera goes on; only the picture is skipped
+            log.warning(
+                "camera %s: setup picture skipped, face search failed: %s", self.camera.name, type(error).__name__
+            )
+            return
+        self.preview.offer(self.camera.name, pixels, boxes, names, self.camera.zones, hide)
 
     def _named(self, counts: Counter) -> Counter:
         """Counts by (zone id, class id) as counts by (zone label, class name): Redis and metrics carry names."""

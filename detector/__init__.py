@@ -51,6 +51,10 @@ class FaceDetector(Protocol):
     def close(self) -> None:
         """Release the detector's resources."""
 
+    def candidates(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) of everything in the whole frame that may be a face, whatever its size or score: what the
+        setup view pixelates besides the counted faces (run once per picture, not per frame)."""
+
 
 def make_detector(config) -> FaceDetector:
     """A detector for a :class:`binarycop.config.DetectorConfig`: YuNet (the default) or BlazeFace."""

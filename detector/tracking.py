@@ -96,6 +96,10 @@ class FaceTracker:
         visible = Counter((t.zone, t.mask_class) for t in self._tracks if t.counted and t.misses == 0)
         return confirmed, visible, track_ids
 
+    def boxes(self) -> np.ndarray:
+        """Boxes (N, 4) of every face being followed, counted or not, seen this frame or held while unseen."""
+        return np.array([track.box for track in self._tracks], np.float32).reshape(-1, 4)
+
     def pending_boxes(self) -> np.ndarray:
         """Boxes (N, 4) of faces being followed but not yet counted: where the detector should look first."""
         pending = [track.box for track in self._tracks if not track.counted]
