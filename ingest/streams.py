@@ -48,6 +48,7 @@ class StreamSource(BufferedSource):
         super().__init__(camera, block_when_full=False)
         self.max_frame_pixels = max_frame_pixels
         self._logged_failures: set[str] = set()  # reasons for failed frames logged on this connection
+        self._unbounded_said = False
         self.url = url
         self.display_url = display_url
         self.detect_fps = detect_fps
@@ -121,7 +122,11 @@ class StreamSource(BufferedSource):
         except OSError:
             return False
         with response:
-            boundary = mjpeg.boundary_of(response.headers.get("Content-Type", ""))
+            content_type = response.headers.get("Content-Type", "")
+            boundary = mjpeg.boundary_of(content_type)
+            if boundary is None and content_type.lower().startswith("multipart/"):
+                self._refuse_unbounded()  # OpenCV would read it, concealing damaged frames
+                return False
             if boundary is None:
                 return None
             sampler = _Sampler(self.detect_fps)
@@ -152,6 +157,17 @@ class StreamSource(BufferedSource):
             except OSError:  # timeout (a stall) or a dropped connection
                 pass
             return delivered
+
+    def _refuse_unbounded(self) -> None:
+        """A multipart stream without its ``boundary=``: refused (reconnected with backoff), said once."""
+        if not self._unbounded_said:
+            self._unbounded_said = True
+            log.warning(
+                "camera %s: %s sends a multipart stream without boundary=: refused, its frames cannot be read "
+                "strictly (fix the camera's Content-Type, or serve its video another way)",
+                self.camera,
+                self.display_url,
+            )
 
     def _part_dropped(self) -> None:
         self._failed(BadFrame(f"MJPEG part over {mjpeg.MAX_PART_BYTES} bytes or without boundary: dropped"))
