@@ -137,15 +137,17 @@ def _read_positions(path: Path, root: Path, boxes: dict) -> PositionTable:
     lines: dict = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet may write a BOM
         reader = csv.DictReader(handle, strict=True)
+        rows, start = [], 1
         try:
             missing = [column for column in POSITION_COLUMNS if column not in (reader.fieldnames or [])]
             if missing:
                 raise ValueError(
                     f"{path}: no column {', '.join(missing)}; expected the header {','.join(POSITION_COLUMNS)}[,note]"
                 )
-            rows = [(reader.line_num, row) for row in reader]
+            while (start := reader.line_num + 1) and (row := next(reader, None)) is not None:
+                rows.append((reader.line_num, row))
         except csv.Error as error:  # an unclosed quote (it swallowed the rest of the file), a field too large
-            raise ValueError(f"{path} line {reader.line_num}: not a readable CSV row ({error})") from None
+            raise ValueError(f"{path} line {start}: not a readable CSV row ({error})") from None
     for line, row in rows:
         where = f"{path} line {line} ({shown(','.join(str(row.get(c)) for c in POSITION_COLUMNS))})"
         position = (row["position"] or "").strip()

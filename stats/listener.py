@@ -21,7 +21,7 @@ class OneLineBadRequests(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             client = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            said = ascii(str(error.message))[1:-1][:MAX_SHOWN_CHARS]
+            said = ascii(str(error.message).strip().split("\n", 1)[0])[1:-1][:MAX_SHOWN_CHARS]
             record.msg = "malformed HTTP request from %s refused (%d): %s: %s"
             record.args = (client, error.code, type(error).__name__, said)
             record.levelno, record.levelname = logging.WARNING, "WARNING"  # the client's fault, not the server's
