@@ -2,13 +2,19 @@
 
 Used by ``serve`` (beside its cameras) and by ``exporter`` (alone, for Prometheus, any number
 of them: they all read the same Redis and agree).
+
+``/metrics`` and ``/api/status`` are rendered at most once per :data:`RENDER_EVERY_SECONDS`, each render shared by
+every request that comes meanwhile, and their JSON made on a worker thread: however many clients read them, the
+event loop that feeds the cameras spends a bounded time on them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +29,19 @@ from stats.status import CHART_MINUTES, PAGE, PAGE_POLICY, camera_status, status
 
 log = logging.getLogger(__name__)
 BAD_LOGGED_MAX = 1000  # distinct bad Redis fields logged (each once); the counter counts them all
+RENDER_EVERY_SECONDS = 1.0  # /metrics and /api/status: a copy younger than this is served as it is
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A response's parts, kept to answer the requests of the next second."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, body=self.body, headers={"Content-Type": self.content_type})
 
 
 class CountsWeb:
@@ -42,6 +61,7 @@ class CountsWeb:
         local: Callable[[], dict[str, dict]] = dict,
         preview_url: str | None = None,
         refused: Callable[[], dict[str, int]] = dict,
+        render_every: float = RENDER_EVERY_SECONDS,
     ):
         self.local = local
         self.preview_url = preview_url
@@ -53,6 +73,9 @@ class CountsWeb:
         self.registry, self.collector = make_registry(pending, refused)
         self.listener = Listener()
         self._bad_logged: set[tuple[str, str]] = set()
+        self.render_every = render_every
+        self._rendered: dict[str, tuple[float, Rendered]] = {}
+        self._rendering: dict[str, asyncio.Future] = {}
 
     async def start(self, bind: str, port: int) -> None:
         app = web.Application()
@@ -92,7 +115,26 @@ class CountsWeb:
             headers={"Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"},
         )
 
+    async def _cached(self, name: str, render: Callable[[], Awaitable[Rendered]]) -> web.Response:
+        """The copy of ``name`` made less than :attr:`render_every` ago, or the one being made now, or a new one."""
+        loop = asyncio.get_running_loop()
+        made = self._rendered.get(name)
+        if made is not None and loop.time() - made[0] < self.render_every:
+            return made[1].response()
+        if name not in self._rendering:
+            self._rendering[name] = asyncio.ensure_future(render())
+            self._rendering[name].add_done_callback(lambda done: self._made(name, done, loop.time()))
+        return (await asyncio.shield(self._rendering[name])).response()
+
+    def _made(self, name: str, done: asyncio.Future, when: float) -> None:
+        self._rendering.pop(name, None)
+        if not done.cancelled() and done.exception() is None:
+            self._rendered[name] = (when, done.result())
+
     async def _status(self, request: web.Request) -> web.Response:
+        return await self._cached("status", self._render_status)
+
+    async def _render_status(self) -> Rendered:
         counts = await self._counts()
         now = time.time()
         try:
@@ -100,13 +142,21 @@ class CountsWeb:
         except (RedisError, OSError):
             counts = None
         if counts is None:
-            return web.json_response({"error": "Redis unreachable"}, status=503)
+            return Rendered(503, b'{"error": "Redis unreachable"}', "application/json")
         self.collector.bad_values += skipped
-        status = camera_status(counts, history, now, self.local())
+        local = self.local()
+        text = await asyncio.to_thread(self._status_text, counts, history, now, local)
+        return Rendered(200, text.encode(), "application/json; charset=utf-8")
+
+    def _status_text(self, counts: dict, history, now: float, local: dict) -> str:
+        status = camera_status(counts, history, now, local)
         status["preview"] = self.preview_url
-        return web.Response(text=status_json(status), content_type="application/json")
+        return status_json(status)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        return await self._cached("metrics", self._render_metrics)
+
+    async def _render_metrics(self) -> Rendered:
         """Totals from Redis (unless a separate exporter serves them); while Redis is away, only this
         process's own gauges (pending counts)."""
         if self.counts_in_metrics:
@@ -115,7 +165,7 @@ class CountsWeb:
             counts = {} if await self._ping() else None
         self.collector.redis_up = counts is not None
         self.collector.counts = counts or {}
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Rendered(200, await asyncio.to_thread(generate_latest, self.registry), CONTENT_TYPE_LATEST)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
