@@ -142,3 +142,61 @@ def test_escape_sequences_in_positions_never_reach_the_terminal(positions, tmp_p
     assert main(["-q", "eval-scenes", "--data", str(tmp_path / "scenes")]) == 2
     error = capsys.readouterr().err
     assert "\\x1b[2J\\x1b]0;owned\\x07a.jpg" in error and "\x1b" not in error and "\x07" not in error
+
+
+def test_endpoints_are_rendered_once_per_second_whatever_the_readers(redis_server):
+    """50 concurrent reads of /metrics and of /api/status make one render each (each render read Redis and built
+    the page's JSON on the event loop the cameras share); a read a second later sees what Redis holds then."""
+    import aiohttp
+    import redis.asyncio as aioredis
+
+    from stats.redis_store import CountRecorder
+
+    async def scenario():
+        client = aioredis.from_url(redis_server.url)
+        web = CountsWeb(client, "redis")
+        renders = []
+        counts = web._counts
+
+        async def counted():
+            renders.append(1)
+            return await counts()
+
+        web._counts = counted
+        await web.start("127.0.0.1", 0)
+        recorder = CountRecorder(client)
+        recorder.add_faces("gate", ["correct"])
+        await recorder.flush()
+        base = f"http://127.0.0.1:{web.port}"
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def get(path):
+                    async with session.get(base + path) as reply:
+                        return reply.status, await reply.text()
+
+                replies = await asyncio.gather(*[get(p) for p in ("/metrics", "/api/status") for _ in range(50)])
+                first = len(renders)
+                recorder.add_faces("gate", ["correct"])
+                await recorder.flush()
+                fresh = []
+
+                async def poll():
+                    fresh.append((await get("/metrics"))[1])
+
+                async def seen_two():
+                    await poll()
+                    return 'mask_class="correct",zone="all"} 2.0' in fresh[-1]
+
+                deadline = asyncio.get_running_loop().time() + 10
+                while not await seen_two():
+                    assert asyncio.get_running_loop().time() < deadline, "a new render within 10 s"
+                    await asyncio.sleep(0.2)
+        finally:
+            await web.stop()
+            await client.aclose()
+        return replies, first
+
+    replies, first = asyncio.run(scenario())
+    assert all(status == 200 for status, _ in replies) and first == 2
+    assert len({text for status, text in replies[:50]}) == 1  # the same copy served to every reader
