@@ -316,3 +316,39 @@ def test_the_ingester_list_and_status_are_bounded(redis_server):
     status = asyncio.run(scenario())
     assert sync.zcard(INGESTERS_KEY) == MAX_INGESTERS and sync.zscore(INGESTERS_KEY, "real")
     assert len(status["ingesters"]) == MAX_INGESTERS and status["ingesters"][-1]["id"] == "real"
+
+
+def test_a_camera_given_back_is_stopped_before_its_lease_is_released(redis_server):
+    """The lease went first, so another ingester could read the camera while this one still did (23 ms seen)."""
+    from binarycop.config import CameraConfig, Config, HttpConfig
+    from binarycop.democlip import CLIP
+    from stats.schema import lease_key
+
+    cameras = [CameraConfig(name=f"cam-{i}", url=str(CLIP), loop=True) for i in range(2)]
+    config = Config(redis=RedisConfig(url=redis_server.url), http=HttpConfig(port=0), cameras=cameras)
+    sync = redis.Redis.from_url(redis_server.url)
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        holders_at_stop = []
+        stop = server._stop_camera
+
+        async def stopping(name):
+            holders_at_stop.append(sync.get(lease_key(name)))
+            await stop(name)
+            holders_at_stop.append(server.camera_tasks.get(name))
+
+        server._stop_camera = stopping
+        try:
+            sync.zadd(INGESTERS_KEY, {"other": time.time() + 5})  # a second live ingester: our share is one camera
+            await server._lease_round()
+            released = [name for name in ("cam-0", "cam-1") if sync.get(lease_key(name)) is None]
+        finally:
+            server._stop_camera = stop
+            await server.stop()
+        return holders_at_stop, released, server.recorder.ingester
+
+    holders_at_stop, released, ingester = asyncio.run(scenario())
+    assert holders_at_stop == [ingester.encode(), None]  # still ours while it stopped; stopped, then released
+    assert len(released) == 1
