@@ -134,4 +134,3 @@ async def _bench(cameras: int, seconds: float, rounds: int, clients: int, slow: 
 
 def bench_http(cameras: int = 4, seconds: float = 30, rounds: int = 2, clients: int = 50, slow: int = 50) -> dict:
     return asyncio.run(_bench(cameras, seconds, rounds, clients, slow))
-
