@@ -128,3 +128,21 @@ def test_setup_view_beyond_loopback_is_warned_of(caplog):
     with caplog.at_level(logging.WARNING):
         asyncio.run(scenario())
     assert "setup view bound to 0.0.0.0, beyond this machine" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["yunet", "blazeface"])
+def test_candidates_find_the_faces_a_detector_drops_as_too_small(kind):
+    """What the setup view pixelates besides the counted faces: with min_face_px 400 the detector counts none of the
+    clip's faces, its whole-frame search finds every one it counts at the default size."""
+    from detector import iou_matrix, make_detector
+    from tests.test_page import _demo_frame_with_faces
+
+    frame, counted, _ = _demo_frame_with_faces()
+    detector = make_detector(DetectorConfig(kind=kind, min_face_px=400))
+    try:
+        assert len(detector.detect(frame, False)) == 0
+        candidates = detector.candidates(frame)
+    finally:
+        detector.close()
+    assert len(candidates) >= len(counted)
+    assert (iou_matrix(counted, candidates).max(axis=1) > 0.4).all()
