@@ -91,6 +91,8 @@ class StreamSource(BufferedSource):
         delivered = None
         if self.url.startswith(("http://", "https://")):
             delivered = self._read_mjpeg()
+            if delivered is None:  # other video over HTTP: FFmpeg through PyAV, strictly, like RTSP
+                delivered = self._read_av()
         elif self.url.startswith(("rtsp://", "rtsps://")):
             delivered = self._read_av()
         elif device_index(self.url) is not None and not self._device_present():
@@ -173,15 +175,15 @@ class StreamSource(BufferedSource):
         self._failed(BadFrame(f"MJPEG part over {mjpeg.MAX_PART_BYTES} bytes or without boundary: dropped"))
 
     def _read_av(self) -> bool | None:
-        """Read an RTSP stream with PyAV, damaged frames counted as failed; None if PyAV is not installed."""
+        """Read an RTSP stream (or other video over HTTP) with PyAV, damaged frames counted as failed; None if PyAV
+        is not installed."""
         try:
             import av
         except ImportError:
             return None
         try:
-            container = av.open(
-                self.url, options={"rtsp_transport": "tcp"}, timeout=(self.stall_seconds, self.stall_seconds)
-            )
+            options = {"rtsp_transport": "tcp"} if self.url.startswith(("rtsp://", "rtsps://")) else {}
+            container = av.open(self.url, options=options, timeout=(self.stall_seconds, self.stall_seconds))
         except (av.FFmpegError, OSError):  # the message may hold the URL: not logged
             return False
         with container:
