@@ -4,9 +4,11 @@ A reader thread drains the stream (grabbing every frame, decoding only those sam
 the detect fps). No frame for ``stall_seconds`` is a stall: the stream is closed and
 reopened with capped exponential backoff. A dead camera only ever blocks its own thread.
 
-RTSP is read with PyAV (FFmpeg) and ``err_detect=explode``: a damaged frame is a decode
-error, counted as failed, where OpenCV's FFmpeg reader conceals it and hands out a frame
-(OpenCV passes its FFmpeg options to the demuxer only, not to the decoder).
+RTSP, and video over HTTP that is not a multipart MJPEG stream, is read with PyAV (FFmpeg) and
+``err_detect=explode``: a damaged frame is a decode error, counted as failed, where OpenCV's FFmpeg reader
+conceals it and hands out a frame (OpenCV passes its FFmpeg options to the demuxer only, not to the decoder).
+A multipart stream without ``boundary=`` is refused. OpenCV reads files and USB devices, and the rest where
+PyAV is not installed.
 """
 
 from __future__ import annotations
