@@ -126,9 +126,7 @@ class Leases:
         self.others_alive = live - 1
         fair = math.ceil(len(wanted) / live)
         holders = await read_leases(self.client, wanted)
-        self._pause = max(0, self._pause - 1)
-        if self._given_back is not None and holders.get(self._given_back, LeaseView(None, None)).holder:
-            self._given_back, self._next_pause = None, 2  # someone took it: giving back works
+        self._count_down(holders)
         if len(kept) > fair and not self._pause and self._given_back is None:  # one given back at a time
             extra = kept.pop()  # one per round, so the others have time to pick it up
             self._given_back = extra
@@ -149,6 +147,14 @@ class Leases:
                 if camera == self._given_back:
                     self._unclaimed(camera, live)
         return Plan(stop, start, removed)
+
+    def _count_down(self, holders: dict[str, LeaseView]) -> None:
+        """A round passed: the pause shortens; a camera given back that someone holds now ends the doubling."""
+        self._pause = max(0, self._pause - 1)
+        if self._given_back not in holders:  # removed from the config meanwhile
+            self._given_back = None
+        elif holders[self._given_back].holder:
+            self._given_back, self._next_pause = None, 2  # someone took it: giving back works
 
     def _unclaimed(self, camera: str, live: int) -> None:
         """A camera given back came back to us: the other live entries took none. Pause giving back."""
