@@ -126,13 +126,9 @@ class StreamSource(BufferedSource):
         except OSError:
             return False
         with response:
-            content_type = response.headers.get("Content-Type", "")
-            boundary = mjpeg.boundary_of(content_type)
-            if boundary is None and content_type.lower().startswith("multipart/"):
-                self._refuse_unbounded()  # OpenCV would read it, concealing damaged frames
-                return False
-            if boundary is None:
-                return None
+            boundary = self._boundary(response.headers.get("Content-Type", ""))
+            if not boundary:
+                return boundary  # None: not MJPEG; False: multipart without a boundary, refused
             sampler = _Sampler(self.detect_fps)
             delivered = False
             try:
@@ -162,8 +158,15 @@ class StreamSource(BufferedSource):
                 pass
             return delivered
 
-    def _refuse_unbounded(self) -> None:
-        """A multipart stream without its ``boundary=``: refused (reconnected with backoff), said once."""
+    def _boundary(self, content_type: str) -> bytes | bool | None:
+        """The MJPEG boundary; None if the reply is not multipart; False for a multipart stream without its
+        ``boundary=`` or with an empty one (refused, reconnected with backoff, said once: OpenCV would read it,
+        concealing damage)."""
+        boundary = mjpeg.boundary_of(content_type)
+        if boundary:
+            return boundary
+        if not content_type.lower().startswith("multipart/"):
+            return None
         if not self._unbounded_said:
             self._unbounded_said = True
             log.warning(
@@ -172,6 +175,7 @@ class StreamSource(BufferedSource):
                 self.camera,
                 self.display_url,
             )
+        return False
 
     def _part_dropped(self) -> None:
         self._failed(BadFrame(f"MJPEG part over {mjpeg.MAX_PART_BYTES} bytes or without boundary: dropped"))

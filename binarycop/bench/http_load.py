@@ -86,16 +86,11 @@ async def _phase(server, loaded: bool, seconds: float, clients: int, slow: int) 
     await server.recorder.flush()
     after = await read_counts(server.client)
     elapsed = time.monotonic() - started
-    dropped = sum(
-        int(value) - int(before.get("binarycop:frames", {}).get(name, 0))
-        for name, value in after.get("binarycop:frames", {}).items()
-        if name.endswith("|dropped")
-    )
     phase = {
         "load": loaded,
         "seconds": round(elapsed, 1),
         "processed_per_s": round(processed_frames(before, after) / elapsed, 2),
-        "dropped": dropped,
+        "dropped": _dropped(before, after),
     }
     if served is not None:
         requests, errors, latencies = served
@@ -108,6 +103,11 @@ async def _phase(server, loaded: bool, seconds: float, clients: int, slow: int) 
         )
     print(f"bench http: {phase}", file=sys.stderr)
     return phase
+
+
+def _dropped(before: dict, after: dict) -> int:
+    frames, old = after.get("binarycop:frames", {}), before.get("binarycop:frames", {})
+    return sum(int(value) - int(old.get(name, 0)) for name, value in frames.items() if name.endswith("|dropped"))
 
 
 async def _bench(cameras: int, seconds: float, rounds: int, clients: int, slow: int) -> dict:
