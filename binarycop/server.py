@@ -18,6 +18,7 @@ from binarycop import __version__
 from binarycop.config import CameraConfig, Config, ConfigError, detector_name, load_config, redact_url, redis_client
 from binarycop.pipeline import SharedClassifier, detector_problems, run_camera
 from stats import CountRecorder
+from stats.batches import BatchRefused
 from stats.embedded import default_data_dir
 from stats.leases import Leases
 from stats.listener import ListenError
@@ -96,9 +97,10 @@ class Server:
         """Counts an earlier stop kept on disk go to Redis; retried at each flush while Redis is away."""
         try:
             await replay_spool(self.client, self.spool_dir)
-        except (RedisError, OSError) as error:
+        except (RedisError, OSError, BatchRefused) as error:
             if not self._spool_warned:
-                log.warning("spool in %s not replayed yet, Redis unreachable: %s", self.spool_dir, error)
+                why = "Redis refused a batch" if isinstance(error, BatchRefused) else "Redis unreachable"
+                log.warning("spool in %s not replayed yet, %s: %s", self.spool_dir, why, error)
             self._spool_warned = True  # tried again at each flush
             return
         self._spool_replayed = True

@@ -66,7 +66,8 @@ def write_spool(directory: Path, ingester: str, batches: list[Batch]) -> Path:
 
 async def replay_spool(client: aioredis.Redis, directory: Path) -> int:
     """Apply every spooled batch in ``directory`` exactly once; the counts applied now. A file is deleted once
-    all its batches are in; Redis errors propagate (the file stays for the next try)."""
+    all its batches are in; Redis errors and :class:`BatchRefused` propagate (the file stays for the next try, and
+    what of it went in is skipped then)."""
     applied = 0
     for path in sorted(directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []:
         applied += await _replay_file(client, path)
@@ -95,9 +96,9 @@ async def _replay_file(client: aioredis.Redis, path: Path) -> int:
                 number = chunk[-1][0]
                 now, skipped = await _apply_chunk(client, [batch for _, batch in chunk])
                 applied, before = applied + now, before + skipped
-    except BatchRefused as refusal:
-        log.error("spool file %s: %s; kept for the next try (its batches apply once)", path, refusal)
-        return applied
+    except BatchRefused:
+        log.info("spool file %s: %d counts applied before Redis refused a batch; the rest is kept", path, applied)
+        raise
     if damaged:
         kept = path.with_suffix(".damaged")
         path.replace(kept)
