@@ -357,3 +357,35 @@ def test_a_camera_given_back_is_stopped_before_its_lease_is_released(redis_serve
     holders_at_stop, released, ingester = asyncio.run(scenario())
     assert holders_at_stop == [ingester.encode(), None]  # still ours while it stopped; stopped, then released
     assert len(released) == 1
+
+
+def test_serve_replays_a_refused_spool_once_the_key_is_fixed(redis_server, tmp_path):
+    """The spool is refused at the start (a wrong-type key), tried again at each flush, and applied once when the
+    key is fixed, while the server runs."""
+    from binarycop.config import CameraConfig, Config, HttpConfig, IngesterConfig
+
+    spool = tmp_path / "spool"
+    write_spool(spool, "old-ingester", [_batch(1, 3, people=1), _batch(2, 4, people=1)])
+    sync = redis.Redis.from_url(redis_server.url)
+    sync.set(PEOPLE_KEY, "x")
+    config = Config(
+        redis=RedisConfig(url=redis_server.url),
+        http=HttpConfig(port=0),
+        ingester=IngesterConfig(spool_dir=spool),
+        cameras=[CameraConfig(name="other", url=str(tmp_path / "absent.mp4"))],
+    )
+
+    async def scenario():
+        server = Server(config, redis_server.url)
+        await server.start()
+        try:
+            await wait_until(lambda: server._spool_warned, 30, "the spool refused")
+            kept = [path.name for path in spool.iterdir()]
+            sync.delete(PEOPLE_KEY)
+            await wait_until(lambda: not any(spool.iterdir()), 30, "the spool to be replayed")
+        finally:
+            await server.stop()
+        return kept
+
+    assert asyncio.run(scenario()) == ["old-ingester.jsonl"]
+    assert _faces(sync) == {"gate|all|correct": 7} and sync.hget(PEOPLE_KEY, "gate|all|correct") == b"2"
