@@ -154,7 +154,8 @@ class HttpConfig(Strict):
     preview: bool = Field(
         False,
         description="serve the setup view: a recent frame of each camera with face boxes, classes and zones, every "
-        "face the detector finds pixelated before the picture leaves the process (a missed face is not)",
+        "face the detector finds (any size, lower scores too) or tracks pixelated before the picture leaves the "
+        "process (a missed face is not)",
     )
     preview_bind: str = Field("127.0.0.1", description="address the setup view listens on (loopback: this machine)")
     preview_port: int = Field(8081, ge=0, le=65535, description="the setup view's TCP port; 0 picks a free one")
