@@ -24,6 +24,7 @@ FORMAT = "binarycop-bnn"
 FORMAT_VERSION = 2  # 1: the checksum covered the arrays only
 COVERED_META = ("arch", "classes", "framing")  # header fields inside the checksum
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MAX_UNPACKED_BYTES = 64 * 2**20  # the shipped models unpack to 25-210 KB; zipfile reads no member past its size
 
 
 class ModelFileError(ValueError):
@@ -111,6 +112,22 @@ def shipped_models() -> list[str]:
     return [name for name in ARCHS if (MODELS_DIR / f"{name}.npz").is_file()]
 
 
+def _check_unpacked_size(path: Path) -> None:
+    """Refuse an archive whose members unpack to more than :data:`MAX_UNPACKED_BYTES`, from its directory, before
+    unpacking anything (a 2 MB zip bomb unpacked to 4 GB first). Not a zip: left to ``np.load`` to say."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable model file ({error})") from error
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ModelFileError(
+            f"{path}: unpacks to {unpacked} bytes, over the {MAX_UNPACKED_BYTES} a model file may hold"
+        )
+
+
 def load_model(name_or_path: str | Path) -> BinaryModel:
     path = resolve_model_path(name_or_path)
     if not path.is_file() and str(name_or_path) in ARCHS:
@@ -120,6 +137,7 @@ def load_model(name_or_path: str | Path) -> BinaryModel:
         )
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    _check_unpacked_size(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

@@ -12,8 +12,8 @@ from functools import partial
 
 import numpy as np
 
-from binarycop.config import CameraConfig, DetectorConfig, TrackingConfig
-from detector import make_detector
+from binarycop.config import CameraConfig, Config, DetectorConfig, TrackingConfig
+from detector import DetectorError, check_detector, make_detector
 from detector.tracking import FaceTracker
 from detector.zones import Zones
 from ingest import CameraError, Frame, SourceError, open_source, reason_message
@@ -147,9 +147,8 @@ class CameraWorker:
         zones, classes = self.zones.labels, self.classifier.classes
         if self.preview is not None and self.preview.wants(name):  # faces pixelated as the picture is made
             names = [classes[class_id] for class_id in faces.class_ids]  # once a second at most: names are fine
-            await loop.run_in_executor(
-                self.executor, self.preview.offer, name, frame.pixels, faces.boxes, names, self.camera.zones
-            )
+            held = self.tracker.boxes()  # faces followed but not looked for in this pass (tiles, scales)
+            await loop.run_in_executor(self.executor, self._offer_picture, frame.pixels, faces.boxes, names, held)
         self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids, len(classes))))
         decided, visible = self.tracker.follow(faces)
         self._add_people(decided)
@@ -160,6 +159,19 @@ class CameraWorker:
             self.recorder.observe("end_to_end", time.monotonic() - frame.captured, camera=name)
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
         self.recorder.set_last_frame(name, frame.timestamp)
+
+    def _offer_picture(self, pixels: np.ndarray, boxes: np.ndarray, names: list[str], held: np.ndarray) -> None:
+        """On the detector's thread: the setup picture, with every counted face, every face the tracker holds and
+        everything the detector finds in the whole frame at any size (:meth:`FaceDetector.candidates`) pixelated.
+        No picture at all if that search fails: a face could be left in the clear."""
+        try:
+            hide = np.concatenate([held, self.detector.candidates(pixels)])
+        except Exception as error:  # noqa: BLE001 - the camera goes on; only the picture is skipped
+            log.warning(
+                "camera %s: setup picture skipped, face search failed: %s", self.camera.name, type(error).__name__
+            )
+            return
+        self.preview.offer(self.camera.name, pixels, boxes, names, self.camera.zones, hide)
 
     def _named(self, counts: Counter) -> Counter:
         """Counts by (zone id, class id) as counts by (zone label, class name): Redis and metrics carry names."""
@@ -194,7 +206,13 @@ async def run_camera(
 ) -> None:
     """Process the camera until its source ends (files) or the task is cancelled; ``preview``: a
     :class:`stats.preview.PreviewStore` given a recent frame now and then (the setup view)."""
-    detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config), classifier.framing)
+    try:
+        detector = await asyncio.to_thread(make_detector, camera.detector_config(detector_config), classifier.framing)
+    except Exception as error:  # noqa: BLE001 - checked at start-up; a camera must never die unseen
+        log.error("camera %s: detector failed to load (%s): camera not read", camera.name, type(error).__name__)
+        recorder.set_camera_up(camera.name, False)
+        recorder.add_frames(camera.name, "failed")
+        return
     worker = CameraWorker(camera, detector, tracking, classifier, recorder, preview)
     try:
         source = open_source(camera)
@@ -220,6 +238,23 @@ async def run_camera(
         recorder.set_camera_up(camera.name, False)
         worker.close()
         log.info("camera %s: stopped", camera.name)
+
+
+def detector_problems(config: Config) -> list[str]:
+    """Each distinct detector the cameras use, built and run once (:func:`detector.check_detector`): what cannot
+    load or run, as problems naming the cameras, for ``validate-config``, start-up and hot reload."""
+    users: dict[str, tuple[DetectorConfig, list[str]]] = {}
+    for camera in config.cameras:
+        detector = camera.detector_config(config.detector)
+        users.setdefault(detector.model_dump_json(), (detector, []))[1].append(camera.name)
+    problems = []
+    for detector, cameras in users.values():
+        try:
+            check_detector(detector)
+        except DetectorError as error:
+            shown = ", ".join(cameras[:5]) + (f" and {len(cameras) - 5} more" if len(cameras) > 5 else "")
+            problems.append(f"detector (cameras {shown}): {error}")
+    return problems
 
 
 def _take_status(camera: str, source, recorder: CountRecorder) -> None:

@@ -16,8 +16,9 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from accel import make_classifier
 from binarycop import __version__
 from binarycop.config import CameraConfig, Config, ConfigError, detector_name, load_config, redact_url, redis_client
-from binarycop.pipeline import SharedClassifier, run_camera
+from binarycop.pipeline import SharedClassifier, detector_problems, run_camera
 from stats import CountRecorder
+from stats.batches import BatchRefused
 from stats.embedded import default_data_dir
 from stats.leases import Leases
 from stats.listener import ListenError
@@ -61,6 +62,9 @@ class Server:
         await self._check_redis()
         await self._start_http()  # first: a bad bind address or a port in use fails at once; /readyz says loading
         await self._replay_spool()
+        problems = await asyncio.to_thread(detector_problems, self.config)  # never a ready server with dead cameras
+        if problems:
+            raise ConfigError(str(self.config_path or "config"), problems)
         classifier_config = self.config.classifier
         classifier = await asyncio.to_thread(
             make_classifier, classifier_config.backend, classifier_config.model, classifier_config.bitfile
@@ -93,9 +97,10 @@ class Server:
         """Counts an earlier stop kept on disk go to Redis; retried at each flush while Redis is away."""
         try:
             await replay_spool(self.client, self.spool_dir)
-        except (RedisError, OSError) as error:
+        except (RedisError, OSError, BatchRefused) as error:
             if not self._spool_warned:
-                log.warning("spool in %s not replayed yet, Redis unreachable: %s", self.spool_dir, error)
+                why = "Redis refused a batch" if isinstance(error, BatchRefused) else "Redis unreachable"
+                log.warning("spool in %s not replayed yet, %s: %s", self.spool_dir, why, error)
             self._spool_warned = True  # tried again at each flush
             return
         self._spool_replayed = True
@@ -139,6 +144,8 @@ class Server:
                 if name in self.camera_tasks:
                     log.info("camera %s: handed over (lease given back or held by another ingester)", name)
                     await self._stop_camera(name)
+            for name in plan.release:  # only once its camera has stopped: never read by two ingesters at once
+                await _quietly(self.leases.release(name))
             for name in plan.start:
                 log.info("camera %s: lease taken by ingester %s", name, self.recorder.ingester)
                 self._start_camera(by_name[name])
@@ -213,6 +220,9 @@ class Server:
         logged and the running config kept: the watcher outlives every edit."""
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
+            problems = await asyncio.to_thread(detector_problems, new)
+            if problems:
+                raise ConfigError(str(self.config_path), problems)
         except ConfigError as error:
             log.error("config edit rejected, keeping the running config: %s", "; ".join(error.problems))
             return
@@ -323,6 +333,7 @@ class Server:
             self.client,
             redact_url(self.redis_url),
             pending=lambda: self.recorder.pending,
+            refused=lambda: self.recorder.refused,
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
             local=self._local_cameras,

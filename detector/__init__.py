@@ -21,16 +21,19 @@ _FROM_FACES = (
     "nms",
     "square_boxes",
 )
+CHECK_FRAME = (360, 640)  # height, width of the blank frame a detector is tried on before it gets a camera
 
 __all__ = [
     "CROP_MARGIN",
     "CROP_SIZE",
     "FRAMING",
+    "DetectorError",
     "FaceDetector",
     "Faces",
     "Framing",
     "crop_faces",
     "iou_matrix",
+    "check_detector",
     "make_detector",
     "nms",
     "square_boxes",
@@ -48,6 +51,10 @@ class FaceDetector(Protocol):
 
     def close(self) -> None:
         """Release the detector's resources."""
+
+    def candidates(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) of everything in the whole frame that may be a face, whatever its size or score: what the
+        setup view pixelates besides the counted faces (run once per picture, not per frame)."""
 
 
 def make_detector(config, framing: Framing | None = None) -> FaceDetector:
@@ -77,6 +84,27 @@ def make_detector(config, framing: Framing | None = None) -> FaceDetector:
         keep_still=config.keep_still,
         framing=framing,
     )
+
+
+class DetectorError(ValueError):
+    """A detector that cannot be built or run (a model file truncated, not the detector's, or not runnable)."""
+
+
+def check_detector(config) -> None:
+    """Build the detector for ``config`` and run it once on a blank frame, so that a model that cannot load or run
+    is an error before any camera depends on it (a camera with a dead detector would process nothing)."""
+    import numpy as np
+
+    try:
+        detector = make_detector(config)
+        try:
+            detector.detect(np.zeros((*CHECK_FRAME, 3), np.uint8), with_crops=True)
+        finally:
+            detector.close()
+    except (ValueError, OSError) as error:  # our own messages (file missing, not a YuNet model)
+        raise DetectorError(f"{config.kind}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - onnxruntime and mediapipe raise types of their own
+        raise DetectorError(f"{config.kind}: the detector cannot run ({type(error).__name__})") from None
 
 
 def __getattr__(name: str):

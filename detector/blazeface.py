@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from detector.faces import FRAMING, Faces, Framing, large_enough_faces, nms
-from detector.tiles import RegionScheduler
+from detector.tiles import RegionScheduler, tile_grid
 
 FULL_RANGE = 1
 SHORT_RANGE = 0
@@ -65,6 +65,17 @@ class BlazeFaceDetector:
             keep = nms(boxes, scores)
             boxes, scores = boxes[keep], scores[keep]
         return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, plan.coverage, self.framing)
+
+    def candidates(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) of every face found in the whole frame (each tile of it when tiled), whatever its size: what
+        the setup view pixelates besides the counted faces. Not counted, not cropped."""
+        height, width = frame_bgr.shape[:2]
+        side = self.tile_side(width, height)
+        regions = tile_grid(width, height, side) if side and max(width, height) > side else [(0, 0, width, height)]
+        found = [np.empty((0, 4), np.float32)]
+        for x0, y0, x1, y1 in regions:
+            found.append(self._detect_region(frame_bgr[y0:y1, x0:x1], int(x0), int(y0))[0])
+        return np.concatenate(found)
 
     def reset(self) -> None:
         """Forget what earlier frames showed (still regions, visits): the next frame is examined whole."""

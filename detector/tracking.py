@@ -129,6 +129,10 @@ class FaceTracker:
         self._tracks = live
         return decided
 
+    def boxes(self) -> np.ndarray:
+        """Boxes (N, 4) of every face being followed, counted or not, seen this frame or held while unseen."""
+        return np.array([track.box for track in self._tracks], np.float32).reshape(-1, 4)
+
     def pending_boxes(self) -> np.ndarray:
         """Boxes (N, 4) of faces being followed but not yet confirmed as people: where the detector should look
         first."""

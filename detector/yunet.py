@@ -38,6 +38,7 @@ from detector.tiles import WHOLE, Coverage, RegionScheduler
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
 MODEL = MODEL_DIR / "yunet_s_dynamic.onnx"
 STRIDES = (8, 16, 32)
+CANDIDATE_SCORE = 0.3  # the setup view pixelates detections down to this score (counted faces need min_score)
 NMS_IOU = 0.3  # cv2.FaceDetectorYN's default
 TOP_K = 5000
 # A reduced-scale pass keeps the smallest followed face at least this large. Below it YuNet still finds faces (from
@@ -170,7 +171,9 @@ class YuNetRunner:
         self._slots = threading.BoundedSemaphore(slots or os.cpu_count() or 1)
 
     @classmethod
-    def shared(cls, model: Path = MODEL, slots: int | None = None) -> YuNetRunner:
+    def shared(cls, model: Path | None = None, slots: int | None = None) -> YuNetRunner:
+        """The process's runner of ``model`` (default :data:`MODEL`, read when called)."""
+        model = model or MODEL
         key = (str(model), slots or 0)
         with cls._shared_lock:
             if key not in cls._shared:
@@ -279,6 +282,22 @@ class YuNetDetector:
             boxes.append(found_boxes)
             scores.append(found_scores)
         return np.concatenate(boxes), np.concatenate(scores), plan.coverage
+
+    def candidates(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) of everything in the whole frame that may be a face, whatever its size and down to
+        :data:`CANDIDATE_SCORE`, at scale 1 and the configured scales (as YuNet frames them and as the crops are
+        framed): what the setup view pixelates besides the counted faces. Not counted, not cropped."""
+        found = []
+        for scale in sorted({1.0, *self.scales}):
+            image = frame_bgr
+            if scale != 1:
+                image = cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            blob = padded_input(image)
+            self.inferences += 1
+            self.pixels += blob.shape[2] * blob.shape[3]
+            boxes, _ = decode(self.runner.run(blob), blob.shape[2], blob.shape[3], min(self.min_score, CANDIDATE_SCORE))
+            found += [boxes / scale, to_blazeface_framing(boxes / scale)]
+        return np.concatenate(found)
 
     def _detect_scaled(self, image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
         image = image_bgr

@@ -44,3 +44,22 @@ def inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         at_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
     return (crosses & (x < at_x)).sum(axis=1) % 2 == 1
+
+
+def self_intersecting(points) -> bool:
+    """Whether two edges of the polygon cross (a bow-tie): its inside is ambiguous, so a face's zone would be too.
+    Edges that only meet at a shared corner do not count. Vectorised over every pair of edges."""
+    corners = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(corners) < 4:
+        return False
+    a, b = corners[:, None], np.roll(corners, -1, axis=0)[:, None]  # edge i: a -> b
+    c, d = a.transpose(1, 0, 2), b.transpose(1, 0, 2)  # edge j: c -> d
+    crosses = (_turn(a, b, c) * _turn(a, b, d) < 0) & (_turn(c, d, a) * _turn(c, d, b) < 0)
+    return bool(crosses.any())
+
+
+def _turn(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Sign of the turn a -> b -> c (+1 left, -1 right, 0 straight), broadcast over pairs of edges."""
+    return np.sign(
+        (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+    )

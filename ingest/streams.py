@@ -4,9 +4,11 @@ A reader thread drains the stream (grabbing every frame, decoding only those sam
 the detect fps). No frame for ``stall_seconds`` is a stall: the stream is closed and
 reopened with capped exponential backoff. A dead camera only ever blocks its own thread.
 
-RTSP is read with PyAV (FFmpeg) and ``err_detect=explode``: a damaged frame is a decode
-error, counted as failed, where OpenCV's FFmpeg reader conceals it and hands out a frame
-(OpenCV passes its FFmpeg options to the demuxer only, not to the decoder).
+RTSP, and video over HTTP that is not a multipart MJPEG stream, is read with PyAV (FFmpeg) and
+``err_detect=explode``: a damaged frame is a decode error, counted as failed, where OpenCV's FFmpeg reader
+conceals it and hands out a frame (OpenCV passes its FFmpeg options to the demuxer only, not to the decoder).
+A multipart stream without ``boundary=`` is refused. OpenCV reads files and USB devices, and the rest where
+PyAV is not installed.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class StreamSource(BufferedSource):
         self.max_frame_pixels = max_frame_pixels
         self._logged_failures: set[str] = set()  # reasons for failed frames logged on this connection
         self._why: tuple[str, str] | None = None  # (reason, message) the last connection gave no frames
+        self._unbounded_said = False
         self.url = url
         self.display_url = display_url
         self.detect_fps = detect_fps
@@ -113,6 +116,8 @@ class StreamSource(BufferedSource):
         delivered = None
         if self.url.startswith(("http://", "https://")):
             delivered = self._read_mjpeg()
+            if delivered is None:  # other video over HTTP: FFmpeg through PyAV, strictly, like RTSP
+                delivered = self._read_av()
         elif self.url.startswith(("rtsp://", "rtsps://")):
             delivered = self._read_av()
         elif device_index(self.url) is not None and not self._device_present():
@@ -149,9 +154,9 @@ class StreamSource(BufferedSource):
             self._cannot(*describe(error))
             return False
         with response:
-            boundary = mjpeg.boundary_of(response.headers.get("Content-Type", ""))
-            if boundary is None:
-                return None
+            boundary = self._boundary(response.headers.get("Content-Type", ""))
+            if not boundary:
+                return boundary  # None: not MJPEG; False: multipart without a boundary, refused
             sampler = _Sampler(self.detect_fps)
             delivered = False
             try:
@@ -182,19 +187,38 @@ class StreamSource(BufferedSource):
                 self._cannot(*(("stalled", reason_message("stalled")) if delivered else describe(error)))
             return delivered
 
+    def _boundary(self, content_type: str) -> bytes | bool | None:
+        """The MJPEG boundary; None if the reply is not multipart; False for a multipart stream without its
+        ``boundary=`` or with an empty one (refused, reconnected with backoff, said once: OpenCV would read it,
+        concealing damage)."""
+        boundary = mjpeg.boundary_of(content_type)
+        if boundary:
+            return boundary
+        if not content_type.lower().startswith("multipart/"):
+            return None
+        if not self._unbounded_said:
+            self._unbounded_said = True
+            log.warning(
+                "camera %s: %s sends a multipart stream without boundary=: refused, its frames cannot be read "
+                "strictly (fix the camera's Content-Type, or serve its video another way)",
+                self.camera,
+                self.display_url,
+            )
+        return False
+
     def _part_dropped(self) -> None:
         self._failed(BadFrame(f"MJPEG part over {mjpeg.MAX_PART_BYTES} bytes or without boundary: dropped"))
 
     def _read_av(self) -> bool | None:
-        """Read an RTSP stream with PyAV, damaged frames counted as failed; None if PyAV is not installed."""
+        """Read an RTSP stream (or other video over HTTP) with PyAV, damaged frames counted as failed; None if PyAV
+        is not installed."""
         try:
             import av
         except ImportError:
             return None
         try:
-            container = av.open(
-                self.url, options={"rtsp_transport": "tcp"}, timeout=(self.stall_seconds, self.stall_seconds)
-            )
+            options = {"rtsp_transport": "tcp"} if self.url.startswith(("rtsp://", "rtsps://")) else {}
+            container = av.open(self.url, options=options, timeout=(self.stall_seconds, self.stall_seconds))
         except (av.FFmpegError, OSError) as error:  # the message may hold the URL: only our reason is told
             self._cannot(*describe(error))
             return False

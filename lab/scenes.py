@@ -126,37 +126,51 @@ def read_positions(path: Path, root: Path) -> PositionTable:
 
 
 def _read_positions(path: Path, root: Path, boxes: dict) -> PositionTable:
+    """The table, strictly: a quote left open or a field over the csv module's limit (128 KiB) is an error naming its
+    line, and what the file holds is shown with control characters escaped (a terminal must not obey them)."""
+
+    def shown(value) -> str:
+        return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(value))
+
     images = {image for image, _ in boxes}
     table: PositionTable = {}
     lines: dict = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet may write a BOM
-        reader = csv.DictReader(handle)
-        missing = [column for column in POSITION_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
+        reader = csv.DictReader(handle, strict=True)
+        rows, start = [], 1
+        try:
+            missing = [column for column in POSITION_COLUMNS if column not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(
+                    f"{path}: no column {', '.join(missing)}; expected the header {','.join(POSITION_COLUMNS)}[,note]"
+                )
+            while (start := reader.line_num + 1) and (row := next(reader, None)) is not None:
+                rows.append((reader.line_num, row))
+        except csv.Error as error:  # an unclosed quote (it swallowed the rest of the file), a field too large
+            raise ValueError(f"{path} line {start}: not a readable CSV row ({error})") from None
+    for line, row in rows:
+        where = f"{path} line {line} ({shown(','.join(str(row.get(c)) for c in POSITION_COLUMNS))})"
+        position = (row["position"] or "").strip()
+        if position not in POSITIONS + APART:
             raise ValueError(
-                f"{path}: no column {', '.join(missing)}; expected the header {','.join(POSITION_COLUMNS)}[,note]"
+                f"{where}: position {shown(repr(position))}: expected one of {', '.join(POSITIONS + APART)}"
             )
-        for row in reader:
-            where = f"{path} line {reader.line_num} ({','.join(str(row.get(c)) for c in POSITION_COLUMNS)})"
-            position = (row["position"] or "").strip()
-            if position not in POSITIONS + APART:
-                raise ValueError(f"{where}: position {position!r}: expected one of {', '.join(POSITIONS + APART)}")
-            try:
-                box = tuple(float(row[column]) for column in POSITION_COLUMNS[1:5])
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: xmin, ymin, xmax, ymax must be numbers") from None
-            image = (row["image"] or "").strip()
-            key = (image, box)
-            if image not in images:
-                raise ValueError(f"{where}: no labelled scene image {image!r} under {root}")
-            if key not in boxes:
-                raise ValueError(f"{where}: {image} has no VOC box at {','.join(f'{v:g}' for v in box)}")
-            if boxes[key] != "mask_weared_incorrect":
-                raise ValueError(f"{where}: that VOC box is labelled {boxes[key]}, not mask_weared_incorrect")
-            if key in table:
-                raise ValueError(f"{where}: the same box as line {lines[key]}")
-            table[key] = position
-            lines[key] = reader.line_num
+        try:
+            box = tuple(float(row[column]) for column in POSITION_COLUMNS[1:5])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: xmin, ymin, xmax, ymax must be numbers") from None
+        image = (row["image"] or "").strip()
+        key = (image, box)
+        if image not in images:
+            raise ValueError(f"{where}: no labelled scene image {shown(repr(image))} under {root}")
+        if key not in boxes:
+            raise ValueError(f"{where}: {shown(image)} has no VOC box at {','.join(f'{v:g}' for v in box)}")
+        if boxes[key] != "mask_weared_incorrect":
+            raise ValueError(f"{where}: that VOC box is labelled {boxes[key]}, not mask_weared_incorrect")
+        if key in table:
+            raise ValueError(f"{where}: the same box as line {lines[key]}")
+        table[key] = position
+        lines[key] = line
     return table
 
 

@@ -199,12 +199,15 @@ class SnapshotCollector:
     (``local`` given: its own gauges, :meth:`stats.redis_store.CountRecorder.local_counts`) that it is alive and,
     while Redis is away, its cameras' up, errors and sites."""
 
-    def __init__(self, pending=lambda: 0, local=None):
+    def __init__(self, pending=lambda: 0, local=None, refused=dict):
+        """``local()``: this process's own camera gauges, served while Redis is away; ``refused()``: batches Redis
+        refused, by key (see :class:`stats.batches.BatchRefused`)."""
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
         self.bad_values = 0  # values read from Redis and skipped, since this process started
         self._pending = pending
         self._local = local
+        self._refused = refused
 
     def collect(self):
         if self.redis_up:
@@ -232,14 +235,23 @@ class SnapshotCollector:
         )
         bad.add_metric([], float(self.bad_values))
         yield bad
+        refused = CounterMetricFamily(
+            "binarycop_redis_refused_batches",
+            "Batches of counts Redis refused because a key held what binarycop did not write (wrong type, not a "
+            "count, a sequence number someone else set); the counts stay pending until the key is fixed",
+            labels=["key"],
+        )
+        for key, times in sorted(self._refused().items()):
+            refused.add_metric([key], float(times))
+        yield refused
 
 
-def make_registry(pending=lambda: 0, local=None) -> tuple[CollectorRegistry, SnapshotCollector]:
+def make_registry(pending=lambda: 0, local=None, refused=dict) -> tuple[CollectorRegistry, SnapshotCollector]:
     """The registry ``/metrics`` serves: the counts' collector (``local``: this process's own camera gauges, served
-    while Redis is away), and prometheus_client's own process (``process_*``: resident memory, CPU seconds, open
-    files), platform (``python_info``) and garbage-collector collectors."""
+    while Redis is away; ``refused``: the batches Redis refused), and prometheus_client's own process (``process_*``:
+    resident memory, CPU seconds, open files), platform (``python_info``) and garbage-collector collectors."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector(pending, local)
+    collector = SnapshotCollector(pending, local, refused)
     registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from stats.exporter import STALE_AFTER_SECONDS
 from stats.leases import read_leases
 from stats.redis_store import text
-from stats.schema import INGESTERS_KEY, LEASE_PREFIX, history_key, ingester_key
+from stats.schema import INGESTERS_KEY, LEASE_PREFIX, MAX_INGESTERS, history_key, ingester_key
 
 RECENT_MINUTES = 15
 
@@ -18,11 +18,14 @@ RECENT_MINUTES = 15
 async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None) -> dict:
     """``{"ingesters": [...], "leases": [...]}``; ``cameras`` (from a config) also lists unleased ones."""
     now = time.time()
-    beats = await client.zrange(INGESTERS_KEY, 0, -1, withscores=True)
+    beats = await client.zrevrange(INGESTERS_KEY, 0, MAX_INGESTERS - 1, withscores=True)  # bounded: the latest
+    pipe = client.pipeline(transaction=False)
+    for name, _ in beats:
+        pipe.hgetall(ingester_key(text(name)))
     ingesters = []
-    for name, seen in beats:
+    for (name, seen), beat in zip(beats[::-1], (await pipe.execute())[::-1]):
         ingester = text(name)
-        info = {text(k): text(v) for k, v in (await client.hgetall(ingester_key(ingester))).items()}
+        info = {text(k): text(v) for k, v in beat.items()}
         started = _number(info.get("started"), float)
         ingesters.append(
             {
@@ -42,6 +45,8 @@ async def fleet_status(client: aioredis.Redis, cameras: list[str] | None = None)
         )
     names = set(cameras or [])
     async for key in client.scan_iter(match=f"{LEASE_PREFIX}*", count=500):
+        if len(names) >= len(cameras or []) + MAX_INGESTERS:
+            break  # leases of cameras no config names: shown up to a bound
         names.add(text(key)[len(LEASE_PREFIX) :])
     lease_seconds = {ingester["id"]: ingester["lease_seconds"] for ingester in ingesters}
     leases = []

@@ -15,7 +15,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from names import CLASSES
-from stats.redis_store import FRAME_OUTCOMES, history_key, text
+from stats.redis_store import text
+from stats.schema import FRAME_OUTCOMES, history_key
 from stats.snapshot import _count, _name
 
 # kind -> a check per label part after the kind

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 IDLE_TIMEOUT_SECONDS = 20.0  # to send a whole request's headers, and to stay idle between requests
+MAX_SHOWN_CHARS = 200  # of what a malformed request's error says
+
+
+class OneLineBadRequests(logging.Filter):
+    """aiohttp logs each malformed request (a bad header, a bad chunk, a line too long) with a full traceback: any
+    client could flood the log. Such a record becomes one line, what the client sent escaped; errors in binarycop's
+    own handlers keep their tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            said = ascii(str(error.message).strip().split("\n", 1)[0])[1:-1][:MAX_SHOWN_CHARS]
+            record.msg = "malformed HTTP request from %s refused (%d): %s: %s"
+            record.args = (client, error.code, type(error).__name__, said)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"  # the client's fault, not the server's
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(OneLineBadRequests())
 
 
 class ListenError(OSError):

@@ -1,14 +1,18 @@
 """The setup view (``http.preview: true``, off by default): a recent frame of each camera with its face boxes,
 classes and zones drawn, to aim a camera and check its zones.
 
-Privacy: every face region the detector found is pixelated (:data:`PIXEL_BLOCKS` blocks across, the box grown by
-:data:`MARGIN` on each side) as the picture is made, in the ingester process; only that picture is kept (in this
-process's memory, never in Redis) and served. A face the detector misses is not pixelated (the README says so):
-the view is served on loopback unless configured otherwise, and pictures are scaled down to :data:`MAX_WIDTH`.
+Privacy: everything that may be a face is pixelated (:data:`PIXEL_BLOCKS` blocks across, the box grown by
+:data:`MARGIN` on each side) as the picture is made, in the ingester process: the counted faces, every face the
+tracker holds (also where this frame's pass did not look: tiles, reduced scales), and whatever the detector finds in
+the whole frame at any size, down to a lower score (``hide``). Only that picture is kept (in this process's memory,
+never in Redis) and served. A face the detector misses entirely is not pixelated (the docs say so): the view is
+served on loopback unless configured otherwise, answers only requests whose ``Host`` is the address it is bound to
+(no DNS rebinding), and pictures are scaled down to :data:`MAX_WIDTH`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -58,9 +62,14 @@ def pixelate_faces(pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def render(pixels: np.ndarray, boxes: np.ndarray, classes: list[str], zones: dict | None) -> tuple[bytes, float]:
-    """The setup picture (JPEG) and its scale: faces pixelated first, then scaled down, zones and boxes drawn."""
-    picture = pixelate_faces(pixels, boxes)
+def render(
+    pixels: np.ndarray, boxes: np.ndarray, classes: list[str], zones: dict | None, hide: np.ndarray | None = None
+) -> tuple[bytes, float]:
+    """The setup picture (JPEG) and its scale: faces (``boxes``, and ``hide``: possible faces not counted)
+    pixelated first, then scaled down, zones and the counted faces' boxes drawn."""
+    hide = np.empty((0, 4)) if hide is None else hide
+    every = np.concatenate([np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(hide, np.float64).reshape(-1, 4)])
+    picture = pixelate_faces(pixels, every)
     height, width = picture.shape[:2]
     scale = min(1.0, MAX_WIDTH / width)
     if scale < 1:
@@ -102,8 +111,17 @@ class PreviewStore:
     def wants(self, camera: str) -> bool:
         return time.monotonic() - self._last.get(camera, -1e9) >= self.every_seconds
 
-    def offer(self, camera: str, pixels: np.ndarray, boxes: np.ndarray, classes: list[str], zones: dict | None):
-        """Make the camera's picture from this frame if one is due (the frame itself is not kept)."""
+    def offer(
+        self,
+        camera: str,
+        pixels: np.ndarray,
+        boxes: np.ndarray,
+        classes: list[str],
+        zones: dict | None,
+        hide: np.ndarray | None = None,
+    ):
+        """Make the camera's picture from this frame if one is due (the frame itself is not kept); ``hide``:
+        boxes of possible faces pixelated besides the counted ones (``boxes``)."""
         if not self.wants(camera):
             return
         held = self.pictures.get(camera)
@@ -111,7 +129,7 @@ class PreviewStore:
             return
         self._last[camera] = time.monotonic()
         height, width = pixels.shape[:2]
-        jpeg, _ = render(pixels, boxes, classes, zones)
+        jpeg, _ = render(pixels, boxes, classes, zones, hide)
         relative = np.asarray(boxes, np.float64).reshape(-1, 4) / [width, height, width, height]
         faces = [{"box": [round(float(v), 4) for v in box], "class": name} for box, name in zip(relative, classes)]
         self.pictures[camera] = Picture(time.time(), jpeg, width, height, faces, dict(zones or {}))
@@ -123,15 +141,51 @@ class PreviewStore:
 SETUP_PAGE, SETUP_SCRIPT, SETUP_POLICY = page_with_policy("setup.html", "setup.js")
 
 
+def is_loopback(bind: str) -> bool:
+    """Whether ``bind`` (an address or ``localhost``) is this machine only."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(host: str, bind: str, port: int) -> bool:
+    """A ``Host`` header that names the address the view is bound to (any IP address when it is bound to all):
+    never a DNS name, which a rebinding page would carry."""
+    name, _, given_port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not name:  # no port given
+        name, given_port = host, ""
+    if given_port and given_port != str(port):
+        return False
+    name = name.removeprefix("[").removesuffix("]")
+    if name == bind or (bind == "localhost" and name in ("localhost", "127.0.0.1", "::1")):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return bind in ("0.0.0.0", "::", "") and address is not None
+
+
 class PreviewWeb:
     """The setup view on a listener of its own (``http.preview_bind``, loopback by default)."""
 
     def __init__(self, store: PreviewStore):
         self.store = store
         self.listener = Listener()
+        self.bind = "127.0.0.1"
 
     async def start(self, bind: str, port: int) -> None:
-        app = web.Application()
+        if not is_loopback(bind):
+            log.warning(
+                "setup view bound to %s, beyond this machine: anyone who reaches it sees the camera pictures (faces "
+                "pixelated, a missed face not)",
+                bind,
+            )
+        self.bind = bind
+        app = web.Application(middlewares=[self._host_check])
         app.router.add_get("/", self._page)
         app.router.add_get("/api/preview", self._list)
         app.router.add_get("/preview/{camera}.jpg", self._picture)
@@ -140,6 +194,14 @@ class PreviewWeb:
     @property
     def port(self) -> int:
         return self.listener.port
+
+    @web.middleware
+    async def _host_check(self, request: web.Request, handler):
+        """Only requests naming the bound address (and port) as their ``Host``: a page from a name that resolves
+        to this address (DNS rebinding) carries its own name and is refused."""
+        if not host_allowed(request.headers.get("Host", ""), self.bind, self.port):
+            return web.Response(status=421, text="Host not accepted: use the address the setup view is bound to\n")
+        return await handler(request)
 
     async def stop(self) -> None:
         await self.listener.stop()

@@ -1,9 +1,10 @@
 """Counts to Redis and back, under the keys of :mod:`stats.schema`. Only counts, gauges and heartbeats are
 written; never a frame, a face, a crop, a track id or a camera URL.
 
-Exactly once: counts are sealed into numbered batches; a Lua script applies a batch only if its number is
-above the ingester's last applied one and records the number in the same atomic step. A flush whose reply
-was lost is retried with the same number and applied once.
+Exactly once: counts are sealed into numbered batches (:mod:`stats.batches`); a Lua script applies a batch whole or
+not at all, only if Redis has not applied it before, and records its number in the same atomic step. A flush whose
+reply was lost is retried with the same number and applied once; a batch refused because Redis holds something
+else at one of its keys stays pending (logged by key, counted) until the key is fixed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from stats.batches import Batch, BatchRefused, apply_batch, empty_counts
 from stats.outage import OutageLog
 from stats.schema import (
     BUILD_KEY,
@@ -36,42 +37,24 @@ from stats.schema import (
     FACES_KEY,
     FRAME_OUTCOMES,
     FRAMES_KEY,
-    HISTORY_SECONDS,
     INGESTERS_KEY,
     LAST_FRAME_KEY,
+    MAX_INGESTERS,
     NO_SITE,
     PEOPLE_KEY,
     RECONNECTS_KEY,
     REMOVED_KEY,
-    SEQ_KEEP_SECONDS,
     SITE_KEY,
     STAGE_BUCKETS,
     STAGES_KEY,
     VISIBLE_KEY,
     field,
-    history_key,
     ingester_key,
     sequence_key,
 )
 
 log = logging.getLogger(__name__)
 
-# Applies one sealed batch unless already applied. KEYS[1]: the ingester's sequence key; KEYS[2..]: the
-# hashes. ARGV: batch number, sequence key expiry (s), history bucket expiry (s), then (hash index into KEYS,
-# field, increment) triples. History buckets (keys with ':history:') get their expiry in the same step.
-APPLY_BATCH = """
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local seq = tonumber(ARGV[1])
-if seq <= last then return 0 end
-for i = 4, #ARGV, 3 do
-  redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
-end
-for k = 2, #KEYS do
-  if string.find(KEYS[k], ':history:', 1, true) then redis.call('EXPIRE', KEYS[k], tonumber(ARGV[3])) end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return 1
-"""
 HEARTBEAT_SECONDS = 30
 
 
@@ -80,24 +63,11 @@ def new_ingester_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def empty_counts() -> dict[str, Counter]:
-    return {key: Counter() for key in (*COUNTED_KEYS, STAGES_KEY, CAMERA_LATENCY_KEY, CROPS_KEY)}
-
-
 def _observe(pending: Counter, label: str, seconds: float) -> None:
     bucket = bisect.bisect_left(STAGE_BUCKETS, seconds)  # == len(STAGE_BUCKETS) for +Inf
     pending[field(label, str(bucket))] += 1
     pending[field(label, "sum_us")] += int(round(seconds * 1e6))
     pending[field(label, "count")] += 1
-
-
-@dataclass
-class Batch:
-    """Counts sealed under one number: Redis applies an ingester's batch at most once (see ``APPLY_BATCH``)."""
-
-    seq: int
-    counts: dict[str, Counter]
-    history: dict[int, Counter]
 
 
 class CountRecorder:
@@ -132,6 +102,8 @@ class CountRecorder:
         self._build: dict[str, str] = {}
         self._removed: dict[str, list[str]] = {}  # camera -> its gauge fields still to delete from Redis
         self.heartbeat_extra = dict(heartbeat_extra or {})
+        self.refused: Counter = Counter()  # batch refusals by key (a metric): Redis held something else there
+        self._refusal_logged: tuple[str, str] | None = None
         self._lock = asyncio.Lock()
         self._outage = OutageLog(log, "counts")
 
@@ -238,7 +210,8 @@ class CountRecorder:
             self._open, self._history = empty_counts(), {}
 
     async def flush(self) -> bool:
-        """Write what is pending and the latest gauges and heartbeat; False (everything kept) if Redis is away."""
+        """Write what is pending and the latest gauges and heartbeat; False (everything kept) if Redis is away or
+        refuses the batch."""
         async with self._lock:
             try:
                 for _ in range(2):  # the batch left from an outage, then what came in meanwhile
@@ -248,14 +221,47 @@ class CountRecorder:
                     await self._apply(self._sealed)
                     self._sealed = None
                 await self._write_gauges()
+            except BatchRefused as refusal:
+                self._refusal(refusal)
+                await self._write_gauges_quietly()
+                return False
+            except ValueError as error:  # a count this version would never make: kept, said, never sent
+                log.error("batch %d not written, it is not binarycop's schema: %s", self._sealed.seq, error)
+                return False
             except (RedisError, OSError) as error:
                 self._outage.failed(f"{self.pending} counts wait in memory: {error}")
                 return False
             self._outage.recovered("the counts that waited are written")
+            self._refusal_logged = None
             return True
 
     async def _apply(self, batch: Batch) -> None:
-        await apply_batch(self.client, self.ingester, batch)
+        """Apply this process's batch: the first send always writes (nothing of it can be in Redis yet), a retry
+        is skipped if Redis applied it before its reply was lost. A sequence key that held anything but the
+        previous batch's number was written by someone else: said, and the counts applied all the same."""
+        result = await apply_batch(self.client, self.ingester, batch, "retry" if batch.sent else "first")
+        if result.applied and result.last not in (0, batch.seq - 1):
+            key = sequence_key(self.ingester)
+            last = batch.seq - 1
+            log.error("Redis key %s held %d, not this ingester's last batch %d: overwritten", key, result.last, last)
+            self.refused[key] += 1
+
+    def _refusal(self, refusal: BatchRefused) -> None:
+        self.refused[refusal.label] += 1
+        if self._refusal_logged != (refusal.key, refusal.why):  # once per cause, not every second
+            self._refusal_logged = (refusal.key, refusal.why)
+            log.error(
+                "%s: batch %d not written (nothing of it applied), %d counts pending until the key is fixed",
+                refusal,
+                self._sealed.seq,
+                self.pending,
+            )
+
+    async def _write_gauges_quietly(self) -> None:
+        try:
+            await self._write_gauges()
+        except (RedisError, OSError) as error:
+            log.warning("Redis refused the gauges and heartbeat: %s", error)
 
     def take_unflushed(self) -> list[Batch]:
         """Every count not confirmed by Redis, as numbered batches (the one in flight, then what came after),
@@ -318,6 +324,7 @@ class CountRecorder:
         pipe.expire(ingester_key(self.ingester), HEARTBEAT_SECONDS * 10)
         pipe.zadd(INGESTERS_KEY, {self.ingester: now})
         pipe.zremrangebyscore(INGESTERS_KEY, "-inf", now - HEARTBEAT_SECONDS * 10)
+        pipe.zremrangebyrank(INGESTERS_KEY, 0, -MAX_INGESTERS - 1)  # bounded, whatever others add
         await pipe.execute()
         for camera in removed:
             if self._removed.get(camera) is removed[camera]:
@@ -329,22 +336,6 @@ class CountRecorder:
         pipe.zrem(INGESTERS_KEY, self.ingester)
         pipe.delete(ingester_key(self.ingester))
         await pipe.execute()
-
-
-async def apply_batch(client: aioredis.Redis, ingester: str, batch: Batch) -> bool:
-    """Apply one sealed batch of ``ingester`` unless Redis applied it before; True if it was applied now."""
-    keys = [sequence_key(ingester)]
-    argv: list = [batch.seq, SEQ_KEEP_SECONDS, HISTORY_SECONDS]
-    tables = [(key, counter) for key, counter in batch.counts.items()]
-    tables += [(history_key(minute), counter) for minute, counter in sorted(batch.history.items())]
-    for key, counter in tables:
-        if not counter:
-            continue
-        keys.append(key)
-        for name, count in counter.items():
-            if count:
-                argv += [len(keys), name, count]
-    return bool(await client.eval(APPLY_BATCH, len(keys), *keys, *argv))
 
 
 async def read_counts(client: aioredis.Redis) -> dict[str, dict[str, str]]:

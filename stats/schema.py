@@ -45,6 +45,7 @@ REMOVED_KEY = f"{PREFIX}:camera_removed"
 # sorted set: ingester id -> unix time of its last heartbeat. Per ingester, ingester_key (an expiring hash: host,
 # pid, version, backend, model, started, seen, pending, cameras) and sequence_key (the last batch applied)
 INGESTERS_KEY = f"{PREFIX}:ingesters"
+MAX_INGESTERS = 1000  # entries kept in INGESTERS_KEY (the most recent) and shown by status: anyone may add some
 # LEASE_PREFIX<camera> (a string, expiring) -> id of the ingester processing the camera (see stats.leases)
 LEASE_PREFIX = f"{PREFIX}:lease:"
 # counters, applied exactly once per batch; history_key(minute) holds faces|camera|zone|mask_class and

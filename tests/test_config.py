@@ -65,7 +65,7 @@ def test_redact_url(url, shown):
         ("cameras: [{name: b, url: x}, {name: a, url: x, loop: 2}]", "cameras[a].loop: must be true or false"),
         ("cameras: [{name: a, url: x}, {name: a, url: y}]", "camera names must be unique; repeated: a"),
         ("cameras: [{name: a, url: x}]\nredis: {url: 'http://r'}", "redis.url: must start with redis://"),
-        ("cameras: [{name: a, url: x}]\nclassifier: {backend: gpu}", "classifier.backend: must be 'cpu', 'onnx', 'torch'"),
+        ("cameras: [{name: a, url: x}]\nclassifier: {backend: gpu}", "classifier.backend: must be 'cpu', 'onnx'"),
         ("cameras: [{name: a, url: x}]\nhttp: {port: 70000}", "http.port: must be at most 65535"),
         ("cameras: [{name: a, url: 'rtsp://u:${NOPE}@h'}]", "cameras[a].url: environment variable NOPE is not set"),
         ("cameras: [{name: a, url: '${N:?in .env}'}]", "cameras[a].url: environment variable N is not set: in .env"),

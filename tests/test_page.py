@@ -4,6 +4,7 @@ selenium, offline) on the demo clip run by a real server."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import shutil
@@ -661,3 +662,42 @@ def test_setup_view_listing_escapes_names_it_is_given():
         thread.close()
     assert "<" not in body and XSS in json.loads(body)["cameras"]["gate"]["zones"]
     assert "script-src 'sha256-" in headers["Content-Security-Policy"] and "innerHTML" not in page
+
+
+@pytest.fixture(params=["tiled", "min-face-400"])
+def hostile_detector_run(request, redis_server):
+    """The demo clip played once with the detector settings under which faces came out in the clear."""
+    from binarycop.config import DetectorConfig
+    from tests.test_preview_privacy import HOSTILE_DETECTORS
+
+    config = demo_config("127.0.0.1", 0, loop=False, realtime=False)
+    http = config.http.model_copy(update={"preview": True, "preview_port": 0})
+    detector = DetectorConfig(**HOSTILE_DETECTORS[request.param])
+    running = RunningServer(config.model_copy(update={"http": http, "detector": detector}), redis_server.url)
+    try:
+        running.call(running.server.cameras_done(), 300)
+        yield running
+    finally:
+        running.stop()
+
+
+def test_setup_view_in_a_browser_shows_no_face_in_the_clear(browser, hostile_detector_run):
+    """Tiles examined one per frame (faces the tracker holds), faces all below min_face_px: the picture the browser
+    shows holds no face YuNet can find at scales 1 and 2 (before: 4 in 8 pictures, and 24 of 24)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.test_preview_privacy import _faces_in
+
+    url = json.loads(_get(hostile_detector_run.server.base_url + "/api/status")[1])["preview"]
+    browser.get(url)
+    image = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'article.preview[data-camera="demo"] img'))
+    _wait(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
+    shown = browser.execute_script(
+        "const c = document.createElement('canvas'); const i = arguments[0]; c.width = i.naturalWidth;"
+        "c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0); return c.toDataURL('image/png');",
+        image,
+    )
+    png = base64.b64decode(shown.split(",", 1)[1])
+    picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[:2] == (360, 640) and picture.std() > 10  # the scene, drawn
+    assert _faces_in([cv2.imencode(".png", picture)[1].tobytes()]) == 0

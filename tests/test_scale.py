@@ -104,6 +104,8 @@ def test_leases_share_cameras_fairly_and_newcomers_get_work(redis_server):
         for _ in range(4):  # rounds: the first gives back one at a time, the second takes up to its share
             plan = await first.plan(cameras, held_first)
             held_first = [c for c in held_first if c not in plan.stop] + plan.start
+            assert [await client.get(lease_key(c)) for c in plan.release] == [b"first"] * len(plan.release)
+            await first.release_all(plan.release)  # the camera stopped: now its lease goes
             plan = await second.plan(cameras, held_second)
             held_second = [c for c in held_second if c not in plan.stop] + plan.start
         owners = {c: (await client.get(lease_key(c))).decode() for c in cameras}

@@ -1,4 +1,4 @@
-"""``bench slice | pipeline | soak | faces | classifier``: the side-by-side benchmarks (binarycop/bench/)."""
+"""``bench slice | pipeline | soak | http | faces | classifier``: the side-by-side benchmarks (binarycop/bench/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from binarycop.cli.output import CommandError, emit, failing_as
 def register(commands) -> None:
     bench = commands.add_parser("bench", help="measurements")
     kinds = bench.add_subparsers(required=True, metavar="KIND")
-    for add in (_add_slice, _add_pipeline, _add_soak, _add_faces, _add_classifier):
+    for add in (_add_slice, _add_pipeline, _add_soak, _add_http, _add_faces, _add_classifier):
         add(kinds)
 
 
@@ -128,6 +128,36 @@ def _soak(args) -> int:
         raise CommandError("bench soak: --cameras >= 1, --minutes and --every > 0, --warm-up >= 0")
     result = bench_soak(args.cameras, args.minutes, args.every, args.warm_up, detector_config(args))
     return emit(args, result, _print_soak)
+
+
+def _add_http(kinds) -> None:
+    bench_http = kinds.add_parser("http", help="camera frames lost while clients read /metrics and /api/status")
+    bench_http.add_argument("--cameras", type=int, default=4, help="looping demo-clip MJPEG cameras (default 4)")
+    bench_http.add_argument("--seconds", type=float, default=30, help="seconds per phase, quiet or loaded (30)")
+    bench_http.add_argument("--rounds", type=int, default=2, help="quiet and loaded phases, alternated (2)")
+    bench_http.add_argument("--clients", type=int, default=50, help="clients reading back to back (50)")
+    bench_http.add_argument("--slow", type=int, default=50, help="clients sending headers a byte at a time (50)")
+    bench_http.add_argument("--json", action="store_true")
+    bench_http.set_defaults(handler=_http)
+
+
+def _http(args) -> int:
+    from binarycop.bench.http_load import bench_http
+
+    if args.cameras < 1 or args.seconds <= 0 or args.rounds < 1 or args.clients < 0 or args.slow < 0:
+        raise CommandError("bench http: --cameras and --rounds >= 1, --seconds > 0, --clients and --slow >= 0")
+    result = bench_http(args.cameras, args.seconds, args.rounds, args.clients, args.slow)
+    return emit(args, result, _print_http)
+
+
+def _print_http(result: dict) -> None:
+    for phase in result["phases"]:
+        kind = "loaded" if phase["load"] else "quiet"
+        line = f"{kind:>6}: {phase['processed_per_s']} frames/s, {phase['dropped']} dropped"
+        if phase["load"]:
+            line += f"; {phase['requests_per_s']} requests/s, p50 {phase['p50_s']} s, p95 {phase['p95_s']} s"
+        print(line)
+    print(f"frames lost to the load: {100 * result['frames_lost_to_load']:.1f} %")
 
 
 def _print_soak(result: dict) -> None:

@@ -269,6 +269,7 @@ def _validate(args) -> int:
     config = load_config(args.file)
     _check_model(config, str(args.file))
     _check_files(config, str(args.file))
+    _check_detectors(config, str(args.file))
     result = {
         "ok": True,
         "source": str(args.file),
@@ -314,6 +315,15 @@ def _check_model(config: Config, source: str) -> None:
         ) from None
     if classifier.bitfile and not Path(classifier.bitfile).is_file():
         raise ConfigError(source, [f"classifier.bitfile: {classifier.bitfile}: no such file"])
+
+
+def _check_detectors(config: Config, source: str) -> None:
+    """Load and run every detector the cameras use (as the server will): a broken model is an error now."""
+    from binarycop.pipeline import detector_problems
+
+    problems = detector_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
 
 
 def _add_schema(commands) -> None:
