@@ -89,7 +89,8 @@ def test_dashboards_are_in_grafanas_import_form_with_a_datasource_variable():
 
 def _page_colours() -> dict[str, str]:
     script = (ROOT / "stats" / "page" / "page.js").read_text()
-    return dict(re.findall(r"(\w+): '(#[0-9a-f]{6})'", re.search(r"const COLOURS = \{([^}]*)\}", script).group(1)))
+    found = re.findall(r"(\w+): '(#[0-9a-fA-F]{6})'", re.search(r"const COLOURS = \{([^}]*)\}", script).group(1))
+    return {name: colour.lower() for name, colour in found}
 
 
 def test_panels_colour_like_the_status_page():
@@ -108,9 +109,11 @@ def test_panels_colour_like_the_status_page():
                 assert steps != compliance_steps and all(step["value"] != 0.95 for step in steps), panel["title"]
             if any(t.get("legendFormat") == "{{mask_class}}" for t in panel["targets"]):
                 overrides = {
-                    o["matcher"]["options"]: o["properties"][0]["value"] for o in panel["fieldConfig"]["overrides"]
+                    o["matcher"]["options"]: next(p["value"] for p in o["properties"] if p["id"] == "color")
+                    for o in panel["fieldConfig"]["overrides"]
                 }
-                assert overrides == {c: {"mode": "fixed", "fixedColor": colours[c]} for c in CLASSES}, panel["title"]
+                fixed = {c: {**v, "fixedColor": v["fixedColor"].lower()} for c, v in overrides.items()}
+                assert fixed == {c: {"mode": "fixed", "fixedColor": colours[c]} for c in CLASSES}, panel["title"]
     by_title = {panel["title"]: panel for dashboard in load_dashboards() for panel in dashboard["panels"]}
     pending = by_title["Counts waiting for Redis"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert pending == [{"color": "green", "value": None}, {"color": "red", "value": 1}]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
 import onnx
 import pytest
@@ -88,7 +89,7 @@ def test_a_camera_whose_detector_fails_later_is_logged_down_and_counted(redis_se
     """Were a detector to fail when a camera starts (a file replaced after the start), the camera says so."""
     import binarycop.pipeline as pipeline
 
-    def broken(config):
+    def broken(config, framing=None):
         raise RuntimeError("session lost")
 
     monkeypatch.setattr(pipeline, "make_detector", broken)
@@ -100,8 +101,9 @@ def test_a_camera_whose_detector_fails_later_is_logged_down_and_counted(redis_se
         client = Redis.from_url(redis_server.url)
         recorder = CountRecorder(client)
         camera = CameraConfig(name="gate", url=str(CLIP))
+        classifier = SimpleNamespace(framing=None)  # never reached: the detector fails first
         await pipeline.run_camera(camera, Config(cameras=[camera]).detector, Config(cameras=[camera]).tracking,
-                                  None, recorder)  # fmt: skip
+                                  classifier, recorder)  # fmt: skip
         assert await recorder.flush()
         await client.aclose()
 

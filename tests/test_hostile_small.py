@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +34,7 @@ def test_validate_config_refuses_a_bind_that_is_no_address(tmp_path, capsys, fie
     path = tmp_path / "binarycop.yaml"
     path.write_text(f"http: {{{field}: 999.1.1.1}}\ncameras: [{{name: a, url: x.mp4}}]\n")
     assert main(["validate-config", str(path)]) == 2
-    assert f"http.{field}: Value error, '999.1.1.1' is not an IP address or a host name" in capsys.readouterr().err
+    assert f"http.{field}: '999.1.1.1' is not an IP address or a host name" in capsys.readouterr().err
 
 
 def test_validate_config_of_38000_cameras_ends(tmp_path):
@@ -40,11 +42,14 @@ def test_validate_config_of_38000_cameras_ends(tmp_path):
     timeout only keeps a regression from stalling the suite; linear, this takes a few seconds."""
     path = tmp_path / "many.yaml"
     path.write_text("cameras:\n" + "".join(f"- {{name: c{i}, url: x}}\n" for i in range(38_000)))
+    (tmp_path / "x").write_bytes(b"")  # the file cameras' file (validate-config checks that it exists)
     result = subprocess.run(
         [sys.executable, "-m", "binarycop.cli", "validate-config", str(path)],
         capture_output=True,
         text=True,
         timeout=90,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert result.returncode == 0, result.stderr
     assert "ok, 38000 camera(s)" in result.stdout

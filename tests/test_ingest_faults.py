@@ -121,7 +121,7 @@ def test_a_reply_that_breaks_http_ends_in_the_reconnect_loop_logged_redacted(nam
 
 def test_a_password_with_a_hash_is_a_clear_config_error_and_never_shown():
     text = "cameras:\n  - {name: gate, url: 'http://viewer:pa#ss@10.0.0.5:8080/video.mjpg'}\n"
-    with pytest.raises(ConfigError, match=r"cameras\.0\.url: .*percent-encode them \(%2F, %3F, %23") as caught:
+    with pytest.raises(ConfigError, match=r"cameras\[gate\]\.url: .*percent-encode them \(%2F, %3F, %23") as caught:
         parse_config(text)
     assert "pa#ss" not in str(caught.value) and "ss@" not in str(caught.value)
     assert redact_url("http://viewer:pa#ss@10.0.0.5:8080/video.mjpg") == "http://***@10.0.0.5:8080/video.mjpg"

@@ -121,7 +121,7 @@ def test_status_json_now_history_health_and_sites_from_real_redis(redis_server):
 def test_today_counts_the_people_since_local_midnight_and_sees_new_minutes(redis_server):
     """Today's figure from real Redis history buckets: the minute before midnight is yesterday's; past minutes are
     kept between reads, the current ones read again."""
-    from stats.redis_store import history_key
+    from stats.schema import history_key
     from stats.today import TodayPeople, local_midnight
 
     client = redis.Redis.from_url(redis_server.url)

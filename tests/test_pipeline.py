@@ -24,7 +24,8 @@ from tests.conftest import free_port, redis_dump
 # Every key an ingester may write: count hashes, history buckets, heartbeats, sequence numbers, leases.
 ALLOWED_KEYS = re.compile(
     rb"binarycop:(faces_classified|frames|camera_up|camera_seen|build_info|camera_reconnects|people|faces_visible"
-    rb"|stage_duration|classifier_crops|camera_site|camera_error|camera_last_frame|camera_removed|ingesters|history:\d+|ingester:[\w.-]+(:seq)?|lease:[\w-]+)"
+    rb"|stage_duration|camera_latency|classifier_crops|camera_site|camera_error|camera_last_frame|camera_removed"
+    rb"|ingesters|history:\d+|ingester:[\w.-]+(:seq)?|lease:[\w-]+)"
 )
 
 

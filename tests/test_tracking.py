@@ -39,7 +39,7 @@ def test_point_in_concave_polygon():
 def test_bad_zones_named(zones, problem):
     with pytest.raises(ConfigError) as raised:
         parse_config(f"cameras: [{{name: a, url: x.mp4, zones: {zones}}}]", environ={})
-    assert any(p.startswith("cameras.0.zones") and problem in p for p in raised.value.problems), raised.value.problems
+    assert any(p.startswith("cameras[a].zones") and problem in p for p in raised.value.problems), raised.value.problems
 
 
 def _box(x: float) -> np.ndarray:

@@ -137,7 +137,7 @@ def _add_http(kinds) -> None:
     bench_http.add_argument("--rounds", type=int, default=2, help="quiet and loaded phases, alternated (2)")
     bench_http.add_argument("--clients", type=int, default=50, help="clients reading back to back (50)")
     bench_http.add_argument("--slow", type=int, default=50, help="clients sending headers a byte at a time (50)")
-    bench_http.add_argument("--json", action="store_true")
+    bench_http.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_http.set_defaults(handler=_http)
 
 
