@@ -156,7 +156,7 @@ def load_model(name_or_path: str | Path) -> BinaryModel:
         )
     if checksum(arrays, meta) != meta.get("sha256"):
         raise ModelFileError(f"{path}: checksum mismatch; the file is damaged or was edited")
-    _check_classes(meta.get("classes"), path)
+    check_classes(meta.get("classes"), path)
     try:
         Framing.from_meta(meta.get("framing"))
     except ValueError as error:
@@ -170,7 +170,7 @@ def load_model(name_or_path: str | Path) -> BinaryModel:
     return model
 
 
-def _check_classes(classes, path: Path) -> None:
+def check_classes(classes, path: Path) -> None:
     """Class names are data the counts are filed under: each must be one of ``CLASSES``, once."""
     if not isinstance(classes, list) or not classes or not all(isinstance(name, str) for name in classes):
         raise ModelFileError(f"{path}: classes {classes!r}: expected a list of class names")

@@ -12,8 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from accel.arch import CLASSES, get_arch
-from accel.model_file import MODELS_DIR, ModelFileError
+from accel.arch import get_arch
+from accel.model_file import MODELS_DIR, ModelFileError, check_classes
 from names import Framing
 
 FORMAT = "binarycop-onnx"
@@ -63,10 +63,7 @@ def read_onnx_model(name_or_path: str | Path) -> tuple[bytes, dict]:
         raise ModelFileError(f"{path}: no checksum in its header; not a sealed binarycop twin")
     if hashlib.sha256(data.replace(digest.encode(), PLACEHOLDER.encode())).hexdigest() != digest:
         raise ModelFileError(f"{path}: checksum mismatch; the file is damaged or was edited")
-    classes = meta.get("classes")
-    known = isinstance(classes, list) and all(name in CLASSES for name in classes)
-    if not known or len(set(classes)) != len(classes):
-        raise ModelFileError(f"{path}: classes {classes!r}: expected distinct names among {', '.join(CLASSES)}")
+    check_classes(meta.get("classes"), path)
     try:
         get_arch(meta.get("arch", ""))
         Framing.from_meta(meta.get("framing"))

@@ -289,22 +289,19 @@ class YuNetDetector:
         framed): what the setup view pixelates besides the counted faces. Not counted, not cropped."""
         found = []
         for scale in sorted({1.0, *self.scales}):
-            image = frame_bgr
-            if scale != 1:
-                image = cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-            blob = padded_input(image)
-            self.inferences += 1
-            self.pixels += blob.shape[2] * blob.shape[3]
-            boxes, _ = decode(self.runner.run(blob), blob.shape[2], blob.shape[3], min(self.min_score, CANDIDATE_SCORE))
-            found += [boxes / scale, to_blazeface_framing(boxes / scale)]
+            boxes, _ = self._detect_scaled(frame_bgr, scale, min(self.min_score, CANDIDATE_SCORE))
+            found += [boxes, to_blazeface_framing(boxes)]
         return np.concatenate(found)
 
-    def _detect_scaled(self, image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    def _detect_scaled(
+        self, image_bgr: np.ndarray, scale: float, min_score: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         image = image_bgr
         if scale != 1:
             image = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         blob = padded_input(image)
         self.inferences += 1
         self.pixels += blob.shape[2] * blob.shape[3]
-        boxes, scores = decode(self.runner.run(blob), blob.shape[2], blob.shape[3], self.min_score)
+        threshold = self.min_score if min_score is None else min_score
+        boxes, scores = decode(self.runner.run(blob), blob.shape[2], blob.shape[3], threshold)
         return boxes / scale, scores
