@@ -4,7 +4,7 @@ Each region (the whole frame, each tile) costs one inference, about 4 ms of CPU 
 whatever its size. Two things keep that affordable for many cameras:
 
 - Still regions: a region whose picture has not changed since its last examination (frame
-  differencing on a grey copy 1/16 of the frame's side) keeps the faces found there last time
+  differencing on a grey copy 1/16 of the frame's side, :mod:`detector.motion`) keeps the faces found there last time
   instead of running the detector again; its faces are re-cut and re-classified from the new frame.
 - A budget (``tiles_per_frame``): at most that many tiles are examined per frame. Tiles holding a
   face not yet confirmed go first (newcomers are confirmed quickly), then tiles unvisited for
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-MOTION_SCALE = 16  # the grey copy used for frame differencing is 1/16 of the frame's side
-MOTION_LEVEL = 8  # a grey cell (16x16 pixels averaged) differing by more than this has changed
-REFRESH_FRAMES = 25  # a region is examined at least this often (frames), motion or not
+from detector.motion import MOTION_SCALE, REFRESH_FRAMES, changed_cells, motion_grey
 WHOLE_EVERY = 3  # with tiles, the whole-frame pass (for faces too large for a tile) runs at most every 3rd frame
 WHOLE = -1  # region index of the whole frame
 
@@ -110,7 +107,7 @@ class RegionScheduler:
         if self._size != (width, height):
             self._reset(width, height)
         self._frame += 1
-        grey = self._grey(frame_bgr)
+        grey = motion_grey(frame_bgr)
         changed = self._changed(grey)
         stale = self._frame - self._visited >= REFRESH_FRAMES
         still = ~changed & ~stale if self.keep_still else np.zeros_like(changed)
@@ -148,12 +145,6 @@ class RegionScheduler:
         empty = (np.empty((0, 4), np.float32), np.empty(0, np.float32))
         self._faces = [empty] * count
 
-    def _grey(self, frame_bgr: np.ndarray) -> np.ndarray:
-        height, width = frame_bgr.shape[:2]
-        small = (max(1, width // MOTION_SCALE), max(1, height // MOTION_SCALE))
-        grey = cv2.cvtColor(cv2.resize(frame_bgr, small, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-        return grey.astype(np.int16)
-
     def _changed(self, grey: np.ndarray) -> np.ndarray:
         """Per region: has any of its cells changed since the region was last examined?"""
         changed = np.ones(len(self._regions), bool)
@@ -162,7 +153,7 @@ class RegionScheduler:
             if reference is None:
                 continue
             now, then = grey[y0 : y1 + 1, x0 : x1 + 1], reference[y0 : y1 + 1, x0 : x1 + 1]
-            changed[index] = bool((np.abs(now - then) > MOTION_LEVEL).any())
+            changed[index] = bool(changed_cells(now, then).any())
         return changed
 
     def _most_needed(self, tiles: np.ndarray, changed: np.ndarray, focus: np.ndarray | None) -> np.ndarray:

@@ -13,7 +13,9 @@ camera's frames are examined at the lowest scale that still sees every face it i
 the smallest face found in recent frames is kept at ``TARGET_PX`` or more), with the frame at full resolution every
 ``full_every`` frames for faces too small for that scale; between those, the tracker holds small faces it could not
 have seen (``Coverage``). When all faces in view are large, a frame costs a quarter; when a small face is in
-view, every frame is examined at full resolution. Alternatively (``tile``: a side in pixels), frames are cut into
+view, every frame is examined at full resolution. A frame in which nothing moved since the last pass (frame
+differencing at 1/16 of the side, :mod:`detector.motion`) is not examined at all: the faces stay where that pass found
+them, cut again from the new frame, and every 25th frame is examined whatever the motion. Alternatively (``tile``: a side in pixels), frames are cut into
 overlapping tiles scheduled by :class:`detector.tiles.RegionScheduler` (still tiles keep their faces), with the
 whole frame at half size for faces too large for a tile.
 
@@ -32,7 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.faces import FRAMING, Faces, Framing, large_enough_faces, nms
+from detector.faces import FRAMING, MIN_FACE_TOLERANCE, Faces, Framing, large_enough_faces, nms
+from detector.motion import MotionGate
 from detector.tiles import WHOLE, Coverage, RegionScheduler
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
@@ -109,6 +112,18 @@ def decode(
     kept = cv2.dnn.NMSBoxes(_xywh(boxes).tolist(), scores.tolist(), min_score, nms_iou, top_k=TOP_K)
     kept = np.asarray(kept, np.int64).reshape(-1)
     return boxes[kept], scores[kept]
+
+
+def _merged(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Detections of several passes merged (NMS) and re-framed the way BlazeFace frames faces."""
+    if not len(boxes):
+        return boxes.reshape(0, 4).astype(np.float32), scores.astype(np.float32)
+    keep = nms(boxes, scores)
+    return to_blazeface_framing(boxes[keep]), scores[keep]
+
+
+def _sides(boxes: np.ndarray) -> np.ndarray:
+    return np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
 
 
 def _xywh(boxes: np.ndarray) -> np.ndarray:
@@ -190,7 +205,8 @@ class YuNetDetector:
     """Finds faces in BGR frames with YuNet at each of ``scales`` (1: the frame as it is, 2: upscaled twice).
 
     Without ``tile`` (0 or None, auto), each frame is examined whole at the scale :class:`ScalePlan` picks
-    (``full_every``). With ``tile`` (a side in pixels), the tiles are examined at full size as the region scheduler
+    (``full_every``); with ``keep_still``, a frame in which nothing moved since the last pass is not examined
+    (:class:`detector.motion.MotionGate`): its faces are the last pass's, cut again from the new frame. With ``tile`` (a side in pixels), the tiles are examined at full size as the region scheduler
     plans (``tiles_per_frame``, ``keep_still``: see :mod:`detector.tiles`) and the whole frame at ``whole_scale``
     every few frames, for faces too large for a tile."""
 
@@ -223,6 +239,8 @@ class YuNetDetector:
         self.inferences = 0
         self.pixels = 0  # pixels the network has examined (its cost is about proportional to them)
         self._schedulers: dict[tuple[int, int], RegionScheduler] = {}
+        self._gate = MotionGate() if keep_still else None  # without tiles: still frames keep the last pass's faces
+        self._last_pass = (np.empty((0, 4), np.float32), np.empty(0, np.float32), None)
 
     def close(self) -> None:
         """Nothing to release: the session is shared by the process."""
@@ -231,6 +249,8 @@ class YuNetDetector:
         """Forget what earlier frames showed (still regions, visits, face sizes): the next frame is examined whole."""
         self._schedulers.clear()
         self._plan = ScalePlan(self.full_every)
+        if self._gate is not None:
+            self._gate.reset()
 
     def tile_side(self, width: int, height: int) -> int:
         """The tile side used for frames of this size (0: no tiling; auto: none, the scale plan instead)."""
@@ -242,23 +262,29 @@ class YuNetDetector:
         """Faces in the frame; ``focus`` (tiles only): boxes of faces not yet confirmed, whose tiles go first."""
         height, width = frame_bgr.shape[:2]
         side = self.tile_side(width, height)
-        coverage = None
         if side:
             boxes, scores, coverage = self._detect_tiled(frame_bgr, side, focus)
+            boxes, scores = _merged(boxes, scores)
+        elif self._gate is not None and not self._gate.examine(frame_bgr):
+            boxes, scores, coverage = self._last_pass  # still: the faces are where the last pass found them
         else:
             factor = self._plan.next_factor()
             found = [self._detect_scaled(frame_bgr, scale * factor) for scale in self.scales]
-            boxes = np.concatenate([found_boxes for found_boxes, _ in found])
-            scores = np.concatenate([found_scores for _, found_scores in found])
+            boxes, scores = _merged(
+                np.concatenate([found_boxes for found_boxes, _ in found]),
+                np.concatenate([found_scores for _, found_scores in found]),
+            )
+            coverage = None
             if factor < 1:  # faces too small for this scale were not looked for: the tracker holds them
                 coverage = Coverage(np.empty((0, 4), np.int64), FOUND_PX / (factor * max(self.scales)))
-        if len(boxes):
-            keep = nms(boxes, scores)
-            boxes, scores = to_blazeface_framing(boxes[keep]), scores[keep]
-        faces = large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage, self.framing)
-        if not side:
-            self._plan.record(faces.boxes)
-        return faces
+            self._last_pass = boxes, scores, coverage
+            self._plan.record(boxes[_sides(boxes) >= self.min_face_px * MIN_FACE_TOLERANCE])
+        return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage, self.framing)
+
+    @property
+    def still_frames(self) -> int:
+        """Frames not examined because nothing had moved since the last pass (``keep_still``, without tiles)."""
+        return self._gate.still if self._gate is not None else 0
 
     def _detect_tiled(self, frame_bgr: np.ndarray, side: int, focus: np.ndarray | None):
         height, width = frame_bgr.shape[:2]

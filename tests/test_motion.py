@@ -1,0 +1,81 @@
+"""Detection follows motion: still frames keep the last pass's faces, any change or the refresh schedule runs it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from binarycop.config import DetectorConfig
+from binarycop.democlip import GAP_FRAMES, SEGMENT_FRAMES, clip_frames
+from detector import make_detector
+from detector.motion import REFRESH_FRAMES, MotionGate
+
+
+def _background(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:360, 0:640]
+    base = np.stack([80 + 0.2 * x, 100 + 0.2 * y, 140 - 0.1 * x], axis=-1)
+    return np.clip(base + rng.normal(0, 6, (360, 640, 1)), 0, 255).astype(np.uint8)
+
+
+def test_a_still_camera_is_examined_on_the_refresh_schedule_only():
+    gate, frame = MotionGate(), _background()
+    examined = [gate.examine(frame.copy()) for _ in range(2 * REFRESH_FRAMES + 1)]
+    assert [i for i, e in enumerate(examined) if e] == [0, REFRESH_FRAMES, 2 * REFRESH_FRAMES]
+    assert (gate.examined, gate.still) == (3, 2 * REFRESH_FRAMES - 2)
+
+
+def test_sensor_noise_is_still_and_a_small_change_is_motion():
+    gate = MotionGate()
+    assert gate.examine(_background(0))
+    assert not gate.examine(_background(1))  # new noise in every pixel: averaged away in 16x16 cells
+    moved = _background(2)
+    moved[100:140, 300:340] = 20  # a dark object of 40 px appears
+    assert gate.examine(moved)
+    assert not gate.examine(moved.copy())
+
+
+def test_a_slow_change_adds_up_against_the_frame_last_examined():
+    gate, frame = MotionGate(), _background()
+    assert gate.examine(frame)
+    examined = []
+    for step in range(1, 8):  # a patch darkening by 3 grey levels a frame: never 8 between neighbours
+        darker = frame.copy()
+        darker[96:160, 288:352] = np.clip(darker[96:160, 288:352].astype(int) - 3 * step, 0, 255)
+        examined.append(gate.examine(darker))
+    assert examined[:2] == [False, False] and any(examined)
+
+
+def test_a_frame_of_another_size_is_examined_and_reset_forgets():
+    gate = MotionGate()
+    assert gate.examine(_background())
+    assert gate.examine(np.zeros((720, 1280, 3), np.uint8))
+    assert not gate.examine(np.zeros((720, 1280, 3), np.uint8))
+    gate.reset()
+    assert gate.examine(np.zeros((720, 1280, 3), np.uint8))
+
+
+def test_the_default_detector_skips_still_frames_of_the_clip_and_finds_every_face():
+    """The bundled clip as a camera at 5 fps, with the server's default detector: the gaps between face sets are
+    background only and still, so they cost no pass; every face the detector finds on every frame it still finds."""
+    frames = clip_frames()[::2]
+    camera = make_detector(DetectorConfig())
+    every_frame = make_detector(DetectorConfig(keep_still=False))
+    found = [len(camera.detect(frame, with_crops=True)) for frame in frames]
+    expected = [len(every_frame.detect(frame, with_crops=False)) for frame in frames]
+    assert found == expected and sum(expected) >= 100
+    gaps = (len(frames) * GAP_FRAMES) // (SEGMENT_FRAMES + GAP_FRAMES)
+    assert camera.still_frames >= gaps - 8  # each gap's first frame differs from the last face frame
+    assert camera.inferences == len(frames) - camera.still_frames
+    assert every_frame.still_frames == 0 and every_frame.inferences == len(frames)
+
+
+def test_a_still_frame_gives_the_last_pass_faces_cut_from_the_new_frame():
+    frames = clip_frames()
+    camera = make_detector(DetectorConfig())
+    first = camera.detect(frames[0])
+    brighter = np.clip(frames[0].astype(int) + 4, 0, 255).astype(np.uint8)  # under the motion level
+    again = camera.detect(brighter)
+    assert camera.inferences == 1 and len(first) == 4
+    np.testing.assert_array_equal(again.boxes, first.boxes)
+    assert not np.array_equal(again.crops, first.crops)  # re-cut from the new pixels, classified afresh
+    assert np.abs(again.crops.astype(int) - first.crops.astype(int)).max() <= 4
