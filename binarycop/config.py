@@ -403,9 +403,11 @@ class Config(Strict):
 
 
 def detector_spec(text: str) -> DetectorConfig:
-    """``KIND[@SCALES]`` (``yunet``, ``blazeface``, ``yunet@1,2``: how the offline commands name a detector) as
-    the server's default detector settings of that kind; :func:`detector_name` writes it back."""
-    kind, _, scales = text.partition("@")
+    """``KIND[@SCALES][:SETTING=VALUE,...]`` (``yunet``, ``blazeface``, ``yunet@1,2``, ``yunet:keep_still=false``: how
+    the offline commands name a detector) as the server's default detector settings of that kind with those changed;
+    :func:`detector_name` writes it back."""
+    head, _, settings = text.partition(":")
+    kind, _, scales = head.partition("@")
     fields: dict = {"kind": _kind(kind)}
     if scales:
         if fields["kind"] != "yunet":
@@ -414,17 +416,45 @@ def detector_spec(text: str) -> DetectorConfig:
             fields["scales"] = [float(scale) for scale in scales.split(",")]
         except ValueError:
             raise ConfigError("--detector", [f"{text!r}: scales are comma-separated numbers, e.g. yunet@1,2"]) from None
+    for setting in settings.split(",") if settings else []:
+        key, equals, value = setting.partition("=")
+        if not equals or key not in _DETECTOR_SETTINGS:
+            raise ConfigError(
+                "--detector", [f"{text!r}: after ':' come SETTING=VALUE pairs of {', '.join(_DETECTOR_SETTINGS)}"]
+            )
+        fields[key] = _setting_value(value)
     try:
         return DetectorConfig(**fields)
     except ValidationError as error:
         raise ConfigError(f"--detector {text!r}", validation_problems(error)) from None
 
 
+_DETECTOR_SETTINGS = ("min_face_px", "min_score", "tile", "tiles_per_frame", "keep_still", "full_frame_every")
+
+
+def _setting_value(text: str):
+    """A setting's value as YAML would read it: true/false, a whole number, a number, or the word."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def detector_name(config: DetectorConfig) -> str:
-    """``blazeface`` or ``yunet@1,2`` (the scales matter to yunet only)."""
-    if config.kind == "yunet":
-        return "yunet@" + ",".join(f"{scale:g}" for scale in config.scales)
-    return config.kind
+    """``blazeface`` or ``yunet@1,2`` (the scales matter to yunet only), with ``:SETTING=VALUE`` for each setting
+    that differs from the default."""
+    name = "yunet@" + ",".join(f"{scale:g}" for scale in config.scales) if config.kind == "yunet" else config.kind
+    default = DetectorConfig(kind=config.kind)
+    changed = [
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key in _DETECTOR_SETTINGS
+        if (value := getattr(config, key)) != getattr(default, key)
+    ]
+    return name + (":" + ",".join(changed) if changed else "")
 
 
 def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:

@@ -21,9 +21,10 @@ def clip_jpegs() -> list[bytes]:
 class MjpegCamera:
     """Serves ``/video.mjpg`` on 127.0.0.1:``port`` until :meth:`stop` (which also cuts open streams)."""
 
-    def __init__(self, port: int, garbage_every: int = 0, frames: list[bytes] | None = None):
+    def __init__(self, port: int, garbage_every: int = 0, frames: list[bytes] | None = None, start_frame: int = 0):
         self.port = port
         self.frames = frames if frames is not None else clip_jpegs()
+        self.start_frame = start_frame  # where each stream starts in the frames
         self.garbage_every = garbage_every
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -39,7 +40,7 @@ class MjpegCamera:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
-                index = 0
+                index = camera.start_frame
                 while not camera._stopping.is_set():
                     payload = camera.frames[index % len(camera.frames)]
                     if camera.garbage_every and index % camera.garbage_every == camera.garbage_every - 1:

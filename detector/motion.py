@@ -33,36 +33,90 @@ def changed_cells(now: np.ndarray, then: np.ndarray) -> np.ndarray:
     return np.abs(now - then) > MOTION_LEVEL
 
 
-class MotionGate:
-    """One camera's frames, in order: which need a detector pass (:meth:`examine`) and which are still.
+ROUND_CELLS = 8  # regions are whole multiples of 8 cells (128 pixels) where the frame allows
+WHOLE_SHARE = 0.6  # changed regions covering more of the frame than this: the whole frame is examined instead
 
-    The first frame, a frame of another size, a frame with any changed cell and every ``refresh_frames``-th frame
-    are examined; the others are still. ``examined`` and ``still`` count the frames of each kind."""
+
+class MotionGate:
+    """One camera's frames, in order: where each needs a detector pass (:meth:`regions`).
+
+    The first frame, a frame of another size and every ``refresh_frames``-th frame are examined whole. Otherwise only
+    the regions with a changed cell are, each grown by a margin (a face partly changed is examined whole), and a
+    frame with none is still. Each cell's reference is its picture when it was last examined. ``whole``, ``partial``
+    and ``still`` count the frames of each kind."""
 
     def __init__(self, refresh_frames: int = REFRESH_FRAMES):
         self.refresh_frames = max(1, refresh_frames)
         self._reference: np.ndarray | None = None
-        self._since = 0  # frames since the last examined one
-        self.examined = self.still = 0
+        self._since = 0  # frames since the last one examined whole
+        self.whole = self.partial = self.still = 0
 
-    def examine(self, frame_bgr: np.ndarray) -> bool:
-        """True if this frame needs a detector pass (it then becomes the reference), False if it is still."""
+    def regions(self, frame_bgr: np.ndarray, margin_px: float = 64) -> np.ndarray | None:
+        """None: examine the whole frame; else the xyxy regions (K, 4) of frame pixels to examine, none if the frame
+        is still. The regions returned become the reference where they lie."""
         grey = motion_grey(frame_bgr)
         reference = self._reference
         self._since += 1
-        if (
-            reference is not None
-            and reference.shape == grey.shape
-            and self._since < self.refresh_frames
-            and not changed_cells(grey, reference).any()
-        ):
+        if reference is None or reference.shape != grey.shape or self._since >= self.refresh_frames:
+            return self._examine_whole(grey)
+        changed = changed_cells(grey, reference)
+        if not changed.any():
             self.still += 1
-            return False
+            return np.empty((0, 4), np.int64)
+        grow = int(np.ceil(margin_px / MOTION_SCALE))
+        grown = cv2.dilate(changed.astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+        cells = _component_boxes(grown)
+        cells[:, :2] = cells[:, :2] // ROUND_CELLS * ROUND_CELLS  # few sizes: onnxruntime plans each input size once
+        cells[:, 2:] = np.minimum(-(-cells[:, 2:] // ROUND_CELLS) * ROUND_CELLS, grown.shape[::-1])
+        cells = _merged_boxes(cells)
+        if ((cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])).sum() > WHOLE_SHARE * grown.size:
+            return self._examine_whole(grey)
+        for x0, y0, x1, y1 in cells:
+            reference[y0:y1, x0:x1] = grey[y0:y1, x0:x1]
+        self.partial += 1
+        height, width = frame_bgr.shape[:2]
+        boxes = cells * MOTION_SCALE
+        boxes[:, 2] = np.minimum(np.where(cells[:, 2] >= grey.shape[1], width, boxes[:, 2]), width)
+        boxes[:, 3] = np.minimum(np.where(cells[:, 3] >= grey.shape[0], height, boxes[:, 3]), height)
+        return boxes
+
+    def examine(self, frame_bgr: np.ndarray) -> bool:
+        """True if any of this frame needs a detector pass (whole-frame use: any change examines the whole frame)."""
+        regions = self.regions(frame_bgr, margin_px=0)
+        return regions is None or len(regions) > 0
+
+    def _examine_whole(self, grey: np.ndarray) -> None:
         self._reference, self._since = grey, 0
-        self.examined += 1
-        return True
+        self.whole += 1
+        return None
 
     def reset(self) -> None:
-        """Forget the reference: the next frame is examined."""
+        """Forget the reference: the next frame is examined whole."""
         self._reference = None
         self._since = 0
+
+
+def _component_boxes(mask: np.ndarray) -> np.ndarray:
+    """Bounding boxes (K, 4) xyxy, in cells, of the connected parts of a 0/1 mask."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    x, y, w, h = (stats[1:, i].astype(np.int64) for i in range(4))
+    return np.stack([x, y, x + w, y + h], axis=1) if count > 1 else np.empty((0, 4), np.int64)
+
+
+def _merged_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Boxes that overlap merged into their common bounding box, until none overlap (nothing is examined twice)."""
+    boxes = [list(box) for box in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return np.array(boxes, np.int64).reshape(-1, 4)

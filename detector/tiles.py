@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.motion import MOTION_SCALE, REFRESH_FRAMES, changed_cells, motion_grey
+
 WHOLE_EVERY = 3  # with tiles, the whole-frame pass (for faces too large for a tile) runs at most every 3rd frame
 WHOLE = -1  # region index of the whole frame
 

@@ -15,9 +15,9 @@ the smallest face found in recent frames is kept at ``TARGET_PX`` or more), with
 have seen (``Coverage``). When all faces in view are large, a frame costs a quarter; when a small face is in
 view, every frame is examined at full resolution. A frame in which nothing moved since the last pass (frame
 differencing at 1/16 of the side, :mod:`detector.motion`) is not examined at all: the faces stay where that pass found
-them, cut again from the new frame, and every 25th frame is examined whatever the motion. Alternatively (``tile``: a side in pixels), frames are cut into
-overlapping tiles scheduled by :class:`detector.tiles.RegionScheduler` (still tiles keep their faces), with the
-whole frame at half size for faces too large for a tile.
+them, cut again from the new frame, and every 25th frame is examined whatever the motion. Alternatively (``tile``: a
+side in pixels), frames are cut into overlapping tiles scheduled by :class:`detector.tiles.RegionScheduler` (still
+tiles keep their faces), with the whole frame at half size for faces too large for a tile.
 
 YuNet's boxes are framed differently from BlazeFace's (narrower, taller towards the forehead); they are mapped onto
 BlazeFace's framing (``to_blazeface_framing``), the framing the classifier was trained on.
@@ -34,9 +34,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.faces import FRAMING, MIN_FACE_TOLERANCE, Faces, Framing, large_enough_faces, nms
+from detector.faces import FRAMING, MIN_FACE_TOLERANCE, Faces, Framing, iou_matrix, large_enough_faces, nms
 from detector.motion import MotionGate
-from detector.tiles import WHOLE, Coverage, RegionScheduler
+from detector.tiles import WHOLE, Coverage, RegionScheduler, centred_in
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
 MODEL = MODEL_DIR / "yunet_s_dynamic.onnx"
@@ -52,8 +52,8 @@ TOP_K = 5000
 TARGET_PX = 36
 SCALE_STEPS = (0.5, 0.75, 1.0)  # reduced scales used (few input shapes: onnxruntime plans each shape once)
 FOUND_PX = 20  # a face this large at the examined scale is found, if not framed well: absent from a pass, it has left
-SCALE_STEPS = (0.5, 0.75, 1.0)  # reduced scales used (few input shapes: onnxruntime plans each shape once)
 RECENT_FRAMES = 5  # the faces of this many recent frames decide the scale
+MOTION_MARGIN_PX = 64  # a changed region is examined with this much around it (or the largest face's side, if more)
 
 # Median YuNet box against BlazeFace's on the same face: width 0.915 and height 1.174 of BlazeFace's, centre 0.004
 # widths right of and 0.051 heights above it. Measured in two steps: the libfacedetection wheel's boxes against
@@ -206,9 +206,10 @@ class YuNetDetector:
 
     Without ``tile`` (0 or None, auto), each frame is examined whole at the scale :class:`ScalePlan` picks
     (``full_every``); with ``keep_still``, a frame in which nothing moved since the last pass is not examined
-    (:class:`detector.motion.MotionGate`): its faces are the last pass's, cut again from the new frame. With ``tile`` (a side in pixels), the tiles are examined at full size as the region scheduler
-    plans (``tiles_per_frame``, ``keep_still``: see :mod:`detector.tiles`) and the whole frame at ``whole_scale``
-    every few frames, for faces too large for a tile."""
+    (:class:`detector.motion.MotionGate`): its faces are the last pass's, cut again from the new frame. With ``tile``
+    (a side in pixels), the tiles are examined at full size as the region scheduler plans (``tiles_per_frame``,
+    ``keep_still``: see :mod:`detector.tiles`) and the whole frame at ``whole_scale`` every few frames, for faces too
+    large for a tile."""
 
     def __init__(
         self,
@@ -265,26 +266,59 @@ class YuNetDetector:
         if side:
             boxes, scores, coverage = self._detect_tiled(frame_bgr, side, focus)
             boxes, scores = _merged(boxes, scores)
-        elif self._gate is not None and not self._gate.examine(frame_bgr):
-            boxes, scores, coverage = self._last_pass  # still: the faces are where the last pass found them
         else:
-            factor = self._plan.next_factor()
-            found = [self._detect_scaled(frame_bgr, scale * factor) for scale in self.scales]
-            boxes, scores = _merged(
-                np.concatenate([found_boxes for found_boxes, _ in found]),
-                np.concatenate([found_scores for _, found_scores in found]),
-            )
-            coverage = None
-            if factor < 1:  # faces too small for this scale were not looked for: the tracker holds them
-                coverage = Coverage(np.empty((0, 4), np.int64), FOUND_PX / (factor * max(self.scales)))
-            self._last_pass = boxes, scores, coverage
-            self._plan.record(boxes[_sides(boxes) >= self.min_face_px * MIN_FACE_TOLERANCE])
+            boxes, scores, coverage = self._detect_moving(frame_bgr)
         return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage, self.framing)
+
+    def _detect_moving(self, frame_bgr: np.ndarray):
+        """The untiled path: the whole frame, or (``keep_still``) only where it changed since last examined, at the
+        scale the plan picks; the last pass's faces elsewhere are kept. Returns boxes, scores and coverage."""
+        regions = None
+        if self._gate is not None:
+            last_boxes = self._last_pass[0]
+            margin = max(MOTION_MARGIN_PX, float(_sides(last_boxes).max(initial=0)))
+            regions = self._gate.regions(frame_bgr, margin)
+            if regions is not None and not len(regions):
+                return self._last_pass  # still: the faces are where the last pass found them
+        factor = self._plan.next_factor()
+        if regions is None:
+            found = [self._detect_scaled(frame_bgr, scale * factor) for scale in self.scales]
+        else:
+            found = [
+                self._detect_region(frame_bgr, region, scale * factor) for region in regions for scale in self.scales
+            ]
+        boxes, scores = _merged(
+            np.concatenate([found_boxes for found_boxes, _ in found]),
+            np.concatenate([found_scores for _, found_scores in found]),
+        )
+        if regions is not None:  # faces of the last pass outside the examined regions stay, unless found again
+            kept_boxes, kept_scores, _ = self._last_pass
+            kept = ~centred_in(kept_boxes, regions).any(axis=1)
+            if len(boxes) and kept.any():
+                kept &= iou_matrix(kept_boxes, boxes).max(axis=1) < NMS_IOU
+            boxes = np.concatenate([boxes, kept_boxes[kept]]).astype(np.float32)
+            scores = np.concatenate([scores, kept_scores[kept]]).astype(np.float32)
+        coverage = None
+        if factor < 1:  # faces too small for this scale were not looked for: the tracker holds them
+            coverage = Coverage(np.empty((0, 4), np.int64), FOUND_PX / (factor * max(self.scales)))
+        self._last_pass = boxes, scores, coverage
+        self._plan.record(boxes[_sides(boxes) >= self.min_face_px * MIN_FACE_TOLERANCE])
+        return boxes, scores, coverage
+
+    def _detect_region(self, frame_bgr: np.ndarray, region: np.ndarray, scale: float):
+        x0, y0, x1, y1 = (int(v) for v in region)
+        boxes, scores = self._detect_scaled(frame_bgr[y0:y1, x0:x1], scale)
+        return boxes + np.array([x0, y0, x0, y0], np.float32), scores
 
     @property
     def still_frames(self) -> int:
         """Frames not examined because nothing had moved since the last pass (``keep_still``, without tiles)."""
         return self._gate.still if self._gate is not None else 0
+
+    @property
+    def partial_frames(self) -> int:
+        """Frames examined only where they changed (``keep_still``, without tiles)."""
+        return self._gate.partial if self._gate is not None else 0
 
     def _detect_tiled(self, frame_bgr: np.ndarray, side: int, focus: np.ndarray | None):
         height, width = frame_bgr.shape[:2]

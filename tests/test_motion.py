@@ -6,7 +6,7 @@ import numpy as np
 
 from binarycop.config import DetectorConfig
 from binarycop.democlip import GAP_FRAMES, SEGMENT_FRAMES, clip_frames
-from detector import make_detector
+from detector import iou_matrix, make_detector
 from detector.motion import REFRESH_FRAMES, MotionGate
 
 
@@ -21,7 +21,7 @@ def test_a_still_camera_is_examined_on_the_refresh_schedule_only():
     gate, frame = MotionGate(), _background()
     examined = [gate.examine(frame.copy()) for _ in range(2 * REFRESH_FRAMES + 1)]
     assert [i for i, e in enumerate(examined) if e] == [0, REFRESH_FRAMES, 2 * REFRESH_FRAMES]
-    assert (gate.examined, gate.still) == (3, 2 * REFRESH_FRAMES - 2)
+    assert (gate.whole, gate.partial, gate.still) == (3, 0, 2 * REFRESH_FRAMES - 2)
 
 
 def test_sensor_noise_is_still_and_a_small_change_is_motion():
@@ -79,3 +79,28 @@ def test_a_still_frame_gives_the_last_pass_faces_cut_from_the_new_frame():
     np.testing.assert_array_equal(again.boxes, first.boxes)
     assert not np.array_equal(again.crops, first.crops)  # re-cut from the new pixels, classified afresh
     assert np.abs(again.crops.astype(int) - first.crops.astype(int)).max() <= 4
+
+
+def test_where_one_face_moved_only_its_region_is_examined_and_the_others_are_kept():
+    from binarycop.democlip import FACE_PX, _positions
+
+    frames = clip_frames()
+    camera = make_detector(DetectorConfig())
+    first = camera.detect(frames[0])
+    pixels = camera.pixels
+    moved = frames[0].copy()
+    x, y = _positions(0)[0]
+    face = frames[0][y : y + FACE_PX, x : x + FACE_PX].copy()
+    moved[y : y + FACE_PX, x : x + FACE_PX] = frames[SEGMENT_FRAMES][y : y + FACE_PX, x : x + FACE_PX]  # background
+    moved[y + 6 : y + 6 + FACE_PX, x + 6 : x + 6 + FACE_PX] = face  # the first face, 6 px down and right
+    again = camera.detect(moved)
+    assert camera.partial_frames == 1 and camera.pixels - pixels < 0.5 * pixels
+    assert len(again) == len(first) == 4
+    every_frame = make_detector(DetectorConfig(keep_still=False))  # the same scales, frame by frame, whole
+    every_frame.detect(frames[0])
+    whole = every_frame.detect(moved)
+    left = np.argmin(again.boxes[:, 0])
+    assert iou_matrix(again.boxes[left : left + 1], whole.boxes).max() > 0.8  # found again where it went
+    others = np.sort(again.boxes[:, 0])[1:], np.sort(first.boxes[:, 0])[1:]
+    np.testing.assert_allclose(*others, atol=3)  # kept as the last pass found them, or found again beside it
+    assert (others[0] == others[1]).sum() >= 2  # the far ones are kept exactly: they were not examined

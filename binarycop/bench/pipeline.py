@@ -1,14 +1,15 @@
 """``binarycop bench pipeline``: how many real camera streams this machine sustains.
 
-N HTTP MJPEG streams (1280x720, 10 fps, the bundled clip's frames in a 2x2 grid: 16 faces in
-view, none between face sets, about 9 on average) are served on loopback; the whole server
-reads them at detect fps 5. A count of cameras is sustained when under 1 % of the sampled
-frames are dropped and the 95th percentile of capture-to-count latency is under 1 s. The
-reference is decoding alone: the same streams read by the same sources, frames thrown away.
+N HTTP MJPEG streams (1280x720, 10 fps) are served on loopback and the whole server reads them at detect fps 5. What
+they show is a scene of :mod:`binarycop.bench.scenes`: ``crowd`` (the worst case, the default: the bundled clip's
+frames in a 2x2 grid, 16 faces in view, none between face sets) or ``venue`` (people coming and going over a still
+background). A count of cameras is sustained when under 1 % of the sampled frames are dropped and the 95th percentile
+of capture-to-count latency is under 1 s. The reference is decoding alone: the same streams read by the same sources,
+frames thrown away.
 
-People counted are compared with the people the streams showed in the measured window: 16 per face set,
-one face set every 3.5 s of stream (``people_vs_shown``). Cameras start together, so a window that is not a
-multiple of 3.5 s holds a whole number of face sets more or fewer than its share (10 s: 3 sets, 105 %).
+People counted are compared with the people the streams showed in the measured window (``people_vs_shown``). Each
+camera starts at its own point of its scene's loop (as independent cameras do), so the people shown are an expectation
+over the cameras, close for many of them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 
-import cv2
-import numpy as np
-
+from binarycop.bench.scenes import SCENES, Scene, crowd_scene
 from binarycop.config import (
     CameraConfig,
     ClassifierConfig,
@@ -31,24 +30,18 @@ from binarycop.config import (
     RedisConfig,
     detector_name,
 )
-from binarycop.democlip import FPS, GAP_FRAMES, SEGMENT_FRAMES, clip_frames
 from binarycop.loopback_camera import MjpegCamera
 
 DETECT_FPS = 5
 MAX_DROP_RATIO = 0.01
 MAX_P95_SECONDS = 1.0
 WARM_UP_TIMEOUT = 30.0
-PEOPLE_PER_SET = 16  # the 2x2 grid shows four copies of the clip's four faces
-SET_SECONDS = (SEGMENT_FRAMES + GAP_FRAMES) / FPS  # a new face set every 3.5 s of stream
+DEFAULT_SECONDS = {"crowd": 14.0, "venue": 90.0}  # crowd: four face sets; venue: half its loop
 
 
 def crowd_frames() -> list[bytes]:
-    """JPEGs of 1280x720 frames: the demo clip tiled 2x2."""
-    jpegs = []
-    for frame in clip_frames():
-        grid = np.vstack([np.hstack([frame, frame[:, ::-1]]), np.hstack([frame[:, ::-1], frame])])
-        jpegs.append(cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-    return jpegs
+    """JPEGs of 1280x720 frames: the demo clip tiled 2x2 (the crowd scene)."""
+    return crowd_scene().frames
 
 
 def _free_port() -> int:
@@ -59,9 +52,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def loopback_cameras(count: int, frames: list[bytes]) -> tuple[list[MjpegCamera], list[CameraConfig]]:
-    """``count`` MJPEG cameras serving ``frames`` on loopback (started), and the camera configs that read them."""
-    streams = [MjpegCamera(_free_port(), frames=frames).start() for _ in range(count)]
+def loopback_cameras(
+    count: int, frames: list[bytes], scene: Scene | None = None
+) -> tuple[list[MjpegCamera], list[CameraConfig]]:
+    """``count`` MJPEG cameras serving ``frames`` on loopback (started; with a ``scene``, each from its own point of
+    its loop), and the camera configs that read them."""
+    start = scene.start_frame if scene is not None else (lambda _: 0)
+    streams = [MjpegCamera(_free_port(), frames=frames, start_frame=start(i)).start() for i in range(count)]
     configs = [
         CameraConfig(name=f"cam-{i}", url=s.url, detect_fps=DETECT_FPS, stall_seconds=5) for i, s in enumerate(streams)
     ]
@@ -101,14 +98,14 @@ async def _trial(
     cameras: int,
     seconds: float,
     decode_only: bool,
-    frames: list[bytes],
+    scene: Scene,
     detector: DetectorConfig,
     classifier: ClassifierConfig | None = None,
 ) -> dict:
     from ingest import open_source
     from stats import read_counts
 
-    streams, configs = loopback_cameras(cameras, frames)
+    streams, configs = loopback_cameras(cameras, scene.frames, scene)
     try:
         if decode_only:
             return await _decode_only(configs, seconds, open_source)
@@ -120,7 +117,7 @@ async def _trial(
             await server.recorder.flush()
             after = await read_counts(server.client)
             elapsed = time.monotonic() - started
-        return _summary(before, after, elapsed, cameras)
+        return _summary(before, after, elapsed, scene.shown(cameras, elapsed))
     finally:
         for stream in streams:
             stream.stop()
@@ -189,8 +186,8 @@ def _delta(before: dict, after: dict, key: str) -> dict[str, int]:
     return {name: int(value) - int(old.get(name, 0)) for name, value in after.get(key, {}).items()}
 
 
-def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
-    from stats.schema import STAGE_BUCKETS
+def _summary(before: dict, after: dict, elapsed: float, shown: float) -> dict:
+    from stats.schema import FACES_KEY, STAGE_BUCKETS
 
     frames = _delta(before, after, "binarycop:frames")
     processed, dropped = _outcome_total(frames, "processed"), _outcome_total(frames, "dropped")
@@ -207,7 +204,7 @@ def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
     crops = sum(_delta(before, after, "binarycop:classifier_crops").values())
     classified_by = sorted(name for name, count in after.get("binarycop:classifier_crops", {}).items() if int(count))
     people = sum(_delta(before, after, "binarycop:people").values())
-    shown = cameras * PEOPLE_PER_SET * elapsed / SET_SECONDS
+    faces = sum(_delta(before, after, FACES_KEY).values())
     seen = processed + dropped
     return {
         "classified_by": classified_by,  # the backends that classified crops since the start (warm-up included)
@@ -216,6 +213,7 @@ def _summary(before: dict, after: dict, elapsed: float, cameras: int) -> dict:
         "drop_ratio": dropped / seen if seen else 1.0,
         "p95_latency_s": p95,
         "crops_per_s": crops / elapsed,
+        "faces_per_frame": faces / processed if processed else None,  # face-frames counted per processed frame
         "people": people,
         "people_vs_shown": people / shown if shown else None,
     }
@@ -230,7 +228,7 @@ def _sustained(result: dict, decode_only: bool) -> bool:
 def search(
     decode_only: bool,
     seconds: float,
-    frames: list[bytes],
+    scene: Scene,
     cameras: int | None,
     limit: int,
     detector: DetectorConfig | None = None,
@@ -239,7 +237,7 @@ def search(
     """Largest camera count sustained (doubling, then bisection), with the figures of that run."""
 
     def run(n: int) -> dict:
-        result = asyncio.run(_trial(n, seconds, decode_only, frames, detector or DetectorConfig(), classifier))
+        result = asyncio.run(_trial(n, seconds, decode_only, scene, detector or DetectorConfig(), classifier))
         kind = "decode only" if decode_only else "pipeline"
         people = result.get("people_vs_shown")
         print(
@@ -274,18 +272,25 @@ def search(
 
 def bench_pipeline(
     cameras: int | None = None,
-    seconds: float = 14,
+    seconds: float | None = None,
     limit: int = 64,
     detectors: list[DetectorConfig] | None = None,
     classifiers: list[ClassifierConfig] | None = None,
+    scene: str = "crowd",
+    decode_only: bool = True,
 ) -> dict:
     """Cameras sustained with each detector and each classifier beside decoding alone (searched once: it is the
-    same for all). Figures of the first pair at the top level; with several, each under ``detectors``."""
+    same for all; skipped when not ``decode_only``). Figures of the first pair at the top level; with several, each
+    under ``detectors``. ``seconds``: the measured window of a trial (default: :data:`DEFAULT_SECONDS`)."""
+    import os
+
     pairs = [(d, c) for d in detectors or [DetectorConfig()] for c in classifiers or [ClassifierConfig()]]
-    frames = crowd_frames()
+    shown = SCENES[scene]()
+    seconds = seconds or DEFAULT_SECONDS[scene]
     figures = []
     for detector, classifier in pairs:
-        sustained, result = search(False, seconds, frames, cameras, limit, detector, classifier)
+        load = os.getloadavg()[0]
+        sustained, result = search(False, seconds, shown, cameras, limit, detector, classifier)
         p95 = result.get("p95_latency_s", float("inf"))
         figures.append(
             {
@@ -296,10 +301,14 @@ def bench_pipeline(
                 "drop_ratio": result.get("drop_ratio", 1.0),
                 "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame got through (JSON has no inf)
                 "crops_per_s": result.get("crops_per_s", 0.0),
+                "faces_per_frame": result.get("faces_per_frame"),
                 "people_vs_shown": result.get("people_vs_shown"),
+                "scene": scene,
+                "seconds": seconds,
+                "load_at_start": round(load, 2),  # the 1-minute load average before this detector's search
             }
         )
-    decode_cameras, _ = search(True, seconds, frames, cameras, limit)
+    decode_cameras = search(True, seconds, shown, cameras, limit)[0] if decode_only else None
     first = figures[0]["cameras_sustained"]
     for figure in figures:
         figure["decode_only_cameras"] = decode_cameras

@@ -18,7 +18,7 @@ def register(commands) -> None:
 def _detectors_argument(parser, example: str, compared: str) -> None:
     """The repeatable ``--detector``: several detectors run in one bench, compared with the first."""
     help_text = f"yunet (the server's default), blazeface or e.g. {example}; repeat it to compare ({compared})"
-    parser.add_argument("--detector", action="append", metavar="KIND[@SCALES]", help=help_text)
+    parser.add_argument("--detector", action="append", metavar="KIND[@SCALES][:SETTING=VALUE,...]", help=help_text)
 
 
 def _add_slice(kinds) -> None:
@@ -53,12 +53,26 @@ def _add_pipeline(kinds) -> None:
     bench_pipeline = kinds.add_parser("pipeline", help="how many real camera streams this machine sustains")
     bench_pipeline.add_argument("--cameras", type=int, help="run this many only (default: search)")
     bench_pipeline.add_argument(
+        "--scene",
+        choices=["crowd", "venue"],
+        default="crowd",
+        help="what the cameras show: crowd (the worst case: faces moving in view most of the time; the default) or "
+        "venue (people come and go over a still background, in view a third of the time)",
+    )
+    bench_pipeline.add_argument(
         "--seconds",
         type=float,
-        default=14,
-        help="measured seconds per trial (14; a multiple of 3.5 s, one face set, keeps the people figure whole)",
+        help="measured seconds per trial (crowd 14: a multiple of 3.5 s, one face set, keeps the people figure "
+        "whole; venue 90)",
     )
-    _detectors_argument(bench_pipeline, example="yunet@0.5", compared="decoding alone is searched once")
+    _detectors_argument(
+        bench_pipeline,
+        example="yunet:keep_still=false (today's code before motion)",
+        compared="decoding alone is searched once",
+    )
+    bench_pipeline.add_argument(
+        "--no-decode", action="store_true", help="skip the search of decoding alone (the reference)"
+    )
     bench_pipeline.add_argument(
         "--classifier",
         action="append",
@@ -73,7 +87,12 @@ def _pipeline(args) -> int:
     from binarycop.bench.pipeline import bench_pipeline
 
     result = bench_pipeline(
-        args.cameras, args.seconds, detectors=detector_configs(args), classifiers=_classifier_configs(args.classifier)
+        args.cameras,
+        args.seconds,
+        detectors=detector_configs(args),
+        classifiers=_classifier_configs(args.classifier),
+        scene=args.scene,
+        decode_only=not args.no_decode,
     )
     return emit(args, result, _print_pipeline)
 
@@ -101,12 +120,14 @@ def _print_pipeline(result: dict) -> None:
     for figure in result.get("detectors", [result]):
         versus = figure["cameras_vs_first"]
         print(
-            f"{figure['detector']}, {figure['classifier']}: cameras sustained: {figure['cameras_sustained']} "
+            f"{figure['scene']}, {figure['detector']}, {figure['classifier']}: cameras sustained: "
+            f"{figure['cameras_sustained']} "
             f"({f'{versus:.2f}x the first' if versus is not None else 'the first sustained none'}; "
-            f"decode alone: {figure['decode_only_cameras']}); "
+            f"decode alone: {figure['decode_only_cameras'] if figure['decode_only_cameras'] is not None else '-'}); "
             f"drop {figure['drop_ratio']:.2%}, p95 latency {figure['p95_latency_s']} s, "
             f"{figure['crops_per_s']:.0f} crops/s, people counted "
             + (f"{figure['people_vs_shown']:.0%} of shown" if figure.get("people_vs_shown") is not None else "-")
+            + f"; load {figure['load_at_start']} at the start"
         )
 
 
