@@ -241,8 +241,9 @@ _SCALES_HELP = (
     "cost of a larger image); frames examined in tiles use the tiles at scale 1"
 )
 _KEEP_STILL_HELP = (
-    "a region (whole frame or tile) with no motion since its last examination keeps the faces found there "
-    "(re-cut and re-classified from the new frame) instead of running the detector again"
+    "detection follows motion: a frame, tile or region with no motion since its last examination keeps the faces "
+    "found there (re-cut and re-classified from the new frame) instead of running the detector again; every "
+    "region is examined at least every 25 frames"
 )
 _FULL_EVERY_HELP = (
     "yunet without tiles: every this many detect frames the frame is examined at full resolution; between those, at "

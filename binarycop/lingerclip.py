@@ -174,7 +174,9 @@ def _sampled(count: int, fps: float, detect_fps: float) -> list[int]:
     return sorted({int(round(i * step)) for i in range(int(count / step + 0.5))} & set(range(count)))
 
 
-def _follow(clip: Path, truth: dict, detect_fps: float) -> tuple[list, dict, Counter]:
+def _follow(
+    clip: Path, truth: dict, detect_fps: float, detector_config: DetectorConfig | None = None
+) -> tuple[list, dict, Counter]:
     """The server's detector, classifier and tracker over the clip's sampled frames. Returns (people the tracker
     counted as (zone, class)), per track [(person or None, class) per frame], faces by class)."""
     from accel import make_classifier
@@ -182,7 +184,7 @@ def _follow(clip: Path, truth: dict, detect_fps: float) -> tuple[list, dict, Cou
     from detector.tracking import FaceTracker
 
     tracking, classifier_config = TrackingConfig(), ClassifierConfig()
-    detector = make_detector(DetectorConfig())
+    detector = make_detector(detector_config or DetectorConfig())
     classifier = make_classifier(classifier_config.backend, classifier_config.model)
     tracker = FaceTracker(
         min_hits=tracking.min_hits,
@@ -232,11 +234,11 @@ def _share(names: list[str]) -> float | None:
     return round(sum(name == "correct" for name in names) / len(names), 4) if names else None
 
 
-def measure(clip: Path, truth: dict, detect_fps: float = 5) -> dict:
+def measure(clip: Path, truth: dict, detect_fps: float = 5, detector: DetectorConfig | None = None) -> dict:
     """Compliance of people and of faces against the truth, and per person how often each way of deciding a track's
     class is right (tracks matched to a known person by most of their frames; tracks of fewer than min_hits frames
-    are not people)."""
-    counted, tracks, faces_by_class = _follow(clip, truth, detect_fps)
+    are not people), with ``detector`` (default: the server's)."""
+    counted, tracks, faces_by_class = _follow(clip, truth, detect_fps, detector)
     min_hits = TrackingConfig().min_hits
     decide_after = math.ceil(TrackingConfig().decide_after_seconds * detect_fps)
     voted, first_frames, single, strays = [], [], [], 0
@@ -272,13 +274,26 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--seconds", type=float, default=240)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--detector",
+        action="append",
+        metavar="KIND[@SCALES][:SETTING=VALUE,...]",
+        help="measure with this detector (repeat to compare, e.g. yunet:keep_still=false; default: the server's)",
+    )
     args = parser.parse_args()
-    figures = {"demo": measure(CLIP, demo_truth())}
-    for name, real in (("lingering", False), ("lingering_real_faces", True)):
-        with tempfile.TemporaryDirectory() as tmp:
-            clip, truth = build_lingering(args.data, Path(tmp), args.seconds, args.seed, real)
-            figures[name] = measure(clip, json.loads(truth.read_text()))
-    print(json.dumps(figures, indent=2))
+    from binarycop.config import detector_name, detector_spec
+
+    detectors = [detector_spec(text) for text in args.detector or []] or [DetectorConfig()]
+    figures: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = {"demo": (CLIP, demo_truth())}
+        for name, real in (("lingering", False), ("lingering_real_faces", True)):
+            clip, truth = build_lingering(args.data, Path(tmp) / name, args.seconds, args.seed, real)
+            clips[name] = clip, json.loads(truth.read_text())
+        for detector in detectors:
+            measured = {name: measure(clip, truth, detector=detector) for name, (clip, truth) in clips.items()}
+            figures[detector_name(detector)] = measured
+    print(json.dumps(figures if len(detectors) > 1 else figures[detector_name(detectors[0])], indent=2))
 
 
 if __name__ == "__main__":
