@@ -8,15 +8,14 @@ import math
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 
 from binarycop.config import CameraConfig, Config, DetectorConfig, TrackingConfig
-from detector import DetectorError, check_detector, make_detector
+from detector import DetectorError, Faces, check_detector, make_detector
 from detector.tracking import FaceTracker
 from detector.zones import Zones
-from ingest import CameraError, Frame, SourceError, open_source, reason_message
+from ingest import BadFrame, CameraError, Frame, SourceError, open_source, reason_message
 from stats import CountRecorder
 
 log = logging.getLogger(__name__)
@@ -128,17 +127,18 @@ class CameraWorker:
         loop = asyncio.get_running_loop()
         name = frame.camera
         try:
-            started = time.perf_counter()
-            detect = partial(self.detector.detect, frame.pixels, with_crops=True, focus=self.tracker.pending_boxes())
-            faces = await loop.run_in_executor(self.executor, detect)
-            self.recorder.observe("detect", time.perf_counter() - started)
+            started, decoded_before = time.perf_counter(), frame.decode_seconds
+            faces = await loop.run_in_executor(self.executor, self._detect, frame, self.tracker.pending_boxes())
+            if faces is None:  # damaged: the source counted it as failed when it would not decode
+                return
+            self.recorder.observe("detect", time.perf_counter() - started - (frame.decode_seconds - decoded_before))
             faces.class_ids = np.empty(0, np.int64)
             if len(faces):
                 started = time.perf_counter()
                 faces.class_ids = np.asarray(await self.classifier.classify(faces.crops), np.int64)
                 self.recorder.observe("classify", time.perf_counter() - started)
                 self.recorder.add_crops(self.classifier.classifier.backend, len(faces))
-            height, width = frame.pixels.shape[:2]
+            width, height = frame.size
             faces.zone_ids = self.zones.indices_of_boxes(faces.boxes, width, height)
         except Exception as error:  # noqa: BLE001 - one bad frame must not stop the camera
             log.warning("camera %s: frame failed: %s", name, type(error).__name__)
@@ -148,7 +148,7 @@ class CameraWorker:
         if self.preview is not None and self.preview.wants(name):  # faces pixelated as the picture is made
             names = [classes[class_id] for class_id in faces.class_ids]  # once a second at most: names are fine
             held = self.tracker.boxes()  # faces followed but not looked for in this pass (tiles, scales)
-            await loop.run_in_executor(self.executor, self._offer_picture, frame.pixels, faces.boxes, names, held)
+            await loop.run_in_executor(self.executor, self._offer_picture, frame, faces.boxes, names, held)
         self.recorder.add_face_counts(name, self._named(_pair_counts(faces.zone_ids, faces.class_ids, len(classes))))
         decided, visible = self.tracker.follow(faces)
         self._add_people(decided)
@@ -160,11 +160,25 @@ class CameraWorker:
         self.recorder.set_camera_up(name, True)  # a frame just arrived: up, whatever the last report said
         self.recorder.set_last_frame(name, frame.timestamp)
 
-    def _offer_picture(self, pixels: np.ndarray, boxes: np.ndarray, names: list[str], held: np.ndarray) -> None:
+    def _detect(self, frame: Frame, focus: np.ndarray) -> Faces | None:
+        """On the detector's thread: the frame's faces, decoding it only if the detector needs its pixels (an MJPEG
+        frame arrives undecoded: a still frame with nobody in view never is); None if it turns out damaged."""
+        if not frame.decoded:
+            faces = self.detector.detect_undecoded(frame.motion_grey)
+            if faces is not None:
+                return faces
+        try:
+            pixels = frame.pixels
+        except BadFrame:
+            return None
+        return self.detector.detect(pixels, with_crops=True, focus=focus)
+
+    def _offer_picture(self, frame: Frame, boxes: np.ndarray, names: list[str], held: np.ndarray) -> None:
         """On the detector's thread: the setup picture, with every counted face, every face the tracker holds and
         everything the detector finds in the whole frame at any size (:meth:`FaceDetector.candidates`) pixelated.
         No picture at all if that search fails: a face could be left in the clear."""
         try:
+            pixels = frame.pixels  # decoded here if the detector did not need it
             hide = np.concatenate([held, self.detector.candidates(pixels)])
         except Exception as error:  # noqa: BLE001 - the camera goes on; only the picture is skipped
             log.warning(

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Protocol
 from names import Framing
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
     from detector.faces import Faces
@@ -45,6 +47,11 @@ class FaceDetector(Protocol):
 
     def detect(self, frame_bgr: np.ndarray, with_crops: bool = True, focus: np.ndarray | None = None) -> Faces:
         """Faces in one frame; ``focus``: boxes (N, 4) where faces are expected (examined first)."""
+
+    def detect_undecoded(self, motion_grey: Callable[[], np.ndarray | None]) -> Faces | None:
+        """The faces of a frame not yet decoded, where it needs no pixels (nobody was in view at the last pass and
+        nothing moved since, judged on ``motion_grey()``, the frame's grey copy from a reduced decode); else None:
+        the frame is decoded and goes to :meth:`detect`."""
 
     def reset(self) -> None:
         """Forget the frames before: the next frame is examined as a camera's first."""

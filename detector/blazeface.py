@@ -77,6 +77,10 @@ class BlazeFaceDetector:
             found.append(self._detect_region(frame_bgr[y0:y1, x0:x1], int(x0), int(y0))[0])
         return np.concatenate(found)
 
+    def detect_undecoded(self, motion_grey) -> None:
+        """Every frame is decoded: BlazeFace's still regions are judged per tile (:mod:`detector.tiles`)."""
+        return None
+
     def reset(self) -> None:
         """Forget what earlier frames showed (still regions, visits): the next frame is examined whole."""
         self._schedulers.clear()

@@ -20,12 +20,32 @@ MOTION_LEVEL = 8  # a grey cell (16x16 pixels averaged) differing by more than t
 REFRESH_FRAMES = 25  # a camera's frame (or a tile) is examined at least this often, motion or not (5 s at 5 fps)
 
 
+def _cells(width: int, height: int) -> tuple[int, int]:
+    """Cells across and down: whole 16x16 blocks (a strip under 16 px at the right and bottom edges is left out)."""
+    return max(1, width // MOTION_SCALE), max(1, height // MOTION_SCALE)
+
+
 def motion_grey(frame_bgr: np.ndarray) -> np.ndarray:
-    """The frame's grey copy at 1/``MOTION_SCALE`` of its side (int16, so differences do not wrap)."""
+    """The frame's grey copy at 1/``MOTION_SCALE`` of its side, each cell the mean of one 16x16 block (int16, so
+    differences do not wrap)."""
     height, width = frame_bgr.shape[:2]
-    small = (max(1, width // MOTION_SCALE), max(1, height // MOTION_SCALE))
-    grey = cv2.cvtColor(cv2.resize(frame_bgr, small, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    across, down = _cells(width, height)
+    blocks = frame_bgr[: down * MOTION_SCALE, : across * MOTION_SCALE] if height >= 16 and width >= 16 else frame_bgr
+    grey = cv2.cvtColor(cv2.resize(blocks, (across, down), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
     return grey.astype(np.int16)
+
+
+def jpeg_motion_grey(jpeg: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """:func:`motion_grey` of a JPEG of ``size`` (width, height) without decoding it in full: libjpeg's 1/8 reduced
+    grey decode (each pixel an 8x8 block's mean of luma: no inverse transform, no colour), 2x2 of those per cell.
+    Within a grey level or two of the full decode's copy; None if it does not decode."""
+    reduced = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    if reduced is None or not reduced.size:
+        return None
+    across, down = _cells(*size)
+    if reduced.shape[0] >= 2 * down and reduced.shape[1] >= 2 * across:
+        reduced = reduced[: 2 * down, : 2 * across]
+    return cv2.resize(reduced, (across, down), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
 def changed_cells(now: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -51,14 +71,28 @@ class MotionGate:
         self._since = 0  # frames since the last one examined whole
         self.whole = self.partial = self.still = 0
 
+    def is_still(self, grey: np.ndarray) -> bool:
+        """For a frame not yet decoded, judged on its grey copy (:func:`jpeg_motion_grey`): True if it is still
+        (counted as such, as :meth:`regions` would); False changes nothing, and the frame goes to :meth:`regions`."""
+        if self._refresh_due(grey) or changed_cells(grey, self._reference).any():
+            return False
+        self._since += 1
+        self.still += 1
+        return True
+
+    def _refresh_due(self, grey: np.ndarray) -> bool:
+        reference = self._reference
+        return reference is None or reference.shape != grey.shape or self._since + 1 >= self.refresh_frames
+
     def regions(self, frame_bgr: np.ndarray, margin_px: float = 64) -> np.ndarray | None:
         """None: examine the whole frame; else the xyxy regions (K, 4) of frame pixels to examine, none if the frame
         is still. The regions returned become the reference where they lie."""
         grey = motion_grey(frame_bgr)
-        reference = self._reference
-        self._since += 1
-        if reference is None or reference.shape != grey.shape or self._since >= self.refresh_frames:
+        if self._refresh_due(grey):
+            self._since += 1
             return self._examine_whole(grey)
+        self._since += 1
+        reference = self._reference
         changed = changed_cells(grey, reference)
         if not changed.any():
             self.still += 1

@@ -29,6 +29,7 @@ import os
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -269,6 +270,18 @@ class YuNetDetector:
         else:
             boxes, scores, coverage = self._detect_moving(frame_bgr)
         return large_enough_faces(frame_bgr, boxes, scores, self.min_face_px, with_crops, coverage, self.framing)
+
+    def detect_undecoded(self, motion_grey: Callable[[], np.ndarray | None]) -> Faces | None:
+        """No faces, without the frame's pixels, when the last pass found none and nothing moved since (``keep_still``
+        without tiles): most frames of a camera that looks at an empty room. Else None (decode, then :meth:`detect`).
+        """
+        if self._gate is None or self.tile or len(self._last_pass[0]):
+            return None
+        grey = motion_grey()
+        if grey is None or not self._gate.is_still(grey):
+            return None
+        boxes, scores, coverage = self._last_pass
+        return large_enough_faces(None, boxes, scores, self.min_face_px, False, coverage, self.framing)
 
     def _detect_moving(self, frame_bgr: np.ndarray):
         """The untiled path: the whole frame, or (``keep_still``) only where it changed since last examined, at the

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ingest.buffer import BufferedSource, Frame, SourceError, SourceStatus
+from ingest.buffer import BadFrame, BufferedSource, Frame, SourceError, SourceStatus
 from ingest.errors import REASONS, CameraError, describe, reason_message
 from ingest.files import FileSource
 from ingest.streams import StreamSource, device_index
 
 __all__ = [
+    "BadFrame",
     "BufferedSource",
     "CameraError",
     "REASONS",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,16 +30,82 @@ def check_size(width: int, height: int, max_pixels: int) -> None:
         raise BadFrame(f"frame of {width}x{height} px refused: above max_frame_pixels ({max_pixels} px)")
 
 
-@dataclass
 class Frame:
-    """One decoded frame: camera name, when it was captured (unix seconds), BGR pixels,
-    seconds spent decoding it, and the monotonic clock at capture (for end-to-end latency)."""
+    """One frame: camera name, when it was captured (unix seconds), BGR pixels, seconds spent decoding them, and the
+    monotonic clock at capture (for end-to-end latency).
 
-    camera: str
-    timestamp: float
-    pixels: np.ndarray
-    decode_seconds: float = 0.0
-    captured: float = 0.0
+    A frame may arrive undecoded (``jpeg``: an MJPEG part whose markers and size were checked): its pixels are decoded
+    strictly on first use, on the thread that asks, and a frame that turns out damaged raises :class:`BadFrame`, is
+    reported through ``on_failed`` (the source's tally, as if the reader had found it) and stays failed. Until then,
+    :meth:`motion_grey` gives the motion gate its 1/16 grey copy from a reduced decode at a fraction of the cost, so a
+    still frame with nobody in view is never decoded in full."""
+
+    __slots__ = ("camera", "timestamp", "decode_seconds", "captured", "_pixels", "_jpeg", "_size", "_on_failed", "_bad")
+
+    def __init__(
+        self,
+        camera: str,
+        timestamp: float,
+        pixels: np.ndarray | None = None,
+        decode_seconds: float = 0.0,
+        captured: float = 0.0,
+        *,
+        jpeg: bytes | None = None,
+        size: tuple[int, int] | None = None,
+        on_failed: Callable[[BadFrame], None] | None = None,
+    ):
+        if pixels is None and (jpeg is None or size is None):
+            raise ValueError("a frame needs its pixels, or its JPEG and size")
+        self.camera = camera
+        self.timestamp = timestamp
+        self.decode_seconds = decode_seconds
+        self.captured = captured
+        self._pixels = pixels
+        self._jpeg = jpeg if pixels is None else None
+        self._size = (pixels.shape[1], pixels.shape[0]) if pixels is not None else size
+        self._on_failed = on_failed
+        self._bad: BadFrame | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), known without decoding."""
+        return self._size
+
+    @property
+    def decoded(self) -> bool:
+        return self._pixels is not None
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The BGR pixels, decoded strictly on first use (:class:`BadFrame` if damaged)."""
+        if self._pixels is None:
+            if self._bad is not None:
+                raise self._bad
+            from ingest.mjpeg import decode_strictly  # the reader's decoder, one per thread
+
+            started = time.perf_counter()
+            try:
+                self._pixels = decode_strictly(self._jpeg, self._size)
+            except BadFrame as error:
+                self._bad = error
+                if self._on_failed is not None:
+                    self._on_failed(error)
+                raise
+            self.decode_seconds += time.perf_counter() - started
+            self._jpeg = None
+        return self._pixels
+
+    def motion_grey(self) -> np.ndarray | None:
+        """The grey copy the motion gate compares (:func:`detector.motion.motion_grey`): from the pixels when
+        decoded, else from a reduced decode of the JPEG (its 8x8 block means, no colour); None if that fails."""
+        from detector.motion import jpeg_motion_grey, motion_grey
+
+        if self._pixels is not None:
+            return motion_grey(self._pixels)
+        started = time.perf_counter()
+        grey = jpeg_motion_grey(self._jpeg, self._size)
+        self.decode_seconds += time.perf_counter() - started
+        return grey
 
 
 class BadFrame(ValueError):

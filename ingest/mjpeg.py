@@ -176,15 +176,29 @@ def decode_jpeg(body: bytes, max_pixels: int) -> np.ndarray:
     (a bad Huffman code, a marker where data should be) where OpenCV's libjpeg warns and hands out the picture;
     OpenCV only where PyAV is not installed.
     """
+    return decode_strictly(body, checked_size(body, max_pixels))
+
+
+def checked_size(body: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of a JPEG with both markers and a frame header declaring at most ``max_pixels``; else
+    :class:`BadFrame`. What the reader checks of every sampled part before it is handed on undecoded."""
     if len(body) < 4 or not body.startswith(b"\xff\xd8") or not body.endswith(b"\xff\xd9"):
         raise BadFrame("damaged JPEG (no start or end marker)")
     size = jpeg_size(body)
     if size is None:
         raise BadFrame("damaged JPEG (no frame header)")
     check_size(*size, max_pixels)
+    return size
+
+
+def decode_strictly(body: bytes, size: tuple[int, int]) -> np.ndarray:
+    """BGR pixels of a JPEG already checked by :func:`checked_size` (``size``: what its header declares);
+    :class:`BadFrame` if it does not decode strictly to that size."""
     pixels = _decode_strictly(body)
     if pixels is None or not pixels.size:
         raise BadFrame("damaged JPEG (does not decode)")
+    if (pixels.shape[1], pixels.shape[0]) != tuple(size):
+        raise BadFrame(f"damaged JPEG (decodes to {pixels.shape[1]}x{pixels.shape[0]}, declares {size[0]}x{size[1]})")
     return pixels
 
 

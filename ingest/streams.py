@@ -174,12 +174,13 @@ class StreamSource(BufferedSource):
                     now = time.monotonic()
                     if not sampler.due(now):
                         continue
-                    try:
-                        pixels = mjpeg.decode_jpeg(body, self.max_frame_pixels)
+                    try:  # markers and declared size now; decoded by whoever needs the pixels (Frame)
+                        size = mjpeg.checked_size(body, self.max_frame_pixels)
                     except BadFrame as error:
                         self._failed(error)
                         continue
-                    self._put(Frame(self.camera, time.time(), pixels, time.monotonic() - now, now))
+                    frame = Frame(self.camera, time.time(), captured=now, jpeg=body, size=size, on_failed=self._failed)
+                    self._put(frame)
             except mjpeg.Stalled as error:
                 log.warning("camera %s: %s from %s (bytes trickle in)", self.camera, error, self.display_url)
                 self._cannot("stalled")

@@ -15,7 +15,7 @@ import pytest
 from binarycop.config import CameraConfig, ConfigError, parse_config, redact_url
 from binarycop.democlip import CLIP
 from binarycop.loopback_camera import MjpegCamera, clip_jpegs
-from ingest import FileSource, StreamSource, mjpeg, open_source
+from ingest import BadFrame, FileSource, StreamSource, mjpeg, open_source
 from tests.conftest import free_port, wait_until
 from tests.hostile import RawServer, bomb_jpeg
 from tests.test_streams import RtspCamera, _write_frames
@@ -286,7 +286,9 @@ def _garbled(jpeg: bytes, seed: int) -> bytes:
 
 def test_jpegs_garbled_inside_are_counted_failed_not_decoded():
     """Every other part has 400 random bytes in its middle (SOI and EOI intact, OpenCV decodes every one of
-    them): FFmpeg's strict decoding refuses most (about 96 % on the clip's frames)."""
+    them): FFmpeg's strict decoding refuses most (about 96 % on the clip's frames). The reader hands MJPEG parts on
+    undecoded; the strict decode happens where the pixels are first needed, and a refusal is counted by the source as
+    failed, as if the reader had found it, once however often the pixels are asked for."""
     good = clip_jpegs()[:10]
     frames = [jpeg for index, clean in enumerate(good) for jpeg in (clean, _garbled(clean, index))]
     assert all(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None for jpeg in frames)
@@ -296,8 +298,19 @@ def test_jpegs_garbled_inside_are_counted_failed_not_decoded():
         delivered = _read(source, lambda s, f: s.status.failed + len(f) >= 40, what="40 parts")
     finally:
         camera.stop()
+    assert not any(frame.decoded for frame in delivered) and source.status.failed == 0
+    decoded = []
+    for frame in delivered:
+        for _ in range(2):
+            try:
+                decoded.append(frame.pixels)
+            except BadFrame as error:
+                assert "damaged JPEG" in str(error)
     failed = source.status.failed
-    assert failed / (failed + len(delivered)) > 0.4  # half the parts are garbled; OpenCV alone: 0
+    assert len(decoded) == 2 * (len(delivered) - failed)  # a frame that decoded once keeps its pixels
+    assert all(pixels.shape == (360, 640, 3) for pixels in decoded)
+    assert failed / len(delivered) > 0.4  # half the parts are garbled; OpenCV alone: 0
+    assert source.status.error.current.reason == "decode_failed"
 
 
 def test_a_stopped_reader_of_a_trickling_stream_ends_without_waiting_for_the_stall():

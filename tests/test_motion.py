@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from binarycop.config import DetectorConfig
 from binarycop.democlip import GAP_FRAMES, SEGMENT_FRAMES, clip_frames
 from detector import iou_matrix, make_detector
-from detector.motion import REFRESH_FRAMES, MotionGate
+from detector.motion import REFRESH_FRAMES, MotionGate, motion_grey
 from detector.yunet import ScalePlan
+from ingest import Frame
+from ingest.mjpeg import checked_size
 
 
 def _background(seed: int = 0) -> np.ndarray:
@@ -115,3 +118,45 @@ def test_where_one_face_moved_only_its_region_is_examined_and_the_others_are_kep
     # kept as the last pass found them, or found again where the grown region reaches them (a 72 px box within 4 px)
     np.testing.assert_allclose(*others, atol=4)
     assert (others[0] == others[1]).sum() >= 2  # the far ones are kept exactly: they were not examined
+
+
+def _undecoded(frame_bgr: np.ndarray) -> Frame:
+    """The frame as an MJPEG reader hands it on: its JPEG, checked but not decoded."""
+    jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    return Frame("cam", 0.0, jpeg=jpeg, size=checked_size(jpeg, 1 << 24))
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1000, 562)])
+def test_the_reduced_decode_gives_the_gate_the_grey_copy_of_the_full_decode(size):
+    """The motion copy from libjpeg's 1/8 grey decode is the full decode's within 2 grey levels (the gate's level is
+    8), cell for cell, for frames whose side is no multiple of 16 too."""
+    for frame_bgr in clip_frames()[::10]:
+        frame = _undecoded(cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA))
+        grey = frame.motion_grey()
+        assert not frame.decoded
+        full = motion_grey(frame.pixels)
+        assert grey.shape == full.shape == (size[1] // 16, size[0] // 16)
+        assert np.abs(grey - full).max() <= 2
+
+
+def test_still_frames_with_nobody_in_view_are_never_decoded():
+    """The bundled clip as an MJPEG camera at 5 fps, its frames handed on undecoded, the pipeline's order (the
+    detector first asked whether it needs the pixels): the gaps between face sets are never decoded, and every frame
+    has the faces that decoding and examining every frame finds."""
+    frames = clip_frames()[::2]
+    camera = make_detector(DetectorConfig())
+    every_frame = make_detector(DetectorConfig(keep_still=False))
+    found, undecoded = [], []
+    for frame_bgr in frames:
+        frame = _undecoded(frame_bgr)
+        faces = camera.detect_undecoded(frame.motion_grey)
+        if faces is None:
+            faces = camera.detect(frame.pixels)
+        found.append(len(faces))
+        undecoded.append(not frame.decoded)
+    expected = [len(every_frame.detect(frame, with_crops=False)) for frame in frames]
+    assert found == expected
+    gaps = (len(frames) * GAP_FRAMES) // (SEGMENT_FRAMES + GAP_FRAMES)
+    assert sum(undecoded) >= gaps - 8 and all(n == 0 for n, skipped in zip(expected, undecoded) if skipped)
+    keep_every = make_detector(DetectorConfig(keep_still=False))  # without the gate, every frame needs its pixels
+    assert keep_every.detect_undecoded(_undecoded(frames[0]).motion_grey) is None

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from binarycop.bench.scenes import SCENES, Scene, crowd_scene
@@ -31,6 +33,7 @@ from binarycop.config import (
     detector_name,
 )
 from binarycop.loopback_camera import MjpegCamera
+from ingest import BadFrame
 
 DETECT_FPS = 5
 MAX_DROP_RATIO = 0.01
@@ -143,9 +146,13 @@ async def _decode_only(configs, seconds: float, open_source) -> dict:
     for source in sources:
         source.start()
     taken = [0] * len(sources)
+    loop = asyncio.get_running_loop()
+    decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="decode-only")
 
     async def drain(index, source):
-        async for _ in source.frames():
+        async for frame in source.frames():  # every sampled frame decoded in full, none examined
+            if not frame.decoded:
+                await loop.run_in_executor(decoders, _decode, frame)
             taken[index] += 1
 
     tasks = [asyncio.create_task(drain(i, s)) for i, s in enumerate(sources)]
@@ -161,6 +168,7 @@ async def _decode_only(configs, seconds: float, open_source) -> dict:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    decoders.shutdown(wait=False, cancel_futures=True)
     total = processed + dropped
     return {
         "processed": processed,
@@ -169,6 +177,13 @@ async def _decode_only(configs, seconds: float, open_source) -> dict:
         "p95_latency_s": 0.0,
         "crops_per_s": 0.0,
     }
+
+
+def _decode(frame) -> None:
+    try:
+        _ = frame.pixels
+    except BadFrame:  # counted by its source as failed
+        pass
 
 
 def processed_frames(before: dict, after: dict) -> int:
