@@ -13,6 +13,7 @@ import numpy as np
 
 from binarycop.config import CameraConfig, Config, DetectorConfig, TrackingConfig
 from detector import DetectorError, Faces, check_detector, make_detector
+from detector.motion import reduced_motion_grey
 from detector.tracking import FaceTracker
 from detector.zones import Zones
 from ingest import BadFrame, CameraError, Frame, SourceError, open_source, reason_message
@@ -164,7 +165,7 @@ class CameraWorker:
         """On the detector's thread: the frame's faces, decoding it only if the detector needs its pixels (an MJPEG
         frame arrives undecoded: a still frame with nobody in view never is); None if it turns out damaged."""
         if not frame.decoded:
-            faces = self.detector.detect_undecoded(frame.motion_grey)
+            faces = self.detector.detect_undecoded(lambda: reduced_motion_grey(frame.reduced_grey(), frame.size))
             if faces is not None:
                 return faces
         try:

@@ -35,12 +35,11 @@ def motion_grey(frame_bgr: np.ndarray) -> np.ndarray:
     return grey.astype(np.int16)
 
 
-def jpeg_motion_grey(jpeg: bytes, size: tuple[int, int]) -> np.ndarray | None:
-    """:func:`motion_grey` of a JPEG of ``size`` (width, height) without decoding it in full: libjpeg's 1/8 reduced
-    grey decode (each pixel an 8x8 block's mean of luma: no inverse transform, no colour), 2x2 of those per cell.
-    Within a grey level or two of the full decode's copy; None if it does not decode."""
-    reduced = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if reduced is None or not reduced.size:
+def reduced_motion_grey(reduced: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """:func:`motion_grey` of a frame of ``size`` (width, height) from its 1/8 grey decode (``Frame.reduced_grey``:
+    each pixel an 8x8 block's mean luma), 2x2 of those per cell: within a grey level or two of the full decode's
+    copy. None where there is no reduced decode."""
+    if reduced is None:
         return None
     across, down = _cells(*size)
     if reduced.shape[0] >= 2 * down and reduced.shape[1] >= 2 * across:
@@ -72,7 +71,7 @@ class MotionGate:
         self.whole = self.partial = self.still = 0
 
     def is_still(self, grey: np.ndarray) -> bool:
-        """For a frame not yet decoded, judged on its grey copy (:func:`jpeg_motion_grey`): True if it is still
+        """For a frame not yet decoded, judged on its grey copy (:func:`reduced_motion_grey`): True if it is still
         (counted as such, as :meth:`regions` would); False changes nothing, and the frame goes to :meth:`regions`."""
         if self._refresh_due(grey) or changed_cells(grey, self._reference).any():
             return False

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from ingest.errors import ErrorState
@@ -37,8 +38,8 @@ class Frame:
     A frame may arrive undecoded (``jpeg``: an MJPEG part whose markers and size were checked): its pixels are decoded
     strictly on first use, on the thread that asks, and a frame that turns out damaged raises :class:`BadFrame`, is
     reported through ``on_failed`` (the source's tally, as if the reader had found it) and stays failed. Until then,
-    :meth:`motion_grey` gives the motion gate its 1/16 grey copy from a reduced decode at a fraction of the cost, so a
-    still frame with nobody in view is never decoded in full."""
+    :meth:`reduced_grey` gives the motion gate a 1/8 grey copy at a fraction of the cost, so a still frame with
+    nobody in view is never decoded in full."""
 
     __slots__ = ("camera", "timestamp", "decode_seconds", "captured", "_pixels", "_jpeg", "_size", "_on_failed", "_bad")
 
@@ -95,17 +96,16 @@ class Frame:
             self._jpeg = None
         return self._pixels
 
-    def motion_grey(self) -> np.ndarray | None:
-        """The grey copy the motion gate compares (:func:`detector.motion.motion_grey`): from the pixels when
-        decoded, else from a reduced decode of the JPEG (its 8x8 block means, no colour); None if that fails."""
-        from detector.motion import jpeg_motion_grey, motion_grey
-
+    def reduced_grey(self) -> np.ndarray | None:
+        """For a frame not yet decoded: libjpeg's 1/8 grey decode of its JPEG (each pixel an 8x8 block's mean luma: no
+        inverse transform, no colour), at a fraction of a full decode's cost; None if decoded, or if it does not
+        decode."""
         if self._pixels is not None:
-            return motion_grey(self._pixels)
+            return None
         started = time.perf_counter()
-        grey = jpeg_motion_grey(self._jpeg, self._size)
+        reduced = cv2.imdecode(np.frombuffer(self._jpeg, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
         self.decode_seconds += time.perf_counter() - started
-        return grey
+        return reduced if reduced is not None and reduced.size else None
 
 
 class BadFrame(ValueError):

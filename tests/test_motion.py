@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from binarycop.config import DetectorConfig
 from binarycop.democlip import GAP_FRAMES, SEGMENT_FRAMES, clip_frames
 from detector import iou_matrix, make_detector
-from detector.motion import REFRESH_FRAMES, MotionGate, motion_grey
+from detector.motion import REFRESH_FRAMES, MotionGate, motion_grey, reduced_motion_grey
 from detector.yunet import ScalePlan
 from ingest import Frame
 from ingest.mjpeg import checked_size
@@ -120,6 +122,11 @@ def test_where_one_face_moved_only_its_region_is_examined_and_the_others_are_kep
     assert (others[0] == others[1]).sum() >= 2  # the far ones are kept exactly: they were not examined
 
 
+def _gate_grey(frame: Frame) -> np.ndarray | None:
+    """What the pipeline gives the detector for a frame not yet decoded: the motion copy from the reduced decode."""
+    return reduced_motion_grey(frame.reduced_grey(), frame.size)
+
+
 def _undecoded(frame_bgr: np.ndarray) -> Frame:
     """The frame as an MJPEG reader hands it on: its JPEG, checked but not decoded."""
     jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
@@ -132,7 +139,7 @@ def test_the_reduced_decode_gives_the_gate_the_grey_copy_of_the_full_decode(size
     8), cell for cell, for frames whose side is no multiple of 16 too."""
     for frame_bgr in clip_frames()[::10]:
         frame = _undecoded(cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA))
-        grey = frame.motion_grey()
+        grey = _gate_grey(frame)
         assert not frame.decoded
         full = motion_grey(frame.pixels)
         assert grey.shape == full.shape == (size[1] // 16, size[0] // 16)
@@ -149,7 +156,7 @@ def test_still_frames_with_nobody_in_view_are_never_decoded():
     found, undecoded = [], []
     for frame_bgr in frames:
         frame = _undecoded(frame_bgr)
-        faces = camera.detect_undecoded(frame.motion_grey)
+        faces = camera.detect_undecoded(partial(_gate_grey, frame))
         if faces is None:
             faces = camera.detect(frame.pixels)
         found.append(len(faces))
@@ -159,4 +166,4 @@ def test_still_frames_with_nobody_in_view_are_never_decoded():
     gaps = (len(frames) * GAP_FRAMES) // (SEGMENT_FRAMES + GAP_FRAMES)
     assert sum(undecoded) >= gaps - 8 and all(n == 0 for n, skipped in zip(expected, undecoded) if skipped)
     keep_every = make_detector(DetectorConfig(keep_still=False))  # without the gate, every frame needs its pixels
-    assert keep_every.detect_undecoded(_undecoded(frames[0]).motion_grey) is None
+    assert keep_every.detect_undecoded(lambda: motion_grey(frames[0])) is None
