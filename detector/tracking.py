@@ -1,12 +1,14 @@
 """Faces followed across frames, so that people are counted once, not once per frame.
 
-A small IoU tracker: detections are matched greedily to live tracks by box overlap. A track seen in ``min_hits``
-frames is a person (a confirmed track); fewer, and it was a glimpse (a stray detection), never counted. A person
-is counted once, with the class most of *all* their frames voted for (and the zone most of them were in), when
-their track ends (``max_misses`` frames without a match) or, for someone who stays, ``decide_after`` frames after
-it began, whichever comes first; a camera that stops decides its people at once (:meth:`FaceTracker.finish`).
-When the detector examined only part of a frame (scheduled tiles), a track it could not have seen is held: no
-hit, no miss. Track ids exist only inside this object: they never reach Redis, metrics or logs.
+A small IoU tracker: detections are matched greedily to live tracks by box overlap, with the box where it was or
+where it should be now, moving at its recent speed (so a frame dropped under load does not split a passer-by). A
+track seen in ``min_hits`` frames is a person (a confirmed track); fewer, and it was a glimpse (a stray detection),
+never counted. A person is counted once, with the class most of *all* their frames voted for (and the zone most of
+them were in), when their track ends (``max_misses`` frames without a match) or, for someone who stays,
+``decide_after`` frames after it began, whichever comes first; a camera that stops decides its people at once
+(:meth:`FaceTracker.finish`). When the detector examined only part of a frame (scheduled tiles), a track it could
+not have seen is held: no hit, no miss. Track ids exist only inside this object: they never reach Redis, metrics or
+logs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class _Track:
     misses: int = 0
     age: int = 1  # frames since it began, held ones included
     decided: bool = False
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # px per frame, smoothed
+    seen_at: int = 1  # its age when last seen
+
+    def predicted(self) -> np.ndarray:
+        """Where the face should be now, moving as it has been."""
+        step = self.velocity * (self.age - self.seen_at)
+        return self.box + np.concatenate([step, step])
 
     @property
     def mask_class(self) -> Hashable:
@@ -42,6 +51,10 @@ class _Track:
         return self.zones.most_common(1)[0][0]
 
     def see(self, box: np.ndarray, mask_class: Hashable, zone: Hashable) -> None:
+        if self.hits:
+            moved = ((box[:2] + box[2:]) - (self.box[:2] + self.box[2:])) / 2 / max(1, self.age - self.seen_at)
+            self.velocity = moved if self.hits == 1 else (self.velocity + moved) / 2
+        self.seen_at = self.age
         self.box = box
         self.votes[mask_class] += 1
         self.zones[zone] += 1
@@ -142,7 +155,12 @@ class FaceTracker:
     def _match(self, boxes: np.ndarray) -> tuple[list[int], list[int]]:
         if not self._tracks or not len(boxes):
             return [], []
-        overlaps = iou_matrix(np.array([t.box for t in self._tracks]), boxes)
+        # the overlap with where the face was or where it should be now: someone walking past is followed across
+        # a frame dropped or sampled late (twice the step between frames), where the last box alone would lose them
+        overlaps = np.maximum(
+            iou_matrix(np.array([t.box for t in self._tracks]), boxes),
+            iou_matrix(np.array([t.predicted() for t in self._tracks]), boxes),
+        )
         tracks, faces = [], []
         for flat in np.argsort(-overlaps, axis=None):
             track_index, face_index = np.unravel_index(flat, overlaps.shape)
