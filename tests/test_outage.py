@@ -89,7 +89,10 @@ def test_a_redis_outage_under_a_running_server_is_reported_right(redis_server, t
             )
             assert (await asyncio.to_thread(status))["source"] == "redis"
             redis_server.stop()
-            await until(lambda: metrics()[("binarycop_redis_up", ())] == 0, 20, "redis_up 0")
+            # /metrics and /api/status are each rendered at most once a second: wait until both have seen the outage
+            await until(
+                lambda: metrics()[("binarycop_redis_up", ())] == 0 and status()["source"] == "local", 20, "redis_up 0"
+            )
             outage = []
             for _ in range(8):  # several seconds of outage, a scrape and a page poll each
                 outage.append((await asyncio.to_thread(metrics), await asyncio.to_thread(status)))
