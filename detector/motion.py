@@ -88,7 +88,6 @@ class MotionGate:
         is still. The regions returned become the reference where they lie."""
         grey = motion_grey(frame_bgr)
         if self._refresh_due(grey):
-            self._since += 1
             return self._examine_whole(grey)
         self._since += 1
         reference = self._reference

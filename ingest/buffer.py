@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from ingest.errors import ErrorState
@@ -97,15 +96,16 @@ class Frame:
         return self._pixels
 
     def reduced_grey(self) -> np.ndarray | None:
-        """For a frame not yet decoded: libjpeg's 1/8 grey decode of its JPEG (each pixel an 8x8 block's mean luma: no
-        inverse transform, no colour), at a fraction of a full decode's cost; None if decoded, or if it does not
-        decode."""
+        """For a frame not yet decoded: its JPEG's 1/8 grey decode (:func:`ingest.mjpeg.reduced_grey`); None if
+        decoded, or if it does not decode."""
         if self._pixels is not None:
             return None
+        from ingest.mjpeg import reduced_grey
+
         started = time.perf_counter()
-        reduced = cv2.imdecode(np.frombuffer(self._jpeg, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        reduced = reduced_grey(self._jpeg)
         self.decode_seconds += time.perf_counter() - started
-        return reduced if reduced is not None and reduced.size else None
+        return reduced
 
 
 class BadFrame(ValueError):

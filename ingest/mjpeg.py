@@ -202,6 +202,13 @@ def decode_strictly(body: bytes, size: tuple[int, int]) -> np.ndarray:
     return pixels
 
 
+def reduced_grey(body: bytes) -> np.ndarray | None:
+    """libjpeg's 1/8 grey decode of a JPEG (each pixel an 8x8 block's mean luma: no inverse transform, no colour), at
+    a fraction of a full decode's cost; None if it does not decode. Not strict: for judging motion, never for crops."""
+    reduced = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    return reduced if reduced is not None and reduced.size else None
+
+
 _decoders = threading.local()  # one FFmpeg decoder per reader thread
 
 
