@@ -250,6 +250,11 @@ _FULL_EVERY_HELP = (
     "the lowest scale that still sees the smallest face in view (faces too small for it wait for the next full "
     "frame: at most this many frames late); 1: every frame at full resolution"
 )
+_BACKOFF_HELP = (
+    "yunet without tiles: while full-resolution frames find no face too small for the reduced scale, the interval "
+    "between them doubles, up to 25 frames (5 s at 5 fps); one that finds such a face brings it back to "
+    "full_frame_every. false: a full-resolution frame every full_frame_every frames, whatever they find"
+)
 DetectorKind = Literal["yunet", "blazeface"]
 
 
@@ -266,6 +271,7 @@ class DetectorConfig(Strict):
     tiles_per_frame: int = Field(0, ge=0, le=1024, description=_TILES_PER_FRAME_HELP)
     keep_still: bool = Field(True, description=_KEEP_STILL_HELP)
     full_frame_every: int = Field(5, ge=1, le=100, description=_FULL_EVERY_HELP)
+    full_frame_backoff: bool = Field(True, description=_BACKOFF_HELP)
 
     tile_in_range = field_validator("tile", mode="before")(_tile_size)
     scales_in_range = field_validator("scales")(_scales)
@@ -286,6 +292,7 @@ class CameraDetectorConfig(Strict):
     tiles_per_frame: int | None = Field(None, ge=0, le=1024, description=_TILES_PER_FRAME_HELP)
     keep_still: bool | None = Field(None, description=_KEEP_STILL_HELP)
     full_frame_every: int | None = Field(None, ge=1, le=100, description=_FULL_EVERY_HELP)
+    full_frame_backoff: bool | None = Field(None, description=_BACKOFF_HELP)
 
     tile_in_range = field_validator("tile", mode="before")(_tile_size)
     scales_in_range = field_validator("scales")(_scales)
@@ -313,7 +320,7 @@ class CameraConfig(Strict):
     detector: CameraDetectorConfig | None = Field(
         None,
         description="this camera's detector settings (kind, scales, tile, tiles_per_frame, keep_still, "
-        "full_frame_every, min_face_px, min_score)",
+        "full_frame_every, full_frame_backoff, min_face_px, min_score)",
     )
     stall_seconds: float = Field(10, gt=0, le=300, description="streams: no frame for this long is a stall; reconnect")
     reconnect_max_seconds: float = Field(30, gt=0, le=3600, description="streams: longest wait between reconnects")
@@ -430,7 +437,15 @@ def detector_spec(text: str) -> DetectorConfig:
         raise ConfigError(f"--detector {text!r}", validation_problems(error)) from None
 
 
-_DETECTOR_SETTINGS = ("min_face_px", "min_score", "tile", "tiles_per_frame", "keep_still", "full_frame_every")
+_DETECTOR_SETTINGS = (
+    "min_face_px",
+    "min_score",
+    "tile",
+    "tiles_per_frame",
+    "keep_still",
+    "full_frame_every",
+    "full_frame_backoff",
+)
 
 
 def _setting_value(text: str):

@@ -79,6 +79,7 @@ def make_detector(config, framing: Framing | None = None) -> FaceDetector:
             tiles_per_frame=config.tiles_per_frame,
             keep_still=config.keep_still,
             full_every=config.full_frame_every,
+            full_backoff=config.full_frame_backoff,
             framing=framing,
         )
     from detector.blazeface import BlazeFaceDetector

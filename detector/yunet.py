@@ -11,7 +11,8 @@ boxes the way ``cv2.FaceDetectorYN`` does (a test checks it box for box).
 The network's cost is about proportional to the pixels it examines (31 ms of a core per 1280x720 frame), so a
 camera's frames are examined at the lowest scale that still sees every face it is following (:class:`ScalePlan`:
 the smallest face found in recent frames is kept at ``TARGET_PX`` or more), with the frame at full resolution every
-``full_every`` frames for faces too small for that scale; between those, the tracker holds small faces it could not
+``full_every`` frames for faces too small for that scale (backing off to every 25th while those frames find no such
+face); between those, the tracker holds small faces it could not
 have seen (``Coverage``). When all faces in view are large, a frame costs a quarter; when a small face is in
 view, every frame is examined at full resolution. A frame in which nothing moved since the last pass (frame
 differencing at 1/16 of the side, :mod:`detector.motion`) is not examined at all: the faces stay where that pass found
@@ -36,7 +37,7 @@ import cv2
 import numpy as np
 
 from detector.faces import FRAMING, MIN_FACE_TOLERANCE, Faces, Framing, iou_matrix, large_enough_faces, nms
-from detector.motion import MotionGate
+from detector.motion import REFRESH_FRAMES, MotionGate
 from detector.tiles import WHOLE, Coverage, RegionScheduler, centred_in
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "detector"
@@ -132,31 +133,55 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 class ScalePlan:
-    """The scale factor of each frame of one camera: 1 on the first frame, then every ``full_every`` frames (and
+    """The scale factor of each frame of one camera: 1 on the first frame and on the full-resolution schedule (and
     while a face smaller than ``TARGET_PX`` is in view, or with ``full_every`` 1); else the smallest step that keeps
     the smallest face found in the last ``RECENT_FRAMES`` frames at ``TARGET_PX`` or more (the lowest step when none
     was found). The second full frame comes after ``phase`` frames (default: drawn at random), so cameras started
-    together do not all run full frames at once."""
+    together do not all run full frames at once.
 
-    def __init__(self, full_every: int = 1, phase: int | None = None):
+    The schedule backs off while it finds nothing: a full frame whose faces the reduced passes already size well
+    doubles the interval to the next one, up to ``longest`` frames; a full frame that finds a face too small for the
+    reduced scale in use (or one only full resolution sizes well) brings the interval back to ``full_every``. A crowd of large faces
+    thus pays for a full frame every ``longest`` frames, and a scene where small faces come and go every
+    ``full_every``; a small newcomer among large faces alone is found at most ``longest`` frames late."""
+
+    def __init__(self, full_every: int = 1, phase: int | None = None, longest: int = REFRESH_FRAMES):
         self.full_every = max(1, full_every)
+        self.longest = max(self.full_every, longest)
+        self.interval = self.full_every  # frames from this full frame to the next, unless it is the first
         self._frame = -1
         self._next_full = 0
+        self._full = False  # the frame just planned is a scheduled full frame
         self._phase = phase if phase is not None else random.randint(1, self.full_every)
         self._smallest: deque[float] = deque(maxlen=RECENT_FRAMES)  # per recent frame, its smallest face
 
     def next_factor(self) -> float:
         self._frame += 1
-        if self.full_every == 1 or self._frame >= self._next_full:
-            self._next_full = self._frame + (self._phase if self._frame == 0 else self.full_every)
+        self._full = self.full_every > 1 and self._frame >= self._next_full
+        if self.full_every == 1 or self._full:
+            self._next_full = self._frame + (self._phase if self._frame == 0 else self.interval)
             return 1.0
-        smallest = min(self._smallest, default=np.inf)
-        return next((step for step in SCALE_STEPS if step * smallest >= TARGET_PX), 1.0)
+        return self._reduced()
+
+    def _reduced(self) -> float:
+        return _step_for(min(self._smallest, default=np.inf))
 
     def record(self, boxes: np.ndarray) -> None:
         """The faces (xyxy, frame pixels) found in the frame just planned."""
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if len(boxes) else []
-        self._smallest.append(float(np.min(sides)) if len(sides) else np.inf)
+        smallest = float(np.min(sides)) if len(sides) else np.inf
+        if self._full and self._frame > 0:  # the first frame's faces are all new: it says nothing of the schedule
+            needed = _step_for(smallest)  # a face this frame found needs more than the reduced passes give it
+            small = needed > self._reduced() or needed == 1.0
+            self.interval = self.full_every if small else min(self.longest, 2 * self.interval)
+            self._next_full = self._frame + self.interval
+        self._full = False
+        self._smallest.append(smallest)
+
+
+def _step_for(side: float) -> float:
+    """The lowest scale step that keeps a face of ``side`` pixels at ``TARGET_PX`` or more (1 if none does)."""
+    return next((step for step in SCALE_STEPS if step * side >= TARGET_PX), 1.0)
 
 
 class YuNetRunner:
@@ -206,7 +231,8 @@ class YuNetDetector:
     """Finds faces in BGR frames with YuNet at each of ``scales`` (1: the frame as it is, 2: upscaled twice).
 
     Without ``tile`` (0 or None, auto), each frame is examined whole at the scale :class:`ScalePlan` picks
-    (``full_every``); with ``keep_still``, a frame in which nothing moved since the last pass is not examined
+    (``full_every``; with ``full_backoff``, up to every ``REFRESH_FRAMES`` frames while full frames find no small
+    face); with ``keep_still``, a frame in which nothing moved since the last pass is not examined
     (:class:`detector.motion.MotionGate`): its faces are the last pass's, cut again from the new frame. With ``tile``
     (a side in pixels), the tiles are examined at full size as the region scheduler plans (``tiles_per_frame``,
     ``keep_still``: see :mod:`detector.tiles`) and the whole frame at ``whole_scale`` every few frames, for faces too
@@ -222,6 +248,7 @@ class YuNetDetector:
         keep_still: bool = False,
         whole_scale: float = 0.5,
         full_every: int = 1,
+        full_backoff: bool = False,
         runner: YuNetRunner | None = None,
         framing: Framing = FRAMING,
     ):
@@ -235,8 +262,9 @@ class YuNetDetector:
         self.keep_still = keep_still
         self.whole_scale = whole_scale
         self.full_every = full_every
+        self.full_longest = REFRESH_FRAMES if full_backoff else full_every
         self.framing = framing
-        self._plan = ScalePlan(full_every)
+        self._plan = ScalePlan(full_every, longest=self.full_longest)
         self.runner = runner or YuNetRunner.shared()
         self.inferences = 0
         self.pixels = 0  # pixels the network has examined (its cost is about proportional to them)
@@ -250,7 +278,7 @@ class YuNetDetector:
     def reset(self) -> None:
         """Forget what earlier frames showed (still regions, visits, face sizes): the next frame is examined whole."""
         self._schedulers.clear()
-        self._plan = ScalePlan(self.full_every)
+        self._plan = ScalePlan(self.full_every, longest=self.full_longest)
         if self._gate is not None:
             self._gate.reset()
 

@@ -367,6 +367,34 @@ def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
     assert [staggered.next_factor() for _ in range(8)] == [1.0, 0.5, 1.0, 0.5, 0.5, 0.5, 0.5, 1.0]
 
 
+def test_full_resolution_frames_back_off_while_they_find_no_small_face():
+    """Among large faces only, each full frame that finds nothing the half-scale pass misses doubles the interval to
+    the next (5, 10, 20, then at most 25 frames); one that finds a small face brings it back to 5. Without back-off,
+    every 5th frame stays full whatever it finds."""
+    from detector.yunet import ScalePlan
+
+    def run(plan: ScalePlan, frames: int, side_of) -> list[int]:
+        full = []
+        for frame in range(frames):
+            if plan.next_factor() == 1.0:
+                full.append(frame)
+            side = side_of(frame)
+            plan.record(np.array([[0, 0, side, side]], np.float32) if side else np.empty((0, 4), np.float32))
+        return full
+
+    assert run(ScalePlan(5, phase=5), 110, lambda frame: 140) == [0, 5, 15, 35, 60, 85]
+    assert run(ScalePlan(5, phase=5, longest=5), 31, lambda frame: 140) == [0, 5, 10, 15, 20, 25, 30]
+    # a small face (30 px) is in view from frame 35 to 40: found by the full frame at 35, every frame is full while
+    # it is among the recent five, and the schedule starts backing off again from the first full frame without it
+    assert run(ScalePlan(5, phase=5), 80, lambda frame: 30 if 35 <= frame <= 40 else 140) == [
+        0, 5, 15, *range(35, 46), 55, 75
+    ]  # fmt: skip
+    # 60 px faces are sized by the three-quarter scale: full frames that find only those back off as well
+    assert run(ScalePlan(5, phase=5), 40, lambda frame: 60)[:3] == [0, 5, 15]
+    # nobody in view: the interval backs off too (a newcomer's large face is found at the reduced scale)
+    assert run(ScalePlan(5, phase=5), 60, lambda frame: 0) == [0, 5, 15, 35]
+
+
 def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
     """The bundled clip's frames (face boxes of ~78 px) as a camera sees them, with the server's default settings:
     every face the full-resolution detector finds is found, and what is found matches, for under half the pixels."""

@@ -91,7 +91,9 @@ def test_a_still_frame_gives_the_last_pass_faces_cut_from_the_new_frame():
 def _planned(detector, second_full: bool):
     """``detector`` with its scale plan's phase pinned (it is drawn at random per camera): the second frame examined
     at full size, or at the reduced scale the first frame's faces allow."""
-    detector._plan = ScalePlan(detector.full_every, phase=1 if second_full else detector.full_every)
+    detector._plan = ScalePlan(
+        detector.full_every, phase=1 if second_full else detector.full_every, longest=detector.full_longest
+    )
     return detector
 
 
