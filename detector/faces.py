@@ -78,11 +78,11 @@ def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, framing: Framing = FRAM
     height, width = image_bgr.shape[:2]
     for index, (x1, y1, x2, y2) in enumerate(squares):
         x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-        pad = max(0, -x1, -y1, x2 - width, y2 - height)
-        source = image_bgr
-        if pad:
-            source = cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        patch = source[y1 + pad : y2 + pad, x1 + pad : x2 + pad]
+        if x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height:
+            patch = image_bgr[y1:y2, x1:x2]
+        else:  # rows and columns outside the image repeat its edge (only the patch is copied, not the frame)
+            rows, columns = np.clip(np.arange(y1, y2), 0, height - 1), np.clip(np.arange(x1, x2), 0, width - 1)
+            patch = image_bgr[rows[:, None], columns]
         resized = cv2.resize(patch, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
         crops[index] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
     return crops

@@ -42,6 +42,19 @@ def test_crops_at_frame_borders_are_edge_padded():
     assert (crops[2][:, :14] == (0, 0, 255)).all() and (crops[2][:, 18:] == (255, 0, 0)).all()
 
 
+def test_crops_across_and_beyond_the_edges_repeat_the_edge_as_numpy_pads_it():
+    """Squares across an edge, past a corner and wholly outside the image: each crop is the crop of the image padded
+    by edge replication (``np.pad(mode="edge")``), as if the frame went on."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    pad = 200
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    boxes = np.array([[-40, 10, 20, 70], [100, 60, 170, 130], [-90, -80, -40, -30], [150, 20, 190, 60]], np.float32)
+    crops = crop_faces(image, boxes, Framing(margin=0.0))
+    expected = crop_faces(padded, boxes + pad, Framing(margin=0.0))
+    np.testing.assert_array_equal(crops, expected)
+
+
 def test_crop_of_a_box_larger_than_the_frame():
     image = np.full((20, 20, 3), 7, np.uint8)
     crops = crop_faces(image, np.array([[-50, -50, 70, 70]]))
