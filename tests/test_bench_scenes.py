@@ -64,6 +64,7 @@ def test_detector_settings_on_the_command_line_are_checked_and_written_back():
     assert detector_name(spec) == "yunet@0.5:tile=256,full_frame_every=1"
     assert detector_spec(detector_name(spec)) == spec
     assert detector_name(DetectorConfig()) == "yunet@1"
+    assert detector_name(detector_spec("yunet:full_frame_backoff=false")) == "yunet@1:full_frame_backoff=false"
     with pytest.raises(ConfigError, match="SETTING=VALUE pairs of min_face_px"):
         detector_spec("yunet:bogus=1")
     with pytest.raises(ConfigError, match="keep_still"):

@@ -158,13 +158,14 @@ def test_camera_detector_settings_override_the_top_level_ones():
         "detector: {tile: 640, tiles_per_frame: 2}\n"
         "cameras:\n"
         "  - {name: far, url: a.mp4, detector: {tile: 256, min_face_px: 16, keep_still: false}}\n"
-        "  - {name: near, url: b.mp4, detector: {tile: off}}\n"
+        "  - {name: near, url: b.mp4, detector: {tile: off, full_frame_backoff: false}}\n"
         "  - {name: plain, url: c.mp4}\n",
         environ={},
     )
     far, near, plain = (camera.detector_config(config.detector) for camera in config.cameras)
     assert (far.tile_pixels(), far.min_face_px, far.keep_still, far.tiles_per_frame) == (256, 16, False, 2)
     assert near.tile_pixels() == 0 and near.tiles_per_frame == 2  # YAML's bare `off` is read as false: accepted
+    assert not near.full_frame_backoff and far.full_frame_backoff and plain.full_frame_backoff
     assert plain == config.detector
 
 

@@ -418,7 +418,8 @@ def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
     frames = clip_frames()[::2]
     camera = make_detector(DetectorConfig())
     full = make_detector(DetectorConfig(full_frame_every=1))
-    assert camera.full_every == 5
+    assert camera.full_every == 5 and camera.full_longest == 25  # backing off to every 25th frame
+    assert make_detector(DetectorConfig(full_frame_backoff=False)).full_longest == 5
     for frame in frames:
         seen, expected = camera.detect(frame, with_crops=False), full.detect(frame, with_crops=False)
         assert len(seen) == len(expected)
