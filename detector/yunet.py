@@ -9,16 +9,16 @@ The network sees the frame zero-padded to a multiple of 32 (BGR, float 0-255, NC
 boxes the way ``cv2.FaceDetectorYN`` does (a test checks it box for box).
 
 The network's cost is about proportional to the pixels it examines (31 ms of a core per 1280x720 frame), so a
-camera's frames are examined at the lowest scale that still sees every face it is following (:class:`ScalePlan`:
-the smallest face found in recent frames is kept at ``TARGET_PX`` or more), with the frame at full resolution every
+camera's frames are examined at the lowest scale that still sees every face it is following (:class:`ScalePlan`: the
+smallest face found in recent frames is kept at ``TARGET_PX`` or more), with the frame at full resolution every
 ``full_every`` frames for faces too small for that scale (backing off to every 25th while those frames find no such
-face); between those, the tracker holds small faces it could not
-have seen (``Coverage``). When all faces in view are large, a frame costs a quarter; when a small face is in
-view, every frame is examined at full resolution. A frame in which nothing moved since the last pass (frame
-differencing at 1/16 of the side, :mod:`detector.motion`) is not examined at all: the faces stay where that pass found
-them, cut again from the new frame, and every 25th frame is examined whatever the motion. Alternatively (``tile``: a
-side in pixels), frames are cut into overlapping tiles scheduled by :class:`detector.tiles.RegionScheduler` (still
-tiles keep their faces), with the whole frame at half size for faces too large for a tile.
+face); between those, the tracker holds small faces it could not have seen (``Coverage``). When all faces in view
+are large, a frame costs a quarter; when a small face is in view, every frame is examined at full resolution. A
+frame in which nothing moved since the last pass (frame differencing at 1/16 of the side, :mod:`detector.motion`) is
+not examined at all: the faces stay where that pass found them, cut again from the new frame, and every 25th frame
+is examined whatever the motion. Alternatively (``tile``: a side in pixels), frames are cut into overlapping tiles
+scheduled by :class:`detector.tiles.RegionScheduler` (still tiles keep their faces), with the whole frame at half
+size for faces too large for a tile.
 
 YuNet's boxes are framed differently from BlazeFace's (narrower, taller towards the forehead); they are mapped onto
 BlazeFace's framing (``to_blazeface_framing``), the framing the classifier was trained on.
@@ -141,9 +141,9 @@ class ScalePlan:
 
     The schedule backs off while it finds nothing: a full frame whose faces the reduced passes already size well
     doubles the interval to the next one, up to ``longest`` frames; a full frame that finds a face too small for the
-    reduced scale in use (or one only full resolution sizes well) brings the interval back to ``full_every``. A crowd of large faces
-    thus pays for a full frame every ``longest`` frames, and a scene where small faces come and go every
-    ``full_every``; a small newcomer among large faces alone is found at most ``longest`` frames late."""
+    reduced scale in use (or one only full resolution sizes well) brings the interval back to ``full_every``. A
+    crowd of large faces thus pays for a full frame every ``longest`` frames, and a scene where small faces come and
+    go every ``full_every``; a small newcomer among large faces alone is found at most ``longest`` frames late."""
 
     def __init__(self, full_every: int = 1, phase: int | None = None, longest: int = REFRESH_FRAMES):
         self.full_every = max(1, full_every)
