@@ -202,6 +202,11 @@ def test_yunet_pads_frames_to_multiples_of_32():
     assert blob.shape == (1, 3, 64, 96) and blob.dtype == np.float32
     np.testing.assert_array_equal(blob[0, :, :33, :70], image.transpose(2, 0, 1))
     assert not blob[0, :, 33:].any() and not blob[0, :, :, 70:].any()
+    region = np.ascontiguousarray(np.tile(image, (3, 3, 1)))[5:40, 7:150]  # a view of a frame, as regions are
+    blob = padded_input(region)
+    assert blob.shape == (1, 3, 64, 160)
+    np.testing.assert_array_equal(blob[0, :, :35, :143], region.transpose(2, 0, 1))
+    assert not blob[0, :, 35:].any() and not blob[0, :, :, 143:].any()
 
 
 def test_yunet_boxes_are_framed_like_blazeface(shared_data, detector, yunet):
