@@ -81,10 +81,7 @@ def padded_input(image_bgr: np.ndarray) -> np.ndarray:
     height, width = image_bgr.shape[:2]
     padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
     blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
-    # One contiguous plane at a time: 2.7x faster than casting the transposed (strided) image in one step at
-    # 640x360, 1.2x at 1280x720, with the same values.
-    for channel, plane in enumerate(cv2.split(image_bgr)):
-        blob[0, channel, :height, :width] = plane
+    blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
     return blob
 
 
