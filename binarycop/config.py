@@ -375,6 +375,17 @@ class TrackingConfig(Strict):
     )
 
 
+MAX_PROCESSES = 64
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a container's or taskset's limit), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class IngesterConfig(Strict):
     lease_seconds: float = Field(
         15, ge=1, le=600, description="camera lease time: a dead ingester's cameras move to others after this long"
@@ -390,6 +401,25 @@ class IngesterConfig(Strict):
         description="where counts Redis did not take at a stop are kept until the next start replays them; "
         "default: $XDG_DATA_HOME/binarycop/spool (~/.local/share/binarycop/spool)",
     )
+    processes: Literal["auto"] | int = Field(
+        "auto",
+        description="ingester processes this server runs, sharing its cameras through the leases (one Python "
+        "process alone serialises the cameras' work on its interpreter lock); auto: one per core this process may "
+        "use, never more than the cameras; 1: this process alone. Read at start (a reload does not change it)",
+    )
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes_in_range(cls, processes: object) -> object:
+        if isinstance(processes, bool) or (isinstance(processes, int) and not 1 <= processes <= MAX_PROCESSES):
+            raise ValueError(f"expected 'auto' or a count from 1 to {MAX_PROCESSES}")
+        return processes
+
+    def process_count(self, cameras: int) -> int:
+        """The processes to run for ``cameras`` configured cameras (``auto`` resolved on this machine)."""
+        if self.processes != "auto":
+            return int(self.processes)
+        return max(1, min(usable_cores(), cameras, MAX_PROCESSES))
 
 
 class Config(Strict):

@@ -29,13 +29,21 @@ from stats.web import CountsWeb
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 RELOAD_POLL_SECONDS = 1.0
+PEERS_WAIT_SECONDS = 120.0  # each process loads its classifier and detector first (numba compiles: seconds)
 
 
 class Server:
     """Runs every configured camera and serves what Redis holds."""
 
-    def __init__(self, config: Config, redis_url: str, config_path: Path | None = None):
+    def __init__(
+        self, config: Config, redis_url: str, config_path: Path | None = None, helper: bool = False, peers: int = 1
+    ):
+        """``helper``: one of a server's helper ingesters (:mod:`binarycop.ingesters`): no HTTP, and the spool is
+        the main process's to replay. ``peers``: the ingesters started together with this one (itself included);
+        its first lease round waits for their heartbeats, so that each takes its share from the start."""
         self.config = config
+        self.helper = helper
+        self.peers = peers
         self.config_path = config_path
         self.redis_url = redis_url
         self.client = redis_client(config.redis, redis_url)
@@ -60,8 +68,11 @@ class Server:
 
     async def start(self) -> None:
         await self._check_redis()
-        await self._start_http()  # first: a bad bind address or a port in use fails at once; /readyz says loading
-        await self._replay_spool()
+        if self.helper:
+            self._spool_replayed = True  # the main process replays the spool, once
+        else:
+            await self._start_http()  # first: a bad bind address or a port in use fails at once; /readyz: loading
+            await self._replay_spool()
         problems = await asyncio.to_thread(detector_problems, self.config)  # never a ready server with dead cameras
         if problems:
             raise ConfigError(str(self.config_path or "config"), problems)
@@ -73,6 +84,7 @@ class Server:
         self.classifier = SharedClassifier(classifier, classifier_config.max_batch, classifier_config.max_wait_ms)
         self.recorder.set_build_info(__version__, classifier.backend, classifier.model_name)
         await self.recorder.flush()  # the first heartbeat: other ingesters count this one from now
+        await self._wait_for_peers()
         await self._lease_round()
         self.tasks.append(asyncio.create_task(self._flush_forever(), name="flush"))
         self.tasks.append(asyncio.create_task(self._lease_forever(), name="leases"))
@@ -92,6 +104,26 @@ class Server:
             if "SSL" in str(error) or "certificate" in str(error).lower():
                 raise ConfigError("redis", [f"redis.tls: TLS with Redis at {shown} failed: {error}"]) from None
             log.warning("Redis at %s unreachable at start, counts will wait for it: %s", shown, error)
+
+    async def _wait_for_peers(self) -> None:
+        """Until the ingesters started together with this one have all sent a heartbeat (at most
+        ``PEERS_WAIT_SECONDS``): taking cameras before they are counted would take them all, and hand them over
+        one lease round at a time."""
+        if self.peers <= 1:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PEERS_WAIT_SECONDS
+        live = 0
+        while loop.time() < deadline:
+            try:
+                live = await self.leases.live_ingesters()
+            except (RedisError, OSError):
+                return  # Redis away: the lease rounds sort the cameras out once it is back
+            if live >= self.peers:
+                return
+            await asyncio.sleep(0.5)
+            await self.recorder.flush()  # keep this one's heartbeat young while waiting
+        log.warning("%d of %d ingester processes up after %g s: taking cameras", live, self.peers, PEERS_WAIT_SECONDS)
 
     async def _replay_spool(self) -> None:
         """Counts an earlier stop kept on disk go to Redis; retried at each flush while Redis is away."""

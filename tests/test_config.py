@@ -74,6 +74,9 @@ def test_redact_url(url, shown):
         ("cameras: [{name: a, url: 'rtsp://u:${PW@h'}]", "cameras[a].url: an unterminated '${'"),
         ("cameras: [{name: a, url: x}", "not valid YAML"),
         ("- just\n- a list", "(top level): expected a mapping"),
+        ("ingester: {processes: 0}", "ingester.processes: expected 'auto' or a count from 1 to 64"),
+        ("ingester: {processes: yes}", "ingester.processes: expected 'auto' or a count from 1 to 64"),
+        ("ingester: {processes: many}", "ingester.processes"),
     ],
 )
 def test_bad_config_names_the_field(text, problem):
@@ -204,3 +207,13 @@ def test_the_onnx_backend_asks_for_a_twin_not_a_binary_model():
     assert any("backend onnx runs a network's FP32 twin" in p and "n-cnv-fp32" in p for p in raised.value.problems)
     config = parse_config("cameras: [{name: a, url: x}]\nclassifier: {backend: onnx, model: n-cnv-fp32}", environ={})
     assert config.classifier.backend == "onnx"
+
+
+def test_ingester_processes_auto_is_one_per_usable_core_and_never_more_than_the_cameras():
+    """``auto`` resolves on this machine: one process per core this process may use, at most one per camera."""
+    from binarycop.config import IngesterConfig, usable_cores
+
+    assert IngesterConfig().processes == "auto"
+    assert IngesterConfig().process_count(1) == 1
+    assert IngesterConfig().process_count(1000) == min(usable_cores(), 64)
+    assert IngesterConfig(processes=3).process_count(1) == 3  # a count is taken as given

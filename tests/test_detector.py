@@ -359,6 +359,28 @@ def test_bench_pipeline_compares_detectors_against_one_decode_search(capsys):
     assert captured.err.count("decode only: 1 cameras") == 1 and captured.err.count("pipeline: 1 cameras") == 2
 
 
+def test_bench_pipeline_runs_the_server_in_one_process_and_with_a_helper(capsys):
+    """``bench pipeline --processes 1 --processes 2``: two real loopback cameras through the whole server, alone in
+    the bench's process and then with a helper ingester process beside it (as ``serve`` runs by default on two
+    cores); the helper's frames and people count in the figures (both cameras processed, none dropped)."""
+    import json
+
+    from binarycop.cli import main
+
+    argv = ["-q", "bench", "pipeline", "--cameras", "2", "--seconds", "2", "--no-decode", "--json"]
+    assert main([*argv, "--processes", "1", "--processes", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    figures = result["detectors"]
+    assert [(f["processes"], f["processes_run"]) for f in figures] == [(1, 1), (2, 2)]
+    for figure in figures:
+        assert figure["cameras_sustained"] == 2, figure
+        assert figure["people_vs_shown"] is not None and figure["people_vs_shown"] > 0.5, figure
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--processes", "0"])
+    assert refused.value.code == 2
+    assert "expected 'auto' or a count from 1 to 64, not '0'" in capsys.readouterr().err
+
+
 def test_scale_plan_keeps_the_smallest_face_in_view_large_enough():
     """Full resolution every ``full_every`` frames and while a small face is in view; otherwise the lowest step
     keeping the smallest recent face at >= 36 px (80 px faces: half; 60 px: three quarters; 40 px: full)."""
@@ -433,18 +455,21 @@ def test_yunet_on_a_camera_finds_the_same_faces_for_a_fraction_of_the_pixels():
 
 
 def test_bench_soak_samples_the_resident_memory_of_the_server_and_redis(capsys):
-    """``bench soak`` for a few seconds: one real loopback MJPEG camera through the whole server; the memory of
-    both serving processes sampled from /proc, and the frames processed meanwhile."""
+    """``bench soak`` for a few seconds: two real loopback MJPEG cameras through the whole server; the memory of
+    every serving process (the server, its helper ingester where there are two cores, Redis) sampled from /proc,
+    and the frames processed meanwhile."""
     import json
 
     from binarycop.cli import main
+    from binarycop.config import usable_cores
 
-    argv = ["-q", "bench", "soak", "--cameras", "1", "--minutes", "0.05", "--every", "1", "--warm-up", "0", "--json"]
+    argv = ["-q", "bench", "soak", "--cameras", "2", "--minutes", "0.05", "--every", "1", "--warm-up", "0", "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["detector"] == "yunet@1" and result["cameras"] == 1
+    assert result["detector"] == "yunet@1" and result["cameras"] == 2
     assert result["frames_processed"] > 0
-    assert set(result["processes"]) == {"server", "redis"}
+    helpers = {"helper-1"} if usable_cores() >= 2 else set()
+    assert set(result["processes"]) == {"server", "redis", *helpers}
     for figure in result["processes"].values():
         assert 0 < figure["start_mb"] <= figure["peak_mb"] and figure["end_mb"] <= figure["peak_mb"]
     assert len(result["samples"]) >= 3

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -147,7 +148,7 @@ def test_three_ingesters_share_cameras_and_take_over_from_a_killed_one(redis_ser
     lines = [
         f"redis: {{url: '{redis_server.url}'}}",
         "http: {port: 0, metrics: local}",
-        f"ingester: {{lease_seconds: {lease}}}",
+        f"ingester: {{lease_seconds: {lease}, processes: 1}}",  # three separate servers, no helpers
         "cameras:",
     ]
     lines += [f"  - {{name: {name}, url: '{CLIP}', detect_fps: 2, loop: true}}" for name in names]
@@ -216,6 +217,106 @@ def test_three_ingesters_share_cameras_and_take_over_from_a_killed_one(redis_ser
                 process.kill()
     assert [p.returncode for p in processes[1:]] == [0, 0]
     assert client.keys("binarycop:lease:*") == []  # clean shutdown gives the leases back
+
+
+def _helper_config(tmp_path, redis_url: str, names: list[str], lease: float) -> Path:
+    config = tmp_path / "config.yaml"
+    lines = [
+        f"redis: {{url: '{redis_url}'}}",
+        "http: {port: 0}",
+        f"ingester: {{lease_seconds: {lease}, processes: {len(names)}}}",
+        "cameras:",
+    ]
+    lines += [f"  - {{name: {name}, url: '{CLIP}', detect_fps: 2, loop: true}}" for name in names]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def _live_pids(client: redis.Redis) -> set[int]:
+    """Pids of the ingesters whose heartbeat is under 3 s old."""
+    pids = set()
+    for member in client.zrange(INGESTERS_KEY, 0, -1):
+        beat = client.hgetall(f"binarycop:ingester:{member.decode()}")
+        if beat and time.time() - float(beat[b"seen"]) < 3:
+            pids.add(int(beat[b"pid"]))
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.startswith("Z")
+
+
+def test_serve_runs_helper_processes_that_share_the_cameras_and_come_back_when_killed(redis_server, tmp_path):
+    """`serve` with ``ingester.processes: 2`` runs a helper ingester process beside its own: the two cameras run
+    one in each process from the start (no handover one lease round at a time); a helper killed outright is
+    started again and takes its camera back; SIGTERM stops every process cleanly (exit 0, leases given back)."""
+    names = ["cam-0", "cam-1"]
+    lease = 3
+    config = _helper_config(tmp_path, redis_server.url, names, lease)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "binarycop.cli", "serve", "--config", str(config)]
+    serve = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    client = redis.Redis.from_url(redis_server.url)
+
+    def helpers() -> set[int]:
+        return _live_pids(client) - {serve.pid}
+
+    try:
+
+        async def until(condition, timeout, what):
+            await wait_until(condition, timeout, what)
+
+        asyncio.run(until(lambda: len(helpers()) == 1, 120, "the helper's heartbeat"))
+        (helper,) = helpers()
+        pids = {serve.pid, helper}
+        asyncio.run(until(lambda: _covered_once(_ingester_cameras(client, pids), names, 2), 60, "a camera each"))
+        before = client.hgetall(FRAMES_KEY)
+
+        os.kill(helper, signal.SIGKILL)
+        asyncio.run(until(lambda: len(helpers() - {helper}) == 1, 120, "a new helper"))
+        (new_helper,) = helpers() - {helper}
+        pids = {serve.pid, new_helper}
+        asyncio.run(until(lambda: _covered_once(_ingester_cameras(client, pids), names, 2), 60, "a camera each again"))
+        after = client.hgetall(FRAMES_KEY)
+        for name in names:  # both cameras went on counting
+            key = f"{name}|processed".encode()
+            assert int(after[key]) > int(before.get(key, 0)), name
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = serve.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            _, stderr = serve.communicate()
+    assert serve.returncode == 0, stderr[-3000:]
+    assert f"(pid {helper}) exited with status -9: started again" in stderr
+    assert _gone(new_helper)
+    assert client.keys("binarycop:lease:*") == []  # every process gave its leases back
+
+
+def test_a_helper_stops_with_its_server_even_when_the_server_is_killed(redis_server, tmp_path):
+    """SIGKILL the `serve` process: it cannot stop its helper, but the helper's pipe from it closes, and the
+    helper stops on its own (flushing its counts), rather than running on unsupervised."""
+    config = _helper_config(tmp_path, redis_server.url, ["cam-0", "cam-1"], 3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "binarycop.cli", "-q", "serve", "--config", str(config)]
+    serve = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        asyncio.run(wait_until(lambda: len(_live_pids(client) - {serve.pid}) == 1, 120, "the helper's heartbeat"))
+        (helper,) = _live_pids(client) - {serve.pid}
+    finally:
+        serve.kill()
+        serve.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while not _gone(helper) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(helper), "the helper outlived its server"
+    assert int(client.hget(FRAMES_KEY, "cam-0|processed") or 0) + int(client.hget(FRAMES_KEY, "cam-1|processed") or 0)
 
 
 def _tls_files(directory) -> dict[str, str]:

@@ -29,6 +29,7 @@ from binarycop.config import (
     Config,
     DetectorConfig,
     HttpConfig,
+    IngesterConfig,
     RedisConfig,
     detector_name,
 )
@@ -70,31 +71,41 @@ def loopback_cameras(
 
 @asynccontextmanager
 async def running_server(
-    configs: list[CameraConfig], detector: DetectorConfig, classifier: ClassifierConfig | None = None
+    configs: list[CameraConfig],
+    detector: DetectorConfig,
+    classifier: ClassifierConfig | None = None,
+    processes: int | str = "auto",
 ):
-    """The whole server reading ``configs`` into an embedded Redis, warmed up; yields (server, embedded Redis)
-    and stops both after."""
+    """The whole server reading ``configs`` into an embedded Redis, with its helper ingesters (``processes``, as
+    ``ingester.processes``: by default one process per core, as ``serve`` runs), warmed up; yields (server,
+    embedded Redis) and stops them all after."""
+    from binarycop.ingesters import HelperIngesters, stop_together
     from binarycop.server import Server
     from stats.embedded import EmbeddedRedis
 
     embedded = EmbeddedRedis()
-    server = Server(
-        Config(
-            redis=RedisConfig(url=embedded.url),
-            http=HttpConfig(port=0),
-            cameras=configs,
-            detector=detector,
-            classifier=classifier or ClassifierConfig(),
-        ),
-        embedded.url,
+    config = Config(
+        redis=RedisConfig(url=embedded.url),
+        http=HttpConfig(port=0),
+        cameras=configs,
+        detector=detector,
+        classifier=classifier or ClassifierConfig(),
+        ingester=IngesterConfig(processes=processes),
     )
+    count = config.ingester.process_count(len(configs))
+    helpers = HelperIngesters(count - 1, config, embedded.url) if count > 1 else None
+    server = Server(config, embedded.url, peers=count)
     try:
+        if helpers is not None:
+            await helpers.start()
         await server.start()
         await _warm_up(server, len(configs))
         yield server, embedded
     finally:
-        await server.stop()
-        embedded.close()
+        try:
+            await stop_together(server, helpers)
+        finally:
+            embedded.close()
 
 
 async def _trial(
@@ -104,6 +115,7 @@ async def _trial(
     scene: Scene,
     detector: DetectorConfig,
     classifier: ClassifierConfig | None = None,
+    processes: int | str = "auto",
 ) -> dict:
     from ingest import open_source
     from stats import read_counts
@@ -112,15 +124,21 @@ async def _trial(
     try:
         if decode_only:
             return await _decode_only(configs, seconds, open_source)
-        async with running_server(configs, detector, classifier) as (server, _):
-            await server.recorder.flush()
-            before = await read_counts(server.client)
+        async with running_server(configs, detector, classifier, processes) as (server, _):
+
+            async def counts() -> dict:
+                # One process: flushed now. With helpers, every process's counts as of its last flush (each
+                # flushes once a second): as late at the window's end as at its start, on average.
+                if server.peers == 1:
+                    await server.recorder.flush()
+                return await read_counts(server.client)
+
+            before = await counts()
             started = time.monotonic()
             await asyncio.sleep(seconds)
-            await server.recorder.flush()
-            after = await read_counts(server.client)
+            after = await counts()
             elapsed = time.monotonic() - started
-        return _summary(before, after, elapsed, scene.shown(cameras, elapsed))
+        return _summary(before, after, elapsed, scene.shown(cameras, elapsed)) | {"processes": server.peers}
     finally:
         for stream in streams:
             stream.stop()
@@ -248,11 +266,14 @@ def search(
     limit: int,
     detector: DetectorConfig | None = None,
     classifier: ClassifierConfig | None = None,
+    processes: int | str = "auto",
 ) -> tuple[int, dict]:
     """Largest camera count sustained (doubling, then bisection), with the figures of that run."""
 
     def run(n: int) -> dict:
-        result = asyncio.run(_trial(n, seconds, decode_only, scene, detector or DetectorConfig(), classifier))
+        result = asyncio.run(
+            _trial(n, seconds, decode_only, scene, detector or DetectorConfig(), classifier, processes)
+        )
         kind = "decode only" if decode_only else "pipeline"
         people = result.get("people_vs_shown")
         print(
@@ -293,25 +314,33 @@ def bench_pipeline(
     classifiers: list[ClassifierConfig] | None = None,
     scene: str = "crowd",
     decode_only: bool = True,
+    processes: list[int | str] | None = None,
 ) -> dict:
     """Cameras sustained with each detector and each classifier beside decoding alone (searched once: it is the
     same for all; skipped when not ``decode_only``). Figures of the first pair at the top level; with several, each
     under ``detectors``. ``seconds``: the measured window of a trial (default: :data:`DEFAULT_SECONDS`)."""
     import os
 
-    pairs = [(d, c) for d in detectors or [DetectorConfig()] for c in classifiers or [ClassifierConfig()]]
+    pairs = [
+        (d, c, p)
+        for d in detectors or [DetectorConfig()]
+        for c in classifiers or [ClassifierConfig()]
+        for p in processes or ["auto"]
+    ]
     shown = SCENES[scene]()
     seconds = seconds or DEFAULT_SECONDS[scene]
     figures = []
-    for detector, classifier in pairs:
+    for detector, classifier, process_setting in pairs:
         load = os.getloadavg()[0]
-        sustained, result = search(False, seconds, shown, cameras, limit, detector, classifier)
+        sustained, result = search(False, seconds, shown, cameras, limit, detector, classifier, process_setting)
         p95 = result.get("p95_latency_s", float("inf"))
         figures.append(
             {
                 "detector": detector_name(detector),
                 "classifier": f"{classifier.backend}:{classifier.model}",
                 "classified_by": result.get("classified_by", []),
+                "processes": process_setting,  # ingester.processes (auto: one per core, at most one per camera)
+                "processes_run": result.get("processes"),  # what that came to at the reported camera count
                 "cameras_sustained": sustained,
                 "drop_ratio": result.get("drop_ratio", 1.0),
                 "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame got through (JSON has no inf)

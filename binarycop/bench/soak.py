@@ -1,9 +1,10 @@
 """``binarycop bench soak``: resident memory of the serving processes over a long run, so a leak is a figure.
 
 N HTTP MJPEG cameras (1280x720, the bench pipeline's crowd frames) on loopback are read by the whole server
-with the given detector for ``minutes``; after a warm-up the resident memory (VmRSS) of the server process and of
-the embedded Redis is sampled every ``every`` seconds. Reported: start (after warm-up), end, peak and growth per
-process, and the frames processed, so a growth can be read against the work done.
+with the given detector for ``minutes``; after a warm-up the resident memory (VmRSS) of the server process, of each
+of its helper ingesters (``ingester.processes``) and of the embedded Redis is sampled every ``every`` seconds.
+Reported: start (after warm-up), end, peak and growth per process, and the frames processed, so a growth can be
+read against the work done.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ def resident_mb(pid: int | str = "self") -> float:
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS")
 
 
+def helper_pids() -> list[int]:
+    """Pids of this process's helper ingesters (``ingester.processes``), from /proc."""
+    from binarycop.ingesters import HELPER_COMMAND
+
+    children = []
+    for task in Path("/proc/self/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    found = []
+    for pid in sorted(set(children)):
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if HELPER_COMMAND.encode() in arguments:
+            found.append(pid)
+    return found
+
+
 async def _soak(cameras: int, minutes: float, every: float, warm_up: float, detector: DetectorConfig) -> dict:
     from stats import read_counts
 
@@ -34,7 +53,8 @@ async def _soak(cameras: int, minutes: float, every: float, warm_up: float, dete
     samples: list[dict] = []
     try:
         async with running_server(configs, detector) as (server, embedded):
-            processes = {"server": "self", "redis": embedded.pid}
+            helpers = {f"helper-{i}": pid for i, pid in enumerate(helper_pids(), start=1)}
+            processes = {"server": "self", **helpers, "redis": embedded.pid}
             await asyncio.sleep(warm_up)
             started = time.monotonic()
             before = await read_counts(server.client)

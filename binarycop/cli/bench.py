@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from binarycop.cli.options import detector_config, detector_configs
@@ -79,8 +80,26 @@ def _add_pipeline(kinds) -> None:
         metavar="BACKEND:MODEL",
         help="a classifier to run, e.g. onnx:n-cnv-fp32; repeat to compare (default: the server's, cpu:n-cnv)",
     )
+    bench_pipeline.add_argument(
+        "--processes",
+        action="append",
+        type=_processes,
+        metavar="N|auto",
+        help="ingester processes the server runs (ingester.processes; default: auto, one per core, as serve runs); "
+        "repeat to compare, e.g. --processes 1 --processes auto",
+    )
     bench_pipeline.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     bench_pipeline.set_defaults(handler=_pipeline)
+
+
+def _processes(value: str) -> int | str:
+    from binarycop.config import MAX_PROCESSES
+
+    if value == "auto":
+        return value
+    if value.isdigit() and 1 <= int(value) <= MAX_PROCESSES:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected 'auto' or a count from 1 to {MAX_PROCESSES}, not {value!r}")
 
 
 def _pipeline(args) -> int:
@@ -93,6 +112,7 @@ def _pipeline(args) -> int:
         classifiers=_classifier_configs(args.classifier),
         scene=args.scene,
         decode_only=not args.no_decode,
+        processes=args.processes,
     )
     return emit(args, result, _print_pipeline)
 
@@ -120,7 +140,9 @@ def _print_pipeline(result: dict) -> None:
     for figure in result.get("detectors", [result]):
         versus = figure["cameras_vs_first"]
         print(
-            f"{figure['scene']}, {figure['detector']}, {figure['classifier']}: cameras sustained: "
+            f"{figure['scene']}, {figure['detector']}, {figure['classifier']}, processes {figure['processes']}"
+            f"{f' ({run})' if (run := figure.get('processes_run')) is not None and run != figure['processes'] else ''}"
+            ": cameras sustained: "
             f"{figure['cameras_sustained']} "
             f"({f'{versus:.2f}x the first' if versus is not None else 'the first sustained none'}; "
             f"decode alone: {figure['decode_only_cameras'] if figure['decode_only_cameras'] is not None else '-'}); "

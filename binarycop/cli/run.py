@@ -32,8 +32,21 @@ log = logging.getLogger("binarycop")
 
 
 def register(commands) -> None:
-    for add in (_add_serve, _add_demo, _add_exporter, _add_status, _add_validate, _add_schema):
+    for add in (_add_serve, _add_demo, _add_exporter, _add_status, _add_validate, _add_schema, _add_helper):
         add(commands)
+
+
+def _add_helper(commands) -> None:
+    """``ingest-helper``: started by ``serve`` and ``demo`` (:mod:`binarycop.ingesters`), never by hand: no help."""
+    from binarycop.ingesters import HELPER_COMMAND
+
+    commands.add_parser(HELPER_COMMAND).set_defaults(handler=_helper)
+
+
+def _helper(args) -> int:
+    from binarycop.ingesters import run_helper
+
+    return asyncio.run(run_helper())
 
 
 def _add_serve(commands) -> None:
@@ -82,6 +95,7 @@ def _demo(args) -> int:
 
 
 async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
+    from binarycop.ingesters import HelperIngesters, stop_together
     from binarycop.server import Server
     from stats.listener import ListenError
 
@@ -90,24 +104,32 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
     if redis_url is None:
         embedded, config = _embedded_redis(config, None if demo else config_path)
         redis_url = embedded.url
-    server = Server(config, redis_url, config_path)
+    processes = config.ingester.process_count(len(config.cameras))
+    helpers = HelperIngesters(processes - 1, config, redis_url, config_path) if processes > 1 else None
+    server = Server(config, redis_url, config_path, peers=processes)
     keeper: asyncio.Task | None = None
 
     async def start() -> None:
         nonlocal keeper
         if embedded is not None:  # a Redis that dies is started again, in place
             keeper = asyncio.create_task(embedded.keep_alive(), name="embedded-redis")
+        if helpers is not None:
+            await helpers.start()
         await server.start()
+
+    async def stop() -> None:
+        await stop_together(server, helpers)
 
     def banner() -> str:
         base = server.base_url
         return (
             f"status page  {base}/\nmetrics      {base}/metrics\nhealth       {base}/healthz  {base}/readyz\n"
+            f"processes    {processes} (ingester.processes: {config.ingester.processes})\n"
             f"redis        {redact_url(redis_url)}\n(Ctrl-C stops)"
         )
 
     try:
-        await _run_until_signalled(start, server.stop, banner)
+        await _run_until_signalled(start, stop, banner)
     except ListenError as error:  # a busy port is no config problem; in demo the settings are its flags
         settings = "--bind, --port" if demo else getattr(error, "settings", "http.bind, http.port")
         raise CommandError(f"{'demo' if demo else 'serve'}: {settings}: {error}") from None
@@ -116,7 +138,7 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
             keeper.cancel()
         if embedded is not None:
             embedded.close()
-    return server.exit_status  # 1: counts were lost at the stop (logged)
+    return max(server.exit_status, helpers.exit_status if helpers is not None else 0)  # 1: counts lost (logged)
 
 
 def _embedded_redis(config: Config, config_path: Path | None):

@@ -1,0 +1,182 @@
+"""Helper ingesters: one process per core, each an ingester of its own sharing the cameras through the leases.
+
+One Python process runs its cameras' readers, detector threads, tracker and event loop under one interpreter lock,
+and past a dozen busy cameras they queue for it while cores sit idle (``bench pipeline``: 24 crowd cameras in one
+process left a tenth of two cores idle and dropped frames; two processes of 12 dropped none). So a server runs
+``ingester.processes`` processes: itself (HTTP, the spool) and helpers, started here as ``binarycop ingest-helper``.
+Each helper reads its config (as the server loaded it) from its standard input, and stops when that pipe closes:
+a helper never outlives its server, even one killed outright. A helper that dies is started again, after a pause
+that doubles up to :data:`MAX_RESTART_SECONDS`; its cameras go to the others once their leases expire, as with any
+ingester that dies. The config travels through the pipe, never the command line: it may hold passwords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from binarycop.config import Config
+
+log = logging.getLogger(__name__)
+HELPER_COMMAND = "ingest-helper"
+FIRST_RESTART_SECONDS = 1.0
+MAX_RESTART_SECONDS = 60.0
+STOP_MARGIN_SECONDS = 15.0  # beyond the stop wait: a helper flushing to a slow Redis is not cut short
+
+
+class HelperIngesters:
+    """``count`` helper processes of a server reading ``config`` into Redis at ``redis_url``."""
+
+    def __init__(self, count: int, config: Config, redis_url: str, config_path: Path | None = None):
+        self.count = count
+        self.peers = count + 1  # the server's own process is one of them
+        self._payload = json.dumps(
+            {
+                "config": config.model_dump(mode="json"),
+                "redis_url": redis_url,
+                "config_path": str(config_path) if config_path is not None else None,
+                "peers": self.peers,
+            }
+        ).encode()
+        self._stop_wait = config.ingester.stop_wait_seconds + STOP_MARGIN_SECONDS
+        self._processes: list[asyncio.subprocess.Process | None] = [None] * count
+        self._supervisor: asyncio.Task | None = None
+        self._stopping = False
+        self.restarts = 0
+        self.exit_status = 0  # 1 when a helper's stop lost counts
+
+    async def start(self) -> None:
+        for index in range(self.count):
+            await self._spawn(index)
+        self._supervisor = asyncio.create_task(self._supervise(), name="helper-ingesters")
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes if process is not None and process.returncode is None]
+
+    async def _spawn(self, index: int) -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "binarycop.cli", *_log_options(), HELPER_COMMAND, stdin=asyncio.subprocess.PIPE
+        )
+        process.stdin.write(self._payload + b"\n")  # kept open: its end tells the helper this server has gone
+        await process.stdin.drain()
+        self._processes[index] = process
+        log.info("helper ingester %d of %d started (pid %d)", index + 1, self.count, process.pid)
+
+    async def _supervise(self) -> None:
+        waits = [FIRST_RESTART_SECONDS] * self.count
+        while not self._stopping:
+            ended = {
+                asyncio.ensure_future(process.wait()): index
+                for index, process in enumerate(self._processes)
+                if process is not None
+            }
+            done, pending = await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+            for future in pending:
+                future.cancel()
+            if self._stopping:
+                return
+            for future in done:
+                index = ended[future]
+                status = future.result()
+                log.error(
+                    "helper ingester %d (pid %d) exited with status %s: started again in %g s; its cameras go "
+                    "to the other ingesters when their leases expire",
+                    index + 1,
+                    self._processes[index].pid,
+                    status,
+                    waits[index],
+                )
+                self._processes[index] = None
+                await asyncio.sleep(waits[index])
+                if self._stopping:
+                    return
+                waits[index] = min(MAX_RESTART_SECONDS, 2 * waits[index])
+                self.restarts += 1
+                await self._spawn(index)
+
+    async def stop(self) -> None:
+        """Ask each helper to stop (SIGTERM: it flushes its counts and gives its leases back), and wait for it;
+        kill one that takes longer than its stop wait."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        running = [process for process in self._processes if process is not None and process.returncode is None]
+        for process in running:
+            try:
+                process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            process.stdin.close()  # the same request, for a helper still starting (no signal handler yet)
+        for process in running:
+            try:
+                status = await asyncio.wait_for(process.wait(), self._stop_wait)
+            except TimeoutError:
+                log.error("helper ingester (pid %d) did not stop within %g s: killed", process.pid, self._stop_wait)
+                process.kill()
+                status = await process.wait()
+            if status not in (0, -signal.SIGTERM):
+                self.exit_status = 1
+
+
+def _log_options() -> list[str]:
+    """The server's log level and format, for its helpers."""
+    from binarycop.cli.logs import JsonFormatter
+
+    root = logging.getLogger()
+    level = logging.getLevelName(logging.getLogger("binarycop").getEffectiveLevel()).lower()
+    json_format = any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers)
+    return ["--log-level", level if level in ("debug", "info", "warning", "error") else "info"] + (
+        ["--log-format", "json"] if json_format else []
+    )
+
+
+async def run_helper() -> int:
+    """``binarycop ingest-helper``: one helper ingester, its config on standard input, until SIGINT or SIGTERM or
+    the end of that input (its server has gone)."""
+    from binarycop.server import Server
+
+    line = sys.stdin.buffer.readline()  # written at once by the server
+    try:
+        payload = json.loads(line)
+        config = Config.model_validate(payload["config"])
+    except (ValueError, KeyError) as error:
+        log.error("ingest-helper: no valid config on standard input (%s): it is started by serve", error)
+        return 2
+    config_path = Path(payload["config_path"]) if payload.get("config_path") else None
+    server = Server(config, payload["redis_url"], config_path, helper=True, peers=int(payload.get("peers", 1)))
+    ended = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, ended.set)
+
+    def watch_input() -> None:
+        sys.stdin.buffer.read()  # until the server closes the pipe, or dies
+        try:
+            loop.call_soon_threadsafe(ended.set)
+        except RuntimeError:  # already stopped
+            pass
+
+    threading.Thread(target=watch_input, name="server-watch", daemon=True).start()
+    try:
+        await server.start()
+        log.info("helper ingester %s (pid %d) running", server.recorder.ingester, os.getpid())
+        await ended.wait()
+    finally:
+        await server.stop()
+    return server.exit_status
+
+
+async def stop_together(server, helpers: HelperIngesters | None) -> None:
+    """Stop a server and its helpers at once (each flushes its own counts); the first failure is raised."""
+    steps = [server.stop()] + ([helpers.stop()] if helpers is not None else [])
+    for outcome in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
