@@ -19,13 +19,27 @@ def clip_jpegs() -> list[bytes]:
 
 
 class MjpegCamera:
-    """Serves ``/video.mjpg`` on 127.0.0.1:``port`` until :meth:`stop` (which also cuts open streams)."""
+    """Serves ``/video.mjpg`` on 127.0.0.1:``port`` until :meth:`stop` (which also cuts open streams).
 
-    def __init__(self, port: int, garbage_every: int = 0, frames: list[bytes] | None = None, start_frame: int = 0):
+    Every frame in turn, one each 1/FPS s after the last was written; ``live``: the scene plays in real time, as a
+    live camera's does, whatever the reader: each write sends the frame of that moment, so a frame whose moment
+    passed while a write waited on a slow reader (or on this process's other threads) is skipped, and the stream
+    never slows below FPS. ``served`` counts the frames written."""
+
+    def __init__(
+        self,
+        port: int,
+        garbage_every: int = 0,
+        frames: list[bytes] | None = None,
+        start_frame: int = 0,
+        live: bool = False,
+    ):
         self.port = port
         self.frames = frames if frames is not None else clip_jpegs()
         self.start_frame = start_frame  # where each stream starts in the frames
         self.garbage_every = garbage_every
+        self.live = live
+        self.served = 0
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
@@ -40,18 +54,23 @@ class MjpegCamera:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
-                index = camera.start_frame
+                started, sent = time.monotonic(), 0
                 while not camera._stopping.is_set():
-                    payload = camera.frames[index % len(camera.frames)]
-                    if camera.garbage_every and index % camera.garbage_every == camera.garbage_every - 1:
+                    step = int((time.monotonic() - started) * FPS) if camera.live else sent  # the scene's moment
+                    payload = camera.frames[(camera.start_frame + step) % len(camera.frames)]
+                    if camera.garbage_every and sent % camera.garbage_every == camera.garbage_every - 1:
                         payload = payload[: len(payload) // 3] + b"\x00garbage\xff" * 50  # a corrupt JPEG
                     try:
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
                         self.wfile.write(f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload + b"\r\n")
                     except OSError:
                         return
-                    index += 1
-                    time.sleep(1 / FPS)
+                    sent += 1
+                    camera.served += 1
+                    if camera.live:  # the next frame's moment
+                        time.sleep(max(0.0, started + (step + 1) / FPS - time.monotonic()))
+                    else:
+                        time.sleep(1 / FPS)
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._stopping.clear()

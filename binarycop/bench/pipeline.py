@@ -1,6 +1,8 @@
 """``binarycop bench pipeline``: how many real camera streams this machine sustains.
 
-N HTTP MJPEG streams (1280x720, 10 fps) are served on loopback and the whole server reads them at detect fps 5. What
+N HTTP MJPEG streams (1280x720, 10 fps, live: a frame whose moment passed while the bench's process was busy is
+skipped, never late) are served on loopback and the whole server reads them at detect fps 5 (with its helper
+ingester processes, ``ingester.processes``, as ``serve`` runs by default; ``--processes`` compares). What
 they show is a scene of :mod:`binarycop.bench.scenes`: ``crowd`` (the worst case, the default: the bundled clip's
 frames in a 2x2 grid, 16 faces in view, none between face sets) or ``venue`` (people coming and going over a still
 background). A count of cameras is sustained when under 1 % of the sampled frames are dropped and the 95th percentile
@@ -62,7 +64,7 @@ def loopback_cameras(
     """``count`` MJPEG cameras serving ``frames`` on loopback (started; with a ``scene``, each from its own point of
     its loop), and the camera configs that read them."""
     start = scene.start_frame if scene is not None else (lambda _: 0)
-    streams = [MjpegCamera(_free_port(), frames=frames, start_frame=start(i)).start() for i in range(count)]
+    streams = [MjpegCamera(_free_port(), frames=frames, start_frame=start(i), live=True).start() for i in range(count)]
     configs = [
         CameraConfig(name=f"cam-{i}", url=s.url, detect_fps=DETECT_FPS, stall_seconds=5) for i, s in enumerate(streams)
     ]
@@ -134,11 +136,15 @@ async def _trial(
                 return await read_counts(server.client)
 
             before = await counts()
-            started = time.monotonic()
+            started, served = time.monotonic(), sum(stream.served for stream in streams)
             await asyncio.sleep(seconds)
             after = await counts()
             elapsed = time.monotonic() - started
-        return _summary(before, after, elapsed, scene.shown(cameras, elapsed)) | {"processes": server.peers}
+            served = sum(stream.served for stream in streams) - served
+        return _summary(before, after, elapsed, scene.shown(cameras, elapsed)) | {
+            "processes": server.peers,
+            "stream_fps": served / elapsed / cameras,  # frames each camera wrote a second (live: FPS, or fewer)
+        }
     finally:
         for stream in streams:
             stream.stop()
@@ -341,6 +347,7 @@ def bench_pipeline(
                 "classified_by": result.get("classified_by", []),
                 "processes": process_setting,  # ingester.processes (auto: one per core, at most one per camera)
                 "processes_run": result.get("processes"),  # what that came to at the reported camera count
+                "stream_fps": result.get("stream_fps"),  # the bench's cameras: frames written a second, each
                 "cameras_sustained": sustained,
                 "drop_ratio": result.get("drop_ratio", 1.0),
                 "p95_latency_s": p95 if math.isfinite(p95) else None,  # None: no frame got through (JSON has no inf)
