@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import math
 import os
 import re
 from collections import Counter
@@ -379,11 +380,30 @@ MAX_PROCESSES = 64
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity: a container's or taskset's limit), else the machine's."""
+    """Cores this process may use: those it may run on (its CPU affinity: taskset, a cpuset), fewer where its cgroup
+    caps its CPU time (a container's ``--cpus``, a Kubernetes CPU limit), rounded up; else the machine's."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The cores' worth of CPU time this process's cgroup may use (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``
+    over ``cpu.cfs_period_us``); None when unlimited or unknown."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 class IngesterConfig(Strict):

@@ -217,3 +217,24 @@ def test_ingester_processes_auto_is_one_per_usable_core_and_never_more_than_the_
     assert IngesterConfig().process_count(1) == 1
     assert IngesterConfig().process_count(1000) == min(usable_cores(), 64)
     assert IngesterConfig(processes=3).process_count(1) == 3  # a count is taken as given
+
+
+def test_a_containers_cpu_limit_caps_the_cores_auto_counts(tmp_path):
+    """A cgroup's CPU quota (``docker --cpus 2``, a Kubernetes CPU limit) counts, not the host's cores: cgroup v2's
+    ``cpu.max`` and v1's ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``; unlimited or unreadable, none."""
+    from binarycop.config import _cgroup_cpu_quota
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_cpu_quota(v2) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cpu_quota(v2) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_cpu_quota(v1) == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _cgroup_cpu_quota(v1) is None
+    assert _cgroup_cpu_quota(tmp_path / "none") is None
