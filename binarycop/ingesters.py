@@ -147,8 +147,8 @@ async def run_helper() -> int:
     try:
         payload = json.loads(line)
         config = Config.model_validate(payload["config"])
-    except (ValueError, KeyError) as error:
-        log.error("ingest-helper: no valid config on standard input (%s): it is started by serve", error)
+    except (ValueError, KeyError) as error:  # the type only: a config's values may hold passwords
+        log.error("ingest-helper: no valid config on standard input (%s): it is started by serve", type(error).__name__)
         return 2
     config_path = Path(payload["config_path"]) if payload.get("config_path") else None
     server = Server(config, payload["redis_url"], config_path, helper=True, peers=int(payload.get("peers", 1)))

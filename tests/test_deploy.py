@@ -3,6 +3,7 @@ here (docker compose or docker-compose, promtool, amtool) and against the projec
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from binarycop.config import parse_config
+from binarycop.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -73,6 +74,8 @@ def test_shipped_configs_validate(path):
     assert config.http.bind == "0.0.0.0" and config.http.metrics == "local"
     assert str(config.ingester.spool_dir) == SPOOL  # on the volume, not in the container's layer
     assert all(camera.site for camera in config.cameras)
+    # what serve hands its helper ingesters through their pipe (binarycop.ingesters) reads back the same
+    assert Config.model_validate(json.loads(json.dumps(config.model_dump(mode="json")))) == config
 
 
 def test_prometheus_config_passes_promtool(tmp_path):
