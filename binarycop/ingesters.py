@@ -2,12 +2,13 @@
 
 One Python process runs its cameras' readers, detector threads, tracker and event loop under one interpreter lock,
 and past a dozen busy cameras they queue for it while cores sit idle (``bench pipeline``: 24 crowd cameras in one
-process left a tenth of two cores idle and dropped frames; two processes of 12 dropped none). So a server runs
+process left a fifth of a core idle and dropped frames; two processes of 12 dropped none). So a server runs
 ``ingester.processes`` processes: itself (HTTP, the spool) and helpers, started here as ``binarycop ingest-helper``.
 Each helper reads its config (as the server loaded it) from its standard input, and stops when that pipe closes:
 a helper never outlives its server, even one killed outright. A helper that dies is started again, after a pause
-that doubles up to :data:`MAX_RESTART_SECONDS`; its cameras go to the others once their leases expire, as with any
-ingester that dies. The config travels through the pipe, never the command line: it may hold passwords.
+that doubles up to :data:`MAX_RESTART_SECONDS` while it keeps dying that soon; its cameras go to the others once
+their leases expire, as with any ingester that dies. The config travels through the pipe, never the command line:
+it may hold passwords.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from binarycop.config import Config
@@ -46,19 +48,15 @@ class HelperIngesters:
         ).encode()
         self._stop_wait = config.ingester.stop_wait_seconds + STOP_MARGIN_SECONDS
         self._processes: list[asyncio.subprocess.Process | None] = [None] * count
+        self._started = [0.0] * count  # monotonic time each helper was last started
         self._supervisor: asyncio.Task | None = None
         self._stopping = False
-        self.restarts = 0
         self.exit_status = 0  # 1 when a helper's stop lost counts
 
     async def start(self) -> None:
         for index in range(self.count):
             await self._spawn(index)
         self._supervisor = asyncio.create_task(self._supervise(), name="helper-ingesters")
-
-    @property
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes if process is not None and process.returncode is None]
 
     async def _spawn(self, index: int) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -67,6 +65,7 @@ class HelperIngesters:
         process.stdin.write(self._payload + b"\n")  # kept open: its end tells the helper this server has gone
         await process.stdin.drain()
         self._processes[index] = process
+        self._started[index] = time.monotonic()
         log.info("helper ingester %d of %d started (pid %d)", index + 1, self.count, process.pid)
 
     async def _supervise(self) -> None:
@@ -85,6 +84,8 @@ class HelperIngesters:
             for future in done:
                 index = ended[future]
                 status = future.result()
+                if time.monotonic() - self._started[index] > MAX_RESTART_SECONDS:
+                    waits[index] = FIRST_RESTART_SECONDS  # it had been running: not a crash loop
                 log.error(
                     "helper ingester %d (pid %d) exited with status %s: started again in %g s; its cameras go "
                     "to the other ingesters when their leases expire",
@@ -98,7 +99,6 @@ class HelperIngesters:
                 if self._stopping:
                     return
                 waits[index] = min(MAX_RESTART_SECONDS, 2 * waits[index])
-                self.restarts += 1
                 await self._spawn(index)
 
     async def stop(self) -> None:
