@@ -421,7 +421,7 @@ class IngesterConfig(Strict):
         description="where counts Redis did not take at a stop are kept until the next start replays them; "
         "default: $XDG_DATA_HOME/binarycop/spool (~/.local/share/binarycop/spool)",
     )
-    processes: Literal["auto"] | int = Field(
+    processes: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_PROCESSES)] = Field(
         "auto",
         description="ingester processes this server runs, sharing its cameras through the leases (one Python "
         "process alone serialises the cameras' work on its interpreter lock); auto: one per core this process may "
