@@ -53,6 +53,11 @@ class HelperIngesters:
         self._stopping = False
         self.exit_status = 0  # 1 when a helper's stop lost counts
 
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the helpers running now."""
+        return [process.pid for process in self._processes if process is not None and process.returncode is None]
+
     async def start(self) -> None:
         for index in range(self.count):
             await self._spawn(index)
@@ -172,6 +177,23 @@ async def run_helper() -> int:
     finally:
         await server.stop()
     return server.exit_status
+
+
+def server_and_helpers(config: Config, redis_url: str, config_path: Path | None = None):
+    """The server for ``config`` and its helpers (None for one process alone), ``ingester.processes`` resolved."""
+    from binarycop.server import Server
+
+    count = config.ingester.process_count(len(config.cameras))
+    helpers = HelperIngesters(count - 1, config, redis_url, config_path) if count > 1 else None
+    return Server(config, redis_url, config_path, peers=count), helpers
+
+
+async def start_together(server, helpers: HelperIngesters | None) -> None:
+    """The helpers first (they load their models meanwhile), then the server; each waits for the others' heartbeats
+    before taking cameras."""
+    if helpers is not None:
+        await helpers.start()
+    await server.start()
 
 
 async def stop_together(server, helpers: HelperIngesters | None) -> None:

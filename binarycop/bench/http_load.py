@@ -114,7 +114,7 @@ async def _bench(cameras: int, seconds: float, rounds: int, clients: int, slow: 
     streams, configs = loopback_cameras(cameras, clip_jpegs())
     phases = []
     try:
-        async with running_server(configs, DetectorConfig()) as (server, _):
+        async with running_server(configs, DetectorConfig()) as (server, _, _):
             for _ in range(rounds):
                 for loaded in (False, True):
                     phases.append(await _phase(server, loaded, seconds, clients, slow))

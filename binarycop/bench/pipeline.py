@@ -80,9 +80,8 @@ async def running_server(
 ):
     """The whole server reading ``configs`` into an embedded Redis, with its helper ingesters (``processes``, as
     ``ingester.processes``: by default one process per core, as ``serve`` runs), warmed up; yields (server,
-    embedded Redis) and stops them all after."""
-    from binarycop.ingesters import HelperIngesters, stop_together
-    from binarycop.server import Server
+    embedded Redis, helpers or None) and stops them all after."""
+    from binarycop.ingesters import server_and_helpers, start_together, stop_together
     from stats.embedded import EmbeddedRedis
 
     embedded = EmbeddedRedis()
@@ -94,15 +93,11 @@ async def running_server(
         classifier=classifier or ClassifierConfig(),
         ingester=IngesterConfig(processes=processes),
     )
-    count = config.ingester.process_count(len(configs))
-    helpers = HelperIngesters(count - 1, config, embedded.url) if count > 1 else None
-    server = Server(config, embedded.url, peers=count)
+    server, helpers = server_and_helpers(config, embedded.url)
     try:
-        if helpers is not None:
-            await helpers.start()
-        await server.start()
+        await start_together(server, helpers)
         await _warm_up(server, len(configs))
-        yield server, embedded
+        yield server, embedded, helpers
     finally:
         try:
             await stop_together(server, helpers)
@@ -126,7 +121,7 @@ async def _trial(
     try:
         if decode_only:
             return await _decode_only(configs, seconds, open_source)
-        async with running_server(configs, detector, classifier, processes) as (server, _):
+        async with running_server(configs, detector, classifier, processes) as (server, _, _):
 
             async def counts() -> dict:
                 # One process: flushed now. With helpers, every process's counts as of its last flush (each

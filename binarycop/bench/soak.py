@@ -28,33 +28,15 @@ def resident_mb(pid: int | str = "self") -> float:
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS")
 
 
-def helper_pids() -> list[int]:
-    """Pids of this process's helper ingesters (``ingester.processes``), from /proc."""
-    from binarycop.ingesters import HELPER_COMMAND
-
-    children = []
-    for task in Path("/proc/self/task").iterdir():
-        children += [int(pid) for pid in (task / "children").read_text().split()]
-    found = []
-    for pid in sorted(set(children)):
-        try:
-            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:  # ended meanwhile
-            continue
-        if HELPER_COMMAND.encode() in arguments:
-            found.append(pid)
-    return found
-
-
 async def _soak(cameras: int, minutes: float, every: float, warm_up: float, detector: DetectorConfig) -> dict:
     from stats import read_counts
 
     streams, configs = loopback_cameras(cameras, crowd_frames())
     samples: list[dict] = []
     try:
-        async with running_server(configs, detector) as (server, embedded):
-            helpers = {f"helper-{i}": pid for i, pid in enumerate(helper_pids(), start=1)}
-            processes = {"server": "self", **helpers, "redis": embedded.pid}
+        async with running_server(configs, detector) as (server, embedded, helpers):
+            helper_pids = {f"helper-{i}": pid for i, pid in enumerate(helpers.pids if helpers else [], start=1)}
+            processes = {"server": "self", **helper_pids, "redis": embedded.pid}
             await asyncio.sleep(warm_up)
             started = time.monotonic()
             before = await read_counts(server.client)

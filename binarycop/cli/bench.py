@@ -93,13 +93,16 @@ def _add_pipeline(kinds) -> None:
 
 
 def _processes(value: str) -> int | str:
-    from binarycop.config import MAX_PROCESSES
+    """``--processes``, checked as ``ingester.processes`` is."""
+    from pydantic import ValidationError
 
-    if value == "auto":
-        return value
-    if value.isdigit() and 1 <= int(value) <= MAX_PROCESSES:
-        return int(value)
-    raise argparse.ArgumentTypeError(f"expected 'auto' or a count from 1 to {MAX_PROCESSES}, not {value!r}")
+    from binarycop.config import MAX_PROCESSES, IngesterConfig
+
+    try:
+        return IngesterConfig(processes=int(value) if value.isdigit() else value).processes
+    except ValidationError:
+        problem = f"expected 'auto' or a count from 1 to {MAX_PROCESSES}, not {value!r}"
+        raise argparse.ArgumentTypeError(problem) from None
 
 
 def _pipeline(args) -> int:

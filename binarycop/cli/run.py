@@ -95,8 +95,7 @@ def _demo(args) -> int:
 
 
 async def _run(config: Config, demo: bool = False, config_path: Path | None = None) -> int:
-    from binarycop.ingesters import HelperIngesters, stop_together
-    from binarycop.server import Server
+    from binarycop.ingesters import server_and_helpers, start_together, stop_together
     from stats.listener import ListenError
 
     embedded = None
@@ -104,18 +103,14 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
     if redis_url is None:
         embedded, config = _embedded_redis(config, None if demo else config_path)
         redis_url = embedded.url
-    processes = config.ingester.process_count(len(config.cameras))
-    helpers = HelperIngesters(processes - 1, config, redis_url, config_path) if processes > 1 else None
-    server = Server(config, redis_url, config_path, peers=processes)
+    server, helpers = server_and_helpers(config, redis_url, config_path)
     keeper: asyncio.Task | None = None
 
     async def start() -> None:
         nonlocal keeper
         if embedded is not None:  # a Redis that dies is started again, in place
             keeper = asyncio.create_task(embedded.keep_alive(), name="embedded-redis")
-        if helpers is not None:
-            await helpers.start()
-        await server.start()
+        await start_together(server, helpers)
 
     async def stop() -> None:
         await stop_together(server, helpers)
@@ -124,7 +119,7 @@ async def _run(config: Config, demo: bool = False, config_path: Path | None = No
         base = server.base_url
         return (
             f"status page  {base}/\nmetrics      {base}/metrics\nhealth       {base}/healthz  {base}/readyz\n"
-            f"processes    {processes} (ingester.processes: {config.ingester.processes})\n"
+            f"processes    {server.peers} (ingester.processes: {config.ingester.processes})\n"
             f"redis        {redact_url(redis_url)}\n(Ctrl-C stops)"
         )
 
