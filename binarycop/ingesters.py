@@ -9,6 +9,12 @@ a helper never outlives its server, even one killed outright. A helper that dies
 that doubles up to :data:`MAX_RESTART_SECONDS` while it keeps dying that soon; its cameras go to the others once
 their leases expire, as with any ingester that dies. The config travels through the pipe, never the command line:
 it may hold passwords.
+
+Only the server serves HTTP, so what only a helper knows of itself travels back: each second a helper writes one
+JSON line to its standard output (a pipe to its server) with its counts waiting for Redis and the batches Redis
+refused, and the server's ``/metrics`` serves them beside its own, by ``process`` (``binarycop_counts_pending``,
+``binarycop_redis_refused_batches``). Those are what an operator needs while Redis is away, when no helper's
+heartbeat reaches Redis either.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ HELPER_COMMAND = "ingest-helper"
 FIRST_RESTART_SECONDS = 1.0
 MAX_RESTART_SECONDS = 60.0
 STOP_MARGIN_SECONDS = 15.0  # beyond the stop wait: a helper flushing to a slow Redis is not cut short
+REPORT_SECONDS = 1.0  # how often a helper tells its server what it holds
+REPORT_MARK = "binarycop-helper-report"  # the key that tells a report from anything else a library prints
 
 
 class HelperIngesters:
@@ -44,11 +52,14 @@ class HelperIngesters:
                 "redis_url": redis_url,
                 "config_path": str(config_path) if config_path is not None else None,
                 "peers": self.peers,
+                "report": True,
             }
         ).encode()
         self._stop_wait = config.ingester.stop_wait_seconds + STOP_MARGIN_SECONDS
         self._processes: list[asyncio.subprocess.Process | None] = [None] * count
         self._started = [0.0] * count  # monotonic time each helper was last started
+        self._reports: list[dict | None] = [None] * count  # each running helper's latest report
+        self._readers: list[asyncio.Task | None] = [None] * count
         self._supervisor: asyncio.Task | None = None
         self._stopping = False
         self.exit_status = 0  # 1 when a helper's stop lost counts
@@ -58,6 +69,15 @@ class HelperIngesters:
         """Pids of the helpers running now."""
         return [process.pid for process in self._processes if process is not None and process.returncode is None]
 
+    def reports(self) -> dict[str, dict]:
+        """What each running helper last reported of itself, by process (``helper-1``...): ``pending``, counts it
+        holds because Redis has not taken them, and ``refused``, batches Redis refused by key, since it started."""
+        return {
+            f"helper-{index + 1}": report
+            for index, report in enumerate(self._reports)
+            if report is not None and self._processes[index] is not None
+        }
+
     async def start(self) -> None:
         for index in range(self.count):
             await self._spawn(index)
@@ -65,13 +85,36 @@ class HelperIngesters:
 
     async def _spawn(self, index: int) -> None:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "binarycop.cli", *_log_options(), HELPER_COMMAND, stdin=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            "binarycop.cli",
+            *_log_options(),
+            HELPER_COMMAND,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         process.stdin.write(self._payload + b"\n")  # kept open: its end tells the helper this server has gone
         await process.stdin.drain()
         self._processes[index] = process
+        self._reports[index] = None
         self._started[index] = time.monotonic()
+        self._readers[index] = asyncio.create_task(self._read_reports(index, process), name=f"helper-{index + 1}-out")
         log.info("helper ingester %d of %d started (pid %d)", index + 1, self.count, process.pid)
+
+    async def _read_reports(self, index: int, process: asyncio.subprocess.Process) -> None:
+        """Keep helper ``index``'s latest report; pass anything else it prints on to this process's stdout."""
+        while line := await _read_line(process.stdout):
+            report = _parse_report(line)
+            if report is None:
+                try:
+                    sys.stdout.buffer.write(line)
+                    sys.stdout.flush()
+                except (OSError, ValueError):  # this process's stdout closed: the line is dropped
+                    pass
+            elif self._processes[index] is process:
+                self._reports[index] = report
+        if self._processes[index] is process:
+            self._reports[index] = None  # it has gone: what it held is spooled, or lost with it (logged)
 
     async def _supervise(self) -> None:
         waits = [FIRST_RESTART_SECONDS] * self.count
@@ -129,6 +172,47 @@ class HelperIngesters:
                 status = await process.wait()
             if status not in (0, -signal.SIGTERM):
                 self.exit_status = 1
+        readers = [reader for reader in self._readers if reader is not None]
+        await asyncio.gather(*readers, return_exceptions=True)  # each ends with its helper's output
+
+
+async def _read_line(stream: asyncio.StreamReader) -> bytes:
+    """The next line (b"" at the end); one longer than the stream's limit is skipped, not fatal."""
+    while True:
+        try:
+            return await stream.readline()
+        except ValueError:  # over the limit: readline has dropped it
+            continue
+
+
+def _parse_report(line: bytes) -> dict | None:
+    """A helper's report line as ``{"pending": int, "refused": {key: int}}``, or None for any other line."""
+    try:
+        message = json.loads(line)
+        report = message[REPORT_MARK]
+        pending = int(report["pending"])
+        refused = {str(key): int(times) for key, times in report["refused"].items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return {"pending": pending, "refused": refused}
+
+
+async def _report_forever(server) -> None:
+    """Tell the server what this helper holds, each :data:`REPORT_SECONDS` (see the module's docstring)."""
+    while True:
+        _report(server)
+        await asyncio.sleep(REPORT_SECONDS)
+
+
+def _report(server) -> None:
+    recorder = server.recorder
+    line = json.dumps({REPORT_MARK: {"pending": recorder.pending, "refused": dict(recorder.refused)}}) + "\n"
+    try:
+        # One write of a short line: a pipe takes it whole or not at all (non-blocking, so a server that stops
+        # reading never stalls this helper's event loop; that report is skipped, the next one says the same).
+        os.write(sys.stdout.fileno(), line.encode())
+    except (BlockingIOError, BrokenPipeError):
+        pass
 
 
 def _log_options() -> list[str]:
@@ -157,6 +241,9 @@ async def run_helper() -> int:
         return 2
     config_path = Path(payload["config_path"]) if payload.get("config_path") else None
     server = Server(config, payload["redis_url"], config_path, helper=True, peers=int(payload.get("peers", 1)))
+    reporting = bool(payload.get("report"))  # stdout is a pipe to the server, read by HelperIngesters
+    if reporting:
+        os.set_blocking(sys.stdout.fileno(), False)
     ended = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -170,12 +257,18 @@ async def run_helper() -> int:
             pass
 
     threading.Thread(target=watch_input, name="server-watch", daemon=True).start()
+    reports = asyncio.create_task(_report_forever(server), name="reports") if reporting else None
     try:
         await server.start()
         log.info("helper ingester %s (pid %d) running", server.recorder.ingester, os.getpid())
         await ended.wait()
     finally:
-        await server.stop()
+        try:
+            await server.stop()
+        finally:
+            if reports is not None:
+                reports.cancel()
+                _report(server)  # the last word: what it holds after its stop (0 unless the spool failed)
     return server.exit_status
 
 
@@ -185,7 +278,10 @@ def server_and_helpers(config: Config, redis_url: str, config_path: Path | None 
 
     count = config.ingester.process_count(len(config.cameras))
     helpers = HelperIngesters(count - 1, config, redis_url, config_path) if count > 1 else None
-    return Server(config, redis_url, config_path, peers=count), helpers
+    server = Server(config, redis_url, config_path, peers=count)
+    if helpers is not None:
+        server.peer_reports = helpers.reports  # its /metrics serves theirs beside its own
+    return server, helpers
 
 
 async def start_together(server, helpers: HelperIngesters | None) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -63,6 +64,8 @@ class Server:
         self._spool_replayed = self._spool_warned = False
         self._lease_until: dict[str, float] = {}  # camera -> monotonic time by which its lease may expire
         self.exit_status = 0  # 1 when a stop lost counts (Redis away and the spool not writable)
+        # What this server's helper processes report of themselves, by process (binarycop.ingesters): on /metrics
+        self.peer_reports: Callable[[], dict[str, dict]] = dict
         # The file as loaded: an edit made while the server starts (the classifier loads for seconds) is seen.
         self._config_mtime = _mtime(config_path) if config_path is not None else None
 
@@ -366,6 +369,7 @@ class Server:
             redact_url(self.redis_url),
             pending=lambda: self.recorder.pending,
             refused=lambda: self.recorder.refused,
+            peers=lambda: self.peer_reports(),
             not_ready=lambda: None if self.classifier is not None else "classifier loading",
             counts_in_metrics=self.config.http.metrics == "all",
             local=self._local_cameras,

@@ -183,6 +183,8 @@ def _histogram(name: str, documentation: str, label: str, values, counts: dict, 
     return histogram
 
 
+MAIN_PROCESS = "main"  # the process serving /metrics, in the per-process gauges' ``process`` label
+
 # What an ingester serves of its own while Redis is away: its cameras' gauges (counters stay with Redis, so no
 # counter ever restarts from 0)
 LOCAL_FAMILIES = {
@@ -199,15 +201,17 @@ class SnapshotCollector:
     (``local`` given: its own gauges, :meth:`stats.redis_store.CountRecorder.local_counts`) that it is alive and,
     while Redis is away, its cameras' up, errors and sites."""
 
-    def __init__(self, pending=lambda: 0, local=None, refused=dict):
+    def __init__(self, pending=lambda: 0, local=None, refused=dict, peers=dict):
         """``local()``: this process's own camera gauges, served while Redis is away; ``refused()``: batches Redis
-        refused, by key (see :class:`stats.batches.BatchRefused`)."""
+        refused, by key (see :class:`stats.batches.BatchRefused`); ``peers()``: the same two of each helper process
+        this one runs, by process (``{"helper-1": {"pending": 3, "refused": {key: times}}}``)."""
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
         self.bad_values = 0  # values read from Redis and skipped, since this process started
         self._pending = pending
         self._local = local
         self._refused = refused
+        self._peers = peers
 
     def collect(self):
         if self.redis_up:
@@ -220,10 +224,15 @@ class SnapshotCollector:
             )
             alive.add_metric([], 1.0)
             yield alive
+        processes = {MAIN_PROCESS: {"pending": self._pending(), "refused": self._refused()}, **self._peers()}
         pending = GaugeMetricFamily(
-            "binarycop_counts_pending", "Counts held in this process because Redis has not taken them yet"
+            "binarycop_counts_pending",
+            "Counts held because Redis has not taken them yet, by process (main: the one serving this, helper-N: "
+            "its helper ingesters)",
+            labels=["process"],
         )
-        pending.add_metric([], float(self._pending()))
+        for process, report in processes.items():
+            pending.add_metric([process], float(report["pending"]))
         yield pending
         redis_up = GaugeMetricFamily("binarycop_redis_up", "1 if Redis answered the last scrape")
         redis_up.add_metric([], 1.0 if self.redis_up else 0.0)
@@ -239,19 +248,23 @@ class SnapshotCollector:
             "binarycop_redis_refused_batches",
             "Batches of counts Redis refused because a key held what binarycop did not write (wrong type, not a "
             "count, a sequence number someone else set); the counts stay pending until the key is fixed",
-            labels=["key"],
+            labels=["process", "key"],
         )
-        for key, times in sorted(self._refused().items()):
-            refused.add_metric([key], float(times))
+        for process, report in processes.items():
+            for key, times in sorted(report["refused"].items()):
+                refused.add_metric([process, key], float(times))
         yield refused
 
 
-def make_registry(pending=lambda: 0, local=None, refused=dict) -> tuple[CollectorRegistry, SnapshotCollector]:
+def make_registry(
+    pending=lambda: 0, local=None, refused=dict, peers=dict
+) -> tuple[CollectorRegistry, SnapshotCollector]:
     """The registry ``/metrics`` serves: the counts' collector (``local``: this process's own camera gauges, served
-    while Redis is away; ``refused``: the batches Redis refused), and prometheus_client's own process (``process_*``:
-    resident memory, CPU seconds, open files), platform (``python_info``) and garbage-collector collectors."""
+    while Redis is away; ``refused``: the batches Redis refused; ``peers``: its helper processes' reports), and
+    prometheus_client's own process (``process_*``: resident memory, CPU seconds, open files), platform
+    (``python_info``) and garbage-collector collectors."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = SnapshotCollector(pending, local, refused)
+    collector = SnapshotCollector(pending, local, refused, peers)
     registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

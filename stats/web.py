@@ -50,8 +50,10 @@ class CountsWeb:
     """``not_ready()`` returns a reason while the process is not ready (besides Redis), else None;
     ``idle_timeout`` closes connections that send no whole request for that long; ``local()`` says what only this
     process knows of the cameras it runs (camera -> redacted url, detector, model), ``preview_url`` where its setup
-    view is (None: off), ``refused()`` the batches Redis refused by key. An ingester also gives ``local_counts()``
-    (its own gauges, as Redis would hold them) and ``local_history()`` (minute -> its counts not yet in Redis):
+    view is (None: off), ``refused()`` the batches Redis refused by key, ``peers()`` what its helper processes
+    report of themselves (:meth:`binarycop.ingesters.HelperIngesters.reports`). An ingester also gives
+    ``local_counts()`` (its own gauges, as Redis would hold them) and ``local_history()`` (minute -> its counts not
+    yet in Redis):
     ``/metrics`` and ``/api/status`` fall back to them while Redis is away, the latter marked ``"source": "local"``."""
 
     def __init__(
@@ -67,6 +69,7 @@ class CountsWeb:
         local_counts: Callable[[], dict] | None = None,
         local_history: Callable[[], dict] = dict,
         refused: Callable[[], dict[str, int]] = dict,
+        peers: Callable[[], dict[str, dict]] = dict,
         render_every: float = RENDER_EVERY_SECONDS,
     ):
         self.local_counts = local_counts
@@ -78,7 +81,7 @@ class CountsWeb:
         self.redis_display = redis_display
         self.not_ready = not_ready
         self.idle_timeout = idle_timeout
-        self.registry, self.collector = make_registry(pending, local_counts, refused)
+        self.registry, self.collector = make_registry(pending, local_counts, refused, peers)
         self._outage = OutageLog(log, f"status page and /metrics ({redis_display})")
         self.listener = Listener()
         self._bad_logged: set[tuple[str, str]] = set()

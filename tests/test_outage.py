@@ -125,7 +125,7 @@ def test_a_redis_outage_under_a_running_server_is_reported_right(redis_server, t
         assert page["source"] == "local"
         assert page["cameras"]["keep"]["up"] is True and page["sites"]["hall"]["up"] == 1
     assert outage[-1][1]["cameras"]["keep"]["now"]["faces"]["total"] > 0  # the counts made during the outage
-    assert outage[-1][0][("binarycop_counts_pending", ())] > 0
+    assert outage[-1][0][("binarycop_counts_pending", (("process", "main"),))] > 0
     assert back[up] == 1 and back[("binarycop_redis_up", ())] == 1
     assert "local figures: Redis is away, these are this server’s own cameras and counts" in shown[0], shown
     assert shown[1] == "● up"  # not "loading…" or "no sites": the process's own figures

@@ -178,7 +178,8 @@ def test_serve_end_to_end_with_embedded_redis(tmp_path):
         assert (
             samples[("binarycop_people_total", (("camera", "entrance"), ("mask_class", "nose"), ("zone", "all")))] >= 1
         )
-        assert ("binarycop_counts_pending", ()) in samples and samples[("binarycop_redis_up", ())] == 1
+        assert ("binarycop_counts_pending", (("process", "main"),)) in samples
+        assert samples[("binarycop_redis_up", ())] == 1
         assert _get(f"{base}/healthz")[0] == 200
         assert _get(f"{base}/readyz") == (200, "ready\n")
         page_status, page = _get(f"{base}/")

@@ -319,6 +319,86 @@ def test_a_helper_stops_with_its_server_even_when_the_server_is_killed(redis_ser
     assert int(client.hget(FRAMES_KEY, "cam-0|processed") or 0) + int(client.hget(FRAMES_KEY, "cam-1|processed") or 0)
 
 
+def test_a_server_serves_its_helpers_pending_counts_while_redis_is_away(redis_server, tmp_path):
+    """Only the server serves /metrics, and while Redis is away no helper's heartbeat reaches Redis: each helper
+    reports what it holds to its server over its stdout pipe, so `binarycop_counts_pending` shows every process's
+    counts, by process. They grow through the outage (a lease long enough for the cameras to go on counting in it)
+    and fall back once Redis is back and takes them (the cameras keep counting, so between flushes a few are always
+    pending)."""
+    from tests.test_outage import _get, _redis_on, _samples
+
+    port = free_port()
+    config = _helper_config(tmp_path, redis_server.url, ["cam-0", "cam-1"], 30)
+    config.write_text(config.read_text().replace("http: {port: 0}", f"http: {{port: {port}}}"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "binarycop.cli", "serve", "--config", str(config)]
+    serve = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = redis.Redis.from_url(redis_server.url)
+    held = 40  # counts: ten seconds or so of both cameras, far above what waits between two flushes
+    restarted = None
+
+    def pending() -> dict[str, float]:
+        try:
+            samples = _samples(_get(f"http://127.0.0.1:{port}/metrics"))
+        except OSError:
+            return {}
+        return {dict(labels)["process"]: value for (name, labels), value in samples.items() if name.endswith("pending")}
+
+    def processed() -> list[int]:
+        frames = client.hgetall(FRAMES_KEY)
+        return [int(frames.get(f"cam-{n}|processed".encode(), 0)) for n in (0, 1)]
+
+    try:
+        asyncio.run(wait_until(lambda: len(_live_pids(client) - {serve.pid}) == 1, 120, "the helper's heartbeat"))
+        pids = _live_pids(client)
+        names = ["cam-0", "cam-1"]
+        asyncio.run(wait_until(lambda: _covered_once(_ingester_cameras(client, pids), names, 2), 60, "a camera each"))
+        asyncio.run(wait_until(lambda: min(processed()) > 0, 60, "both cameras counting"))
+        healthy = pending()
+        before = processed()
+        redis_server.stop()
+        asyncio.run(wait_until(lambda: min(pending().values(), default=0) >= held, 20, "counts held in both"))
+        outage = pending()
+        restarted = _redis_on(redis_server.port, tmp_path)
+        asyncio.run(wait_until(lambda: max(pending().values(), default=held) < held, 30, "both processes flushed"))
+        client = redis.Redis.from_url(redis_server.url)
+        after = processed()  # Redis started empty: all it holds was counted in the outage or since
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = serve.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            stdout, stderr = serve.communicate()
+        if restarted is not None:
+            restarted.terminate()
+            restarted.wait(timeout=10)
+    assert serve.returncode == 0, stderr[-3000:]
+    assert set(healthy) == {"main", "helper-1"} and max(healthy.values()) < held
+    assert set(outage) == {"main", "helper-1"}
+    assert min(after) > 0, (before, after)  # each process's camera: its outage counts went in
+    assert "binarycop-helper-report" not in stdout  # the reports are the server's to read, never printed
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a library's own output\n",
+        b"[1, 2]\n",
+        b'{"binarycop-helper-report": {"pending": "many", "refused": {}}}\n',
+        b'{"binarycop-helper-report": {"pending": 1, "refused": [1]}}\n',
+        b'{"binarycop-helper-report": {"pending": 1}}\n',
+    ],
+)
+def test_only_a_whole_helper_report_is_read_as_one(line):
+    """What else a helper prints on its stdout is passed through, never taken for its counts."""
+    from binarycop.ingesters import _parse_report
+
+    assert _parse_report(line) is None
+    good = b'{"binarycop-helper-report": {"pending": 4, "refused": {"binarycop:faces": 2}}}\n'
+    assert _parse_report(good) == {"pending": 4, "refused": {"binarycop:faces": 2}}
+
+
 def _tls_files(directory) -> dict[str, str]:
     """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl command."""
     paths = {name: str(directory / name) for name in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr")}

@@ -124,9 +124,24 @@ def test_metrics_while_redis_is_away_still_show_pending_counts():
     collector.redis_up = False
     collector.counts = {}
     samples = _samples(generate_latest(registry).decode())
-    assert samples[("binarycop_counts_pending", ())] == 7
+    assert samples[("binarycop_counts_pending", (("process", "main"),))] == 7
     assert samples[("binarycop_redis_up", ())] == 0
     assert samples[("process_resident_memory_bytes", ())] > 0  # the process's own metrics need no Redis
+
+
+def test_metrics_show_each_helper_process_pending_counts_and_refused_batches():
+    """A server's /metrics serves what its helper processes report beside its own, by ``process``."""
+    peers = {"helper-1": {"pending": 12, "refused": {"binarycop:faces": 3}}, "helper-2": {"pending": 0, "refused": {}}}
+    registry, collector = make_registry(pending=lambda: 5, refused=lambda: {"binarycop:people": 1}, peers=lambda: peers)
+    collector.redis_up = False
+    samples = _samples(generate_latest(registry).decode())
+    pending = {dict(labels)["process"]: value for (name, labels), value in samples.items() if name.endswith("pending")}
+    assert pending == {"main": 5, "helper-1": 12, "helper-2": 0}
+    refused = {labels: value for (name, labels), value in samples.items() if name.endswith("refused_batches_total")}
+    assert refused == {
+        (("key", "binarycop:people"), ("process", "main")): 1,
+        (("key", "binarycop:faces"), ("process", "helper-1")): 3,
+    }
 
 
 def test_stage_histogram_from_redis_fields():
