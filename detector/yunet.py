@@ -85,6 +85,23 @@ def padded_input(image_bgr: np.ndarray) -> np.ndarray:
     return blob
 
 
+def cut_by_edges(boxes: np.ndarray, regions: np.ndarray, width: int, height: int, reach: float = 0.1) -> np.ndarray:
+    """(N,) which boxes reach an edge of a region they lie in (within ``reach`` of their side, or past it) where that
+    edge is not the frame's: what was found there may be part of a face the region cut."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    regions = np.asarray(regions, np.float32).reshape(-1, 4)
+    if not len(boxes) or not len(regions):
+        return np.zeros(len(boxes), bool)
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None] * reach
+    b, r = boxes[:, None], regions[None]
+    inside = centred_in(boxes, regions)
+    left = (r[..., 0] > 0) & (b[..., 0] <= r[..., 0] + side)
+    top = (r[..., 1] > 0) & (b[..., 1] <= r[..., 1] + side)
+    right = (r[..., 2] < width) & (b[..., 2] >= r[..., 2] - side)
+    bottom = (r[..., 3] < height) & (b[..., 3] >= r[..., 3] - side)
+    return (inside & (left | top | right | bottom)).any(axis=1)
+
+
 def decode(
     outputs: dict[str, np.ndarray], padded_h: int, padded_w: int, min_score: float, nms_iou: float = NMS_IOU
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -337,6 +354,16 @@ class YuNetDetector:
             kept = ~centred_in(kept_boxes, regions).any(axis=1)
             if len(boxes) and kept.any():
                 kept &= iou_matrix(kept_boxes, boxes).max(axis=1) < NMS_IOU
+            # a still face that a region's edge cuts is found as a box of its part: the whole one found before stays
+            cut = cut_by_edges(boxes, regions, frame_bgr.shape[1], frame_bgr.shape[0])
+            if cut.any() and len(kept_boxes):
+                overlaps = iou_matrix(boxes[cut], kept_boxes) >= NMS_IOU
+                restored = overlaps.any(axis=0) & ~kept
+                dropped = np.flatnonzero(cut)[overlaps.any(axis=1)]
+                keep_found = np.ones(len(boxes), bool)
+                keep_found[dropped] = False
+                boxes, scores = boxes[keep_found], scores[keep_found]
+                kept |= restored
             boxes = np.concatenate([boxes, kept_boxes[kept]]).astype(np.float32)
             scores = np.concatenate([scores, kept_scores[kept]]).astype(np.float32)
         coverage = None

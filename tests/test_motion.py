@@ -169,3 +169,21 @@ def test_still_frames_with_nobody_in_view_are_never_decoded():
     assert sum(undecoded) >= gaps - 8 and all(n == 0 for n, skipped in zip(expected, undecoded) if skipped)
     keep_every = make_detector(DetectorConfig(keep_still=False))  # without the gate, every frame needs its pixels
     assert keep_every.detect_undecoded(lambda: motion_grey(frames[0])) is None
+
+
+def test_a_box_at_a_region_edge_inside_the_frame_is_taken_for_part_of_a_face():
+    """Only the edges a region shares with no frame edge cut faces; a box well inside is whole."""
+    from detector.yunet import cut_by_edges
+
+    region = np.array([[0, 0, 256, 384]])
+    boxes = np.array(
+        [
+            [201, 150, 261, 235],  # past the region's right edge at x 256: cut
+            [100, 150, 190, 235],  # well inside: whole
+            [0, 150, 90, 235],  # at the region's left edge, which is the frame's: whole
+            [400, 150, 490, 235],  # in no region
+        ],
+        np.float32,
+    )
+    assert cut_by_edges(boxes, region, 640, 384).tolist() == [True, False, False, False]
+    assert not cut_by_edges(boxes, np.empty((0, 4)), 640, 384).any()
