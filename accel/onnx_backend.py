@@ -25,6 +25,7 @@ class OnnxClassifier:
         import onnxruntime
 
         data, meta = read_onnx_model(model)
+        self.meta = meta  # the sealed header: name, arch, classes, framing, the split its training held out
         self.model_name = str(meta["name"])
         self.classes = tuple(meta["classes"])
         self.framing = Framing.from_meta(meta.get("framing"))

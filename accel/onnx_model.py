@@ -29,8 +29,9 @@ def resolve_onnx_path(name_or_path: str | Path) -> Path:
     return path if path.suffix == ".onnx" or path.exists() else MODELS_DIR / f"{name_or_path}.onnx"
 
 
-def header(name: str, arch: str, classes: tuple[str, ...], framing: Framing) -> dict:
-    """The metadata entry an exported twin carries, its digest still to be filled in (:func:`seal`)."""
+def header(name: str, arch: str, classes: tuple[str, ...], framing: Framing, held_out: str | None = None) -> dict:
+    """The metadata entry an exported twin carries, its digest still to be filled in (:func:`seal`); ``held_out``:
+    what its training held out, as in a model file (``15 %``, ``fold 2 of 6``), so evaluation holds out the same."""
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -38,6 +39,7 @@ def header(name: str, arch: str, classes: tuple[str, ...], framing: Framing) -> 
         "arch": arch,
         "classes": list(classes),
         "framing": framing.as_meta(),
+        **({"held_out": held_out} if held_out is not None else {}),
         "sha256": PLACEHOLDER,
     }
 

@@ -53,7 +53,8 @@ def export_twin_onnx(model: str, out: Path, twin_path: Path | None = None) -> Pa
         graph = onnx.load(str(raw))
     entry = graph.metadata_props.add()
     entry.key = METADATA_KEY
-    entry.value = json.dumps(header(f"{folded.name}-fp32", folded.arch.name, folded.classes, folded.framing))
+    held_out = folded.meta.get("held_out")  # the twin trains on the binary network's split
+    entry.value = json.dumps(header(f"{folded.name}-fp32", folded.arch.name, folded.classes, folded.framing, held_out))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(seal(graph.SerializeToString()))

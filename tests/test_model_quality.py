@@ -236,6 +236,33 @@ def test_eval_scenes_compares_models_on_one_detection_pass(shared_data, tmp_path
     assert "give one --model with it" in capsys.readouterr().err
 
 
+def test_eval_scenes_scores_the_fp32_twin_beside_the_binary_network(shared_data, tmp_path, capsys):
+    """``--model onnx:NAME`` runs another backend's classifier (the FP32 twin the onnx backend ships) on the same
+    detection pass, held out as its sealed header says; an unknown backend is named."""
+    from accel.onnx_model import read_onnx_model
+    from lab.scenes import scene_split
+    from lab.twin_export import export_twin_onnx
+
+    for folder in ("images", "annotations"):
+        (tmp_path / folder).mkdir()
+    for scene in scene_split(shared_data / "scenes", "held-out")[4:10]:
+        shutil.copy(scene.image_path, tmp_path / "images" / scene.image_path.name)
+        shutil.copy(shared_data / "scenes" / "annotations" / f"{scene.name}.xml", tmp_path / "annotations")
+    twin = export_twin_onnx("n-cnv", tmp_path / "twin.onnx")
+    assert read_onnx_model(twin)[1]["held_out"] == load_model("n-cnv").meta["held_out"]
+    argv = ["-q", "eval-scenes", "--data", str(tmp_path), "--model", "n-cnv", "--model", f"onnx:{twin}", "--json"]
+    assert main(argv) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [result["model"] for result in both["models"]] == ["n-cnv", "n-cnv-fp32"]
+    binary, fp32 = both["models"]
+    assert binary["ground_truth_boxes"]["n"] == fp32["ground_truth_boxes"]["n"] > 0
+    assert main(["-q", "eval-scenes", "--data", str(tmp_path), "--model", f"onnx:{twin}", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone == fp32 and alone["held_out"] == "15 %"
+    assert main(["-q", "eval-scenes", "--data", str(tmp_path), "--model", "tpu:n-cnv"]) == 2
+    assert "unknown backend 'tpu'" in capsys.readouterr().err
+
+
 def test_synth_puts_masks_at_four_positions(shared_data, tmp_path, capsys):
     from lab.dataset import _group_of, load_source
 

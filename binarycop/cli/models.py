@@ -352,7 +352,8 @@ def _add_eval_scenes(commands) -> None:
     scenes.add_argument(
         "--model",
         action="append",
-        help="shipped model name or .npz path (default n-cnv); repeat it to compare models on one detection pass",
+        help="shipped model name or .npz path (default n-cnv), or BACKEND:MODEL for another classifier backend, "
+        "e.g. onnx:n-cnv-fp32 (the FP32 twin); repeat it to compare models on one detection pass",
     )
     scenes.add_argument("--data", required=True, type=Path, help="a folder with annotations/ and images/")
     scenes.add_argument(
@@ -405,8 +406,8 @@ def _scene_results(args, models: list[str]) -> list[dict]:
             f"--plot-positions: no {POSITIONS_FILE} in {args.data}; give the positions with --positions FILE"
         )
     detector = offline_detector(detector_config(args))
-    classifiers = [make_classifier("cpu", model) for model in models]
-    splits = {model: held_out_of(classifier.model.meta) for model, classifier in zip(models, classifiers)}
+    classifiers = [make_classifier(*_backend_and_model(model)) for model in models]
+    splits = {model: held_out_of(_meta_of(classifier)) for model, classifier in zip(models, classifiers)}
     if len(set(splits.values())) > 1 and args.split != "all":
         raise ValueError(
             "the models held out different splits in training ("
@@ -420,6 +421,24 @@ def _scene_results(args, models: list[str]) -> list[dict]:
     for result in results:
         result["detector"] = detector_name(detector_config(args))
     return results
+
+
+def _backend_and_model(spec: str) -> tuple[str, str]:
+    """``onnx:n-cnv-fp32`` as ``("onnx", "n-cnv-fp32")``; a bare name or path is the ``cpu`` backend's."""
+    from accel import BACKENDS
+
+    backend, colon, model = spec.partition(":")
+    if colon and backend in BACKENDS and backend != "finn":
+        return backend, model
+    if colon and backend.isalpha() and len(backend) > 1:  # not a Windows drive letter
+        raise ValueError(f"--model {spec}: unknown backend {backend!r}; expected cpu, onnx or torch")
+    return "cpu", spec
+
+
+def _meta_of(classifier) -> dict:
+    """A classifier's model record (the split its training held out is read from it)."""
+    model = getattr(classifier, "model", None)
+    return model.meta if model is not None else getattr(classifier, "meta", {})
 
 
 def _plot_scene_confusion(result: dict, path: Path) -> None:
