@@ -29,6 +29,7 @@ SEGMENT_FRAMES, SEGMENTS = 20, 4
 GAP_FRAMES = 15  # background only between face sets: the people leave before the next ones arrive
 SLOTS = ("correct", "nose", "nose_mouth", "chin")
 FACE_PX = 140
+ATTEMPTS = 200  # face sets tried per segment (each failing face is replaced by the next of its class)
 COUNTED = (
     "people: each face of a face set is one person, counted once (binarycop_people_total), with the class of all "
     "their frames; faces: every face in every sampled frame (binarycop_faces_classified_total), a secondary figure"
@@ -166,7 +167,7 @@ def build(data: Path, seed: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for segment in range(SEGMENTS):
             chosen = [pools[name].pop(0) for name in SLOTS]
-            for _attempt in range(40):
+            for _attempt in range(ATTEMPTS):
                 faces = [cv2.resize(cv2.imread(str(p)), (FACE_PX, FACE_PX), cv2.INTER_AREA) for p in chosen]
                 offset = len(all_frames)
                 frames = [_render(background, faces, offset + i) for i in range(SEGMENT_FRAMES)]
