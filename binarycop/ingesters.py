@@ -11,10 +11,11 @@ their leases expire, as with any ingester that dies. The config travels through 
 it may hold passwords.
 
 Only the server serves HTTP, so what only a helper knows of itself travels back: each second a helper writes one
-JSON line to its standard output (a pipe to its server) with its counts waiting for Redis and the batches Redis
-refused, and the server's ``/metrics`` serves them beside its own, by ``process`` (``binarycop_counts_pending``,
-``binarycop_redis_refused_batches``). Those are what an operator needs while Redis is away, when no helper's
-heartbeat reaches Redis either.
+JSON line to its standard output (a pipe to its server) with its counts waiting for Redis, the batches Redis
+refused and its cameras' gauges (up, error, site, faces in view: counts and camera names, never a picture or a
+track). The server's ``/metrics`` serves the first two beside its own, by ``process`` (``binarycop_counts_pending``,
+``binarycop_redis_refused_batches``), and while Redis is away the gauges with its own cameras'. Those are what an
+operator needs then, when no helper's heartbeat or gauge reaches Redis either.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 from binarycop.config import Config
+from stats.schema import CAMERA_ERROR_KEY, CAMERA_SEEN_KEY, CAMERA_UP_KEY, SITE_KEY, VISIBLE_KEY
 
 log = logging.getLogger(__name__)
 HELPER_COMMAND = "ingest-helper"
@@ -38,6 +40,9 @@ MAX_RESTART_SECONDS = 60.0
 STOP_MARGIN_SECONDS = 15.0  # beyond the stop wait: a helper flushing to a slow Redis is not cut short
 REPORT_SECONDS = 1.0  # how often a helper tells its server what it holds
 REPORT_MARK = "binarycop-helper-report"  # the key that tells a report from anything else a library prints
+REPORT_LIMIT = 1 << 22  # bytes: the longest report line read (a helper's gauges of hundreds of cameras fit)
+# The gauges a helper reports: what /metrics serves of a process's own cameras while Redis is away
+REPORTED_GAUGES = (CAMERA_UP_KEY, CAMERA_SEEN_KEY, CAMERA_ERROR_KEY, SITE_KEY, VISIBLE_KEY)
 
 
 class HelperIngesters:
@@ -71,7 +76,8 @@ class HelperIngesters:
 
     def reports(self) -> dict[str, dict]:
         """What each running helper last reported of itself, by process (``helper-1``...): ``pending``, counts it
-        holds because Redis has not taken them, and ``refused``, batches Redis refused by key, since it started."""
+        holds because Redis has not taken them, ``refused``, batches Redis refused by key, since it started, and
+        ``gauges``, its cameras' gauges as Redis would hold them (:data:`REPORTED_GAUGES`)."""
         return {
             f"helper-{index + 1}": report
             for index, report in enumerate(self._reports)
@@ -92,6 +98,7 @@ class HelperIngesters:
             HELPER_COMMAND,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=REPORT_LIMIT,
         )
         process.stdin.write(self._payload + b"\n")  # kept open: its end tells the helper this server has gone
         await process.stdin.drain()
@@ -186,33 +193,77 @@ async def _read_line(stream: asyncio.StreamReader) -> bytes:
 
 
 def _parse_report(line: bytes) -> dict | None:
-    """A helper's report line as ``{"pending": int, "refused": {key: int}}``, or None for any other line."""
+    """A helper's report line as ``{"pending": int, "refused": {key: int}, "gauges": {key: {field: str}}}``, or None
+    for any other line."""
     try:
         message = json.loads(line)
         report = message[REPORT_MARK]
         pending = int(report["pending"])
         refused = {str(key): int(times) for key, times in report["refused"].items()}
+        gauges = {
+            key: {str(name): str(value) for name, value in report.get("gauges", {}).get(key, {}).items()}
+            for key in REPORTED_GAUGES
+        }
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    return {"pending": pending, "refused": refused}
+    return {"pending": pending, "refused": refused, "gauges": gauges}
 
 
-async def _report_forever(server) -> None:
+def _report_line(server) -> bytes:
+    recorder = server.recorder
+    local = recorder.local_counts()
+    report = {
+        "pending": recorder.pending,
+        "refused": dict(recorder.refused),
+        "gauges": {key: local.get(key, {}) for key in REPORTED_GAUGES},
+    }
+    return (json.dumps({REPORT_MARK: report}) + "\n").encode()
+
+
+class _Reporter:
+    """Writes the latest report line to stdout from a thread of its own: a server slow to read never stalls this
+    helper's event loop, and a report waiting to be written is replaced by the next one, not queued."""
+
+    def __init__(self):
+        self._line: bytes | None = None
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._write_forever, name="reports", daemon=True)
+        self._thread.start()
+
+    def send(self, line: bytes) -> None:
+        with self._ready:
+            self._line = line
+            self._ready.notify()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """After the last report is written (or ``timeout``)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout)
+
+    def _write_forever(self) -> None:
+        out = sys.stdout.buffer
+        while True:
+            with self._ready:
+                while self._line is None and not self._closed:
+                    self._ready.wait()
+                line, self._line = self._line, None
+                if line is None:
+                    return
+            try:
+                out.write(line)
+                out.flush()
+            except (BrokenPipeError, ValueError, OSError):  # the server has gone: the helper stops too
+                return
+
+
+async def _report_forever(server, reporter: _Reporter) -> None:
     """Tell the server what this helper holds, each :data:`REPORT_SECONDS` (see the module's docstring)."""
     while True:
-        _report(server)
+        reporter.send(_report_line(server))
         await asyncio.sleep(REPORT_SECONDS)
-
-
-def _report(server) -> None:
-    recorder = server.recorder
-    line = json.dumps({REPORT_MARK: {"pending": recorder.pending, "refused": dict(recorder.refused)}}) + "\n"
-    try:
-        # One write of a short line: a pipe takes it whole or not at all (non-blocking, so a server that stops
-        # reading never stalls this helper's event loop; that report is skipped, the next one says the same).
-        os.write(sys.stdout.fileno(), line.encode())
-    except (BlockingIOError, BrokenPipeError):
-        pass
 
 
 def _log_options() -> list[str]:
@@ -241,9 +292,7 @@ async def run_helper() -> int:
         return 2
     config_path = Path(payload["config_path"]) if payload.get("config_path") else None
     server = Server(config, payload["redis_url"], config_path, helper=True, peers=int(payload.get("peers", 1)))
-    reporting = bool(payload.get("report"))  # stdout is a pipe to the server, read by HelperIngesters
-    if reporting:
-        os.set_blocking(sys.stdout.fileno(), False)
+    reporter = _Reporter() if payload.get("report") else None  # stdout is a pipe to the server: HelperIngesters
     ended = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -257,7 +306,7 @@ async def run_helper() -> int:
             pass
 
     threading.Thread(target=watch_input, name="server-watch", daemon=True).start()
-    reports = asyncio.create_task(_report_forever(server), name="reports") if reporting else None
+    reports = asyncio.create_task(_report_forever(server, reporter), name="reports") if reporter else None
     try:
         await server.start()
         log.info("helper ingester %s (pid %d) running", server.recorder.ingester, os.getpid())
@@ -268,7 +317,8 @@ async def run_helper() -> int:
         finally:
             if reports is not None:
                 reports.cancel()
-                _report(server)  # the last word: what it holds after its stop (0 unless the spool failed)
+                reporter.send(_report_line(server))  # the last word: what it holds after its stop (0 unless lost)
+                reporter.close()
     return server.exit_status
 
 

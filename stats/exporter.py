@@ -203,8 +203,9 @@ class SnapshotCollector:
 
     def __init__(self, pending=lambda: 0, local=None, refused=dict, peers=dict):
         """``local()``: this process's own camera gauges, served while Redis is away; ``refused()``: batches Redis
-        refused, by key (see :class:`stats.batches.BatchRefused`); ``peers()``: the same two of each helper process
-        this one runs, by process (``{"helper-1": {"pending": 3, "refused": {key: times}}}``)."""
+        refused, by key (see :class:`stats.batches.BatchRefused`); ``peers()``: the same of each helper process this
+        one runs, by process (``{"helper-1": {"pending": 3, "refused": {key: times}, "gauges": {key: {field:
+        value}}}}``), its cameras' gauges served with this process's own while Redis is away."""
         self.counts: dict[str, dict[str, str]] = {}
         self.redis_up = True
         self.bad_values = 0  # values read from Redis and skipped, since this process started
@@ -217,7 +218,11 @@ class SnapshotCollector:
         if self.redis_up:
             yield from metric_families(self.counts)
         elif self._local is not None:
-            yield from (family for family in metric_families(self._local()) if family.name in LOCAL_FAMILIES)
+            local = self._local()
+            for report in self._peers().values():  # its helper processes' cameras (binarycop.ingesters)
+                for key, fields in report.get("gauges", {}).items():
+                    local.setdefault(key, {}).update(fields)
+            yield from (family for family in metric_families(local) if family.name in LOCAL_FAMILIES)
         if self._local is not None:
             alive = GaugeMetricFamily(
                 "binarycop_ingester_up", "1 from each running ingester's own /metrics, whether Redis answers or not"

@@ -319,12 +319,12 @@ def test_a_helper_stops_with_its_server_even_when_the_server_is_killed(redis_ser
     assert int(client.hget(FRAMES_KEY, "cam-0|processed") or 0) + int(client.hget(FRAMES_KEY, "cam-1|processed") or 0)
 
 
-def test_a_server_serves_its_helpers_pending_counts_while_redis_is_away(redis_server, tmp_path):
+def test_a_server_serves_its_helpers_pending_counts_and_cameras_while_redis_is_away(redis_server, tmp_path):
     """Only the server serves /metrics, and while Redis is away no helper's heartbeat reaches Redis: each helper
     reports what it holds to its server over its stdout pipe, so `binarycop_counts_pending` shows every process's
-    counts, by process. They grow through the outage (a lease long enough for the cameras to go on counting in it)
-    and fall back once Redis is back and takes them (the cameras keep counting, so between flushes a few are always
-    pending)."""
+    counts, by process, and `binarycop_camera_up` every process's cameras. The counts grow through the outage (a
+    lease long enough for the cameras to go on counting in it) and fall back once Redis is back and takes them (the
+    cameras keep counting, so between flushes a few are always pending)."""
     from tests.test_outage import _get, _redis_on, _samples
 
     port = free_port()
@@ -337,9 +337,11 @@ def test_a_server_serves_its_helpers_pending_counts_while_redis_is_away(redis_se
     held = 40  # counts: ten seconds or so of both cameras, far above what waits between two flushes
     restarted = None
 
+    scraped: list[dict] = [{}]
+
     def pending() -> dict[str, float]:
         try:
-            samples = _samples(_get(f"http://127.0.0.1:{port}/metrics"))
+            scraped[0] = samples = _samples(_get(f"http://127.0.0.1:{port}/metrics"))
         except OSError:
             return {}
         return {dict(labels)["process"]: value for (name, labels), value in samples.items() if name.endswith("pending")}
@@ -359,6 +361,11 @@ def test_a_server_serves_its_helpers_pending_counts_while_redis_is_away(redis_se
         redis_server.stop()
         asyncio.run(wait_until(lambda: min(pending().values(), default=0) >= held, 20, "counts held in both"))
         outage = pending()
+        cameras_up = {
+            dict(labels)["camera"]: value
+            for (name, labels), value in scraped[0].items()
+            if name == "binarycop_camera_up"
+        }
         restarted = _redis_on(redis_server.port, tmp_path)
         asyncio.run(wait_until(lambda: max(pending().values(), default=held) < held, 30, "both processes flushed"))
         client = redis.Redis.from_url(redis_server.url)
@@ -376,6 +383,7 @@ def test_a_server_serves_its_helpers_pending_counts_while_redis_is_away(redis_se
     assert serve.returncode == 0, stderr[-3000:]
     assert set(healthy) == {"main", "helper-1"} and max(healthy.values()) < held
     assert set(outage) == {"main", "helper-1"}
+    assert cameras_up == {"cam-0": 1, "cam-1": 1}  # the helper's camera too, from its report
     assert min(after) > 0, (before, after)  # each process's camera: its outage counts went in
     assert "binarycop-helper-report" not in stdout  # the reports are the server's to read, never printed
 
@@ -388,6 +396,7 @@ def test_a_server_serves_its_helpers_pending_counts_while_redis_is_away(redis_se
         b'{"binarycop-helper-report": {"pending": "many", "refused": {}}}\n',
         b'{"binarycop-helper-report": {"pending": 1, "refused": [1]}}\n',
         b'{"binarycop-helper-report": {"pending": 1}}\n',
+        b'{"binarycop-helper-report": {"pending": 1, "refused": {}, "gauges": {"binarycop:camera_up": [1]}}}\n',
     ],
 )
 def test_only_a_whole_helper_report_is_read_as_one(line):
@@ -395,8 +404,12 @@ def test_only_a_whole_helper_report_is_read_as_one(line):
     from binarycop.ingesters import _parse_report
 
     assert _parse_report(line) is None
-    good = b'{"binarycop-helper-report": {"pending": 4, "refused": {"binarycop:faces": 2}}}\n'
-    assert _parse_report(good) == {"pending": 4, "refused": {"binarycop:faces": 2}}
+    from binarycop.ingesters import REPORTED_GAUGES
+
+    good = b'{"binarycop-helper-report": {"pending": 4, "refused": {"binarycop:faces": 2}, "gauges": '
+    good += b'{"binarycop:camera_up": {"door": "1"}, "binarycop:elsewhere": {"x": "1"}}}}\n'
+    gauges = {key: {"door": "1"} if key == "binarycop:camera_up" else {} for key in REPORTED_GAUGES}
+    assert _parse_report(good) == {"pending": 4, "refused": {"binarycop:faces": 2}, "gauges": gauges}
 
 
 def _tls_files(directory) -> dict[str, str]:

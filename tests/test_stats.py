@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -11,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stats import CountRecorder, make_registry, read_counts
 from stats.embedded import EmbeddedRedis
-from stats.schema import FACES_KEY, FRAMES_KEY
+from stats.schema import CAMERA_SEEN_KEY, CAMERA_UP_KEY, FACES_KEY, FRAMES_KEY, SITE_KEY
 
 
 def _samples(text: str) -> dict[tuple, float]:
@@ -131,10 +132,21 @@ def test_metrics_while_redis_is_away_still_show_pending_counts():
 
 def test_metrics_show_each_helper_process_pending_counts_and_refused_batches():
     """A server's /metrics serves what its helper processes report beside its own, by ``process``."""
-    peers = {"helper-1": {"pending": 12, "refused": {"binarycop:faces": 3}}, "helper-2": {"pending": 0, "refused": {}}}
-    registry, collector = make_registry(pending=lambda: 5, refused=lambda: {"binarycop:people": 1}, peers=lambda: peers)
+    now = f"{time.time():.3f}"
+    gauges = {CAMERA_UP_KEY: {"door": "1"}, CAMERA_SEEN_KEY: {"door": now}, SITE_KEY: {"door": "hall"}}
+    peers = {
+        "helper-1": {"pending": 12, "refused": {"binarycop:faces": 3}, "gauges": gauges},
+        "helper-2": {"pending": 0, "refused": {}},
+    }
+    own = lambda: {CAMERA_UP_KEY: {"gate": "1"}, CAMERA_SEEN_KEY: {"gate": now}}  # noqa: E731
+    registry, collector = make_registry(
+        pending=lambda: 5, local=own, refused=lambda: {"binarycop:people": 1}, peers=lambda: peers
+    )
     collector.redis_up = False
     samples = _samples(generate_latest(registry).decode())
+    up = {dict(labels)["camera"]: value for (name, labels), value in samples.items() if name == "binarycop_camera_up"}
+    assert up == {"gate": 1, "door": 1}  # while Redis is away, the helpers' cameras beside this process's own
+    assert samples[("binarycop_camera_info", (("camera", "door"), ("site", "hall")))] == 1
     pending = {dict(labels)["process"]: value for (name, labels), value in samples.items() if name.endswith("pending")}
     assert pending == {"main": 5, "helper-1": 12, "helper-2": 0}
     refused = {labels: value for (name, labels), value in samples.items() if name.endswith("refused_batches_total")}
