@@ -119,7 +119,11 @@ class EmbeddedRedis:
         """Start redis-server and wait until it answers on its socket (a stale socket file is ours: removed)."""
         self._stop_orphan()
         self.socket_path.unlink(missing_ok=True)
-        self._process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # a session of its own: a terminal's Ctrl-C (SIGINT to its foreground group) is for binarycop, which stops
+        # Redis itself once its last counts are in (one left running by a killed binarycop: _stop_orphan)
+        self._process = subprocess.Popen(
+            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -182,3 +182,35 @@ def test_a_redis_left_running_by_a_dead_server_is_stopped_before_its_folder_is_r
         assert redis.Redis.from_url(second.url).hget("binarycop:frames", "gate|processed") == b"7"
     finally:
         second.close()
+
+
+def test_ctrl_c_stops_the_demo_with_its_embedded_redis_still_answering_until_the_last_counts(tmp_path):
+    """Ctrl-C in a terminal sends SIGINT to its whole foreground process group. The embedded Redis runs in a
+    session of its own, so it is not stopped under binarycop's final flush (it used to be: the log said "Redis
+    unreachable", the embedded Redis was started again, and the last counts waited for it)."""
+    port = free_port()
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "binarycop.cli", "demo", "--port", str(port)]
+    demo = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    try:
+        asyncio.run(wait_until(ready, 120, "the demo ready"))
+        children = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(demo.pid)], capture_output=True, text=True)
+        (redis_pid,) = [int(line.split()[0]) for line in children.stdout.splitlines() if "redis" in line]
+        assert os.getpgid(redis_pid) != os.getpgid(demo.pid)  # the terminal's SIGINT cannot reach it
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        try:
+            _, stderr = demo.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            _, stderr = demo.communicate()
+    assert demo.returncode == 0, stderr[-2000:]
+    assert "embedded Redis (pid" not in stderr and "Redis unreachable" not in stderr, stderr[-2000:]
