@@ -358,12 +358,10 @@ class YuNetDetector:
             cut = cut_by_edges(boxes, regions, frame_bgr.shape[1], frame_bgr.shape[0])
             if cut.any() and len(kept_boxes):
                 overlaps = iou_matrix(boxes[cut], kept_boxes) >= NMS_IOU
-                restored = overlaps.any(axis=0) & ~kept
-                dropped = np.flatnonzero(cut)[overlaps.any(axis=1)]
-                keep_found = np.ones(len(boxes), bool)
-                keep_found[dropped] = False
-                boxes, scores = boxes[keep_found], scores[keep_found]
-                kept |= restored
+                found = np.ones(len(boxes), bool)
+                found[np.flatnonzero(cut)[overlaps.any(axis=1)]] = False
+                boxes, scores = boxes[found], scores[found]
+                kept |= overlaps.any(axis=0)
             boxes = np.concatenate([boxes, kept_boxes[kept]]).astype(np.float32)
             scores = np.concatenate([scores, kept_scores[kept]]).astype(np.float32)
         coverage = None

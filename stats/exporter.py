@@ -215,11 +215,12 @@ class SnapshotCollector:
         self._peers = peers
 
     def collect(self):
+        peers = self._peers()
         if self.redis_up:
             yield from metric_families(self.counts)
         elif self._local is not None:
             local = self._local()
-            for report in self._peers().values():  # its helper processes' cameras (binarycop.ingesters)
+            for report in peers.values():  # its helper processes' cameras (binarycop.ingesters)
                 for key, fields in report.get("gauges", {}).items():
                     local.setdefault(key, {}).update(fields)
             yield from (family for family in metric_families(local) if family.name in LOCAL_FAMILIES)
@@ -229,7 +230,7 @@ class SnapshotCollector:
             )
             alive.add_metric([], 1.0)
             yield alive
-        processes = {MAIN_PROCESS: {"pending": self._pending(), "refused": self._refused()}, **self._peers()}
+        processes = {MAIN_PROCESS: {"pending": self._pending(), "refused": self._refused()}, **peers}
         pending = GaugeMetricFamily(
             "binarycop_counts_pending",
             "Counts held because Redis has not taken them yet, by process (main: the one serving this, helper-N: "

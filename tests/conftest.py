@@ -99,6 +99,15 @@ async def wait_until(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def output_of(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """A process's stdout and stderr once it has ended (already asked to stop); killed after ``timeout`` seconds."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()
+
+
 def redis_dump(client) -> bytes:
     """Every key and value in Redis, whatever its type, as one byte string to search."""
     dump = b""

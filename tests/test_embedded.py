@@ -19,7 +19,7 @@ import redis
 
 from binarycop.democlip import CLIP, SLOTS, expected_counts
 from stats.embedded import EmbeddedRedis, InstanceBusy, instance_dir, socket_url
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, output_of, wait_until
 
 
 class _Serve:
@@ -207,10 +207,6 @@ def test_ctrl_c_stops_the_demo_with_its_embedded_redis_still_answering_until_the
         assert os.getpgid(redis_pid) != os.getpgid(demo.pid)  # the terminal's SIGINT cannot reach it
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-        try:
-            _, stderr = demo.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            demo.kill()
-            _, stderr = demo.communicate()
+        _, stderr = output_of(demo, 60)
     assert demo.returncode == 0, stderr[-2000:]
     assert "embedded Redis (pid" not in stderr and "Redis unreachable" not in stderr, stderr[-2000:]

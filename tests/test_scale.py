@@ -22,7 +22,7 @@ from binarycop.server import Server
 from stats import CountRecorder
 from stats.leases import Leases, lease_key
 from stats.schema import FACES_KEY, FRAMES_KEY, HISTORY_SECONDS, INGESTERS_KEY, PEOPLE_KEY
-from tests.conftest import free_port, redis_server_binary, wait_until
+from tests.conftest import free_port, output_of, redis_server_binary, wait_until
 
 
 def test_a_batch_retried_after_a_lost_reply_counts_once(redis_server):
@@ -287,11 +287,7 @@ def test_serve_runs_helper_processes_that_share_the_cameras_and_come_back_when_k
             assert int(after[key]) > int(before.get(key, 0)), name
     finally:
         serve.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = serve.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            _, stderr = serve.communicate()
+        _, stderr = output_of(serve, 90)
     assert serve.returncode == 0, stderr[-3000:]
     assert f"(pid {helper}) exited with status -9: started again" in stderr
     assert _gone(new_helper)
@@ -372,11 +368,7 @@ def test_a_server_serves_its_helpers_pending_counts_and_cameras_while_redis_is_a
         after = processed()  # Redis started empty: all it holds was counted in the outage or since
     finally:
         serve.send_signal(signal.SIGTERM)
-        try:
-            stdout, stderr = serve.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            stdout, stderr = serve.communicate()
+        stdout, stderr = output_of(serve, 90)
         if restarted is not None:
             restarted.terminate()
             restarted.wait(timeout=10)
